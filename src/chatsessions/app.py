@@ -1,0 +1,206 @@
+"""The application factory: routes, error mapping, middleware, lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import Response
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from chatsessions import __version__
+from chatsessions.auth.api import AuthFailureThrottle
+from chatsessions.config import Settings, get_settings
+from chatsessions.contacts.api import router as contacts_router
+from chatsessions.db import Database
+from chatsessions.errors import (
+    ChatSessionsError,
+    InvalidParameter,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+)
+from chatsessions.logging_setup import configure_logging, mask
+from chatsessions.messages.api import router as messages_router
+from chatsessions.ops.api import LATENCY, REQUESTS
+from chatsessions.ops.api import router as ops_router
+from chatsessions.ratelimit import RateLimiter
+from chatsessions.sessions.api import router as sessions_router
+from chatsessions.settings.api import router as settings_router
+from chatsessions.timeutil import Clock, system_clock
+from chatsessions.web import format_loc, json_response
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("chatsessions")
+
+
+def _error_response(exc: ChatSessionsError) -> Response:
+    return json_response(exc.body(), exc.status_code, headers=exc.headers)
+
+
+def _is_unavailable(exc: BaseException) -> bool:
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, ConnectionError, OSError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(exc).__name__
+    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}
+
+
+class SecurityHeaders:
+    """Adds ``X-Content-Type-Options: nosniff`` and counts requests for /metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            REQUESTS.labels(scope["method"], path, str(status)).inc()
+            LATENCY.labels(scope["method"], path).observe(time.perf_counter() - started)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock = system_clock,
+    database: Database | None = None,
+) -> FastAPI:
+    """Build the ASGI app. Tests pass their own settings, clock and database."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if database is None:
+            await app.state.db.dispose()
+
+    app = FastAPI(
+        title="chatsessions",
+        version=__version__,
+        summary="Chat sessions API, wire-compatible with DM Champ's v1 Chat Sessions API",
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.clock = clock
+    app.state.db = database or Database(settings)
+    app.state.auth_throttle = AuthFailureThrottle(settings.auth_failure_limit)
+    app.state.rate_limiter = (
+        RateLimiter(settings.rate_limit, settings.redis_url) if settings.rate_limit else None
+    )
+
+    for router in (ops_router, sessions_router, messages_router, contacts_router, settings_router):
+        app.include_router(router)
+    _install_error_handlers(app)
+    app.add_middleware(SecurityHeaders)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    _install_openapi(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ChatSessionsError)
+    async def _known(_request: Request, exc: ChatSessionsError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body", "header"))
+        return _error_response(InvalidParameter(format_loc(loc), str(first.get("msg"))))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return _error_response(NotFound("no such endpoint"))
+        if exc.status_code == 405:
+            return _error_response(MethodNotAllowed("method not allowed on this endpoint"))
+        err = ChatSessionsError(str(exc.detail))
+        return json_response(
+            {**err.body(), "code": "invalid_parameter" if exc.status_code < 500 else "internal"},
+            exc.status_code,
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        if _is_unavailable(exc):
+            log.warning("database unavailable: %s", mask(type(exc).__name__))
+            return _error_response(Unavailable("the database is unreachable; retry shortly"))
+        log.error(
+            "unhandled error on %s %s: %s",
+            request.method,
+            mask(request.url.path),
+            type(exc).__name__,
+            exc_info=exc,
+        )
+        return _error_response(ChatSessionsError("internal error"))
+
+
+def _install_openapi(app: FastAPI) -> None:
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+            servers=[{"url": "/", "description": "this server; the API base URL is <host>/v1"}],
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        # Request bodies are inlined (parsed by hand): lift their $defs into components.
+        for path_item in schema.get("paths", {}).values():
+            for op in path_item.values():
+                body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+                inline = body.get("schema")
+                if isinstance(inline, dict) and "$defs" in inline:
+                    components.update(inline.pop("$defs"))
+        schema.setdefault("components", {})["securitySchemes"] = {
+            "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "apiKey"},
+            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            "Bearer": {"type": "http", "scheme": "bearer"},
+        }
+        schema["security"] = [{"ApiKeyQuery": []}, {"ApiKeyHeader": []}, {"Bearer": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]

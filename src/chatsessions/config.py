@@ -1,0 +1,120 @@
+"""Configuration: one ``Settings`` class read from ``CHATSESSIONS_*`` environment variables.
+
+Values are validated and normalised at start-up; a nonsensical value fails fast with a
+message naming the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from functools import lru_cache
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings", "normalise_database_url"]
+
+DEFAULT_DATABASE_URL = "sqlite:///./data/chatsessions.db"
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+_PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+def normalise_database_url(url: str) -> str:
+    """Return the SQLAlchemy async URL for a user-facing database URL.
+
+    >>> normalise_database_url("postgresql://u@h:5432/db")
+    'postgresql+asyncpg://u@h:5432/db'
+    """
+    url = url.strip()
+    if url.startswith(("postgres://", "postgresql://")):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    if url.startswith("postgresql+"):
+        return "postgresql+asyncpg://" + url.split("://", 1)[1]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    if url.startswith("sqlite+"):
+        return "sqlite+aiosqlite://" + url.split("://", 1)[1]
+    raise ValueError(
+        "CHATSESSIONS_DATABASE_URL must start with sqlite:// or postgresql:// "
+        f"(got {url.split('://', 1)[0]!r})"
+    )
+
+
+def parse_rate(value: str) -> tuple[int, int]:
+    """Parse ``"600/minute"`` into ``(600, 60)`` (requests, period seconds)."""
+    m = _RATE_RE.match(value)
+    if not m or int(m.group(1)) < 1:
+        raise ValueError(f"expected N/second|minute|hour|day, got {value!r}")
+    return int(m.group(1)), _PERIOD_SECONDS[m.group(2).lower()]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; see docs/operations.md for the table."""
+
+    model_config = SettingsConfigDict(env_prefix="CHATSESSIONS_", extra="ignore")
+
+    database_url: str = DEFAULT_DATABASE_URL
+    database_connect_timeout: float = Field(default=5.0, gt=0)
+    database_pool_size: int = Field(default=10, ge=1)
+    allow_user_id_auth: bool = True
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit: str | None = None
+    auth_failure_limit: int = Field(default=20, ge=1)
+    redis_url: str | None = None
+    metrics_token: str | None = None
+    secret_key: str | None = None
+    default_timeout_minutes: int = Field(default=60, ge=1, le=43200)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_batch_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
+    docs_enabled: bool = True
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    webhook_allow_private: bool = False
+    log_level: str = "info"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        normalise_database_url(value)
+        return value.strip()
+
+    @field_validator("trusted_proxies", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_rate(value)
+        return value
+
+    @property
+    def async_database_url(self) -> str:
+        """The SQLAlchemy URL with the async driver chosen."""
+        return normalise_database_url(self.database_url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True when the embedded SQLite backend is configured."""
+        return self.async_database_url.startswith("sqlite")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,223 @@
+"""The rules of contacts: normalisation, uniqueness, find-or-create, erase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import ids
+from chatsessions.contacts import store
+from chatsessions.contacts.normalise import normalise_email, normalise_phone
+from chatsessions.contacts.schemas import ContactFields
+from chatsessions.contacts.store import ContactRow
+from chatsessions.errors import Conflict, InvalidParameter, NotFound
+from chatsessions.timeutil import format_ms
+
+__all__ = [
+    "contact_as_json",
+    "create_contact",
+    "erase_contact",
+    "find_contact",
+    "find_or_create_contact",
+    "get_owned_contact",
+    "normalised_identifiers",
+    "update_contact",
+]
+
+_IDENTIFIERS = (("externalId", "external_id"), ("phoneNumber", "phone"), ("email", "email"))
+
+
+def normalised_identifiers(fields: ContactFields, prefix: str = "") -> dict[str, str | None]:
+    """``{"external_id", "phone", "email"}`` from the request, normalised (400 naming the field)."""
+    out: dict[str, str | None] = {"external_id": None, "phone": None, "email": None}
+    if fields.externalId is not None and fields.externalId.strip():
+        out["external_id"] = fields.externalId.strip()
+    if fields.phoneNumber is not None and fields.phoneNumber.strip():
+        try:
+            out["phone"] = normalise_phone(fields.phoneNumber)
+        except ValueError as exc:
+            raise InvalidParameter(prefix + "phoneNumber", str(exc)) from None
+    if fields.email is not None and fields.email.strip():
+        try:
+            out["email"] = normalise_email(fields.email)
+        except ValueError as exc:
+            raise InvalidParameter(prefix + "email", str(exc)) from None
+    return out
+
+
+def _row_values(fields: ContactFields, idents: dict[str, str | None]) -> dict[str, Any]:
+    return {
+        "first_name": (fields.firstName or "").strip() or None,
+        "last_name": (fields.lastName or "").strip() or None,
+        "phone": idents["phone"],
+        "email": idents["email"],
+        "channel": (fields.channel or "").strip() or None,
+        "external_id": idents["external_id"],
+        "instagram_id": (fields.instagramId or "").strip() or None,
+        "is_bot_active": True if fields.is_bot_active is None else fields.is_bot_active,
+        "do_not_disturb": False if fields.do_not_disturb is None else fields.do_not_disturb,
+    }
+
+
+async def _first_taken(
+    conn: AsyncConnection, user_id: str, idents: dict[str, str | None], exclude: str | None = None
+) -> tuple[str, ContactRow] | None:
+    for api_name, column in _IDENTIFIERS:
+        value = idents.get(column)
+        if value is None:
+            continue
+        found = await store.find_contact_by(conn, user_id, field=column, value=value)
+        if found is not None and found.id != exclude:
+            return api_name, found
+    return None
+
+
+async def create_contact(
+    conn: AsyncConnection, *, user_id: str, fields: ContactFields, now_ms: int
+) -> ContactRow:
+    """Create a contact (409 with the existing id when phone, email or externalId is taken)."""
+    idents = normalised_identifiers(fields)
+    if idents["phone"] is None and idents["email"] is None:
+        raise InvalidParameter("phoneNumber", "is required unless email is given")
+    taken = await _first_taken(conn, user_id, idents)
+    if taken is not None:
+        api_name, existing = taken
+        raise Conflict(f"a contact with this {api_name} already exists", contactId=existing.id)
+    return await _insert(conn, user_id, fields, idents, now_ms)
+
+
+async def _insert(
+    conn: AsyncConnection,
+    user_id: str,
+    fields: ContactFields,
+    idents: dict[str, str | None],
+    now_ms: int,
+) -> ContactRow:
+    values = {
+        "user_id": user_id,
+        "id": ids.new_id(),
+        **_row_values(fields, idents),
+        "created_at_ms": now_ms,
+        "updated_at_ms": now_ms,
+    }
+    await store.insert_contact(conn, values)
+    return ContactRow(
+        id=values["id"],
+        user_id=user_id,
+        first_name=values["first_name"],
+        last_name=values["last_name"],
+        phone=values["phone"],
+        email=values["email"],
+        channel=values["channel"],
+        external_id=values["external_id"],
+        instagram_id=values["instagram_id"],
+        is_bot_active=values["is_bot_active"],
+        do_not_disturb=values["do_not_disturb"],
+        created_at_ms=now_ms,
+    )
+
+
+async def find_contact(
+    conn: AsyncConnection, *, user_id: str, idents: dict[str, str | None]
+) -> ContactRow | None:
+    """Match ``external_id``, then phone, then email."""
+    for _api, column in _IDENTIFIERS:
+        value = idents.get(column)
+        if value is not None:
+            found = await store.find_contact_by(conn, user_id, field=column, value=value)
+            if found is not None:
+                return found
+    return None
+
+
+async def find_or_create_contact(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    fields: ContactFields,
+    now_ms: int,
+    prefix: str = "contact.",
+) -> tuple[ContactRow, bool]:
+    """The contact matching ``externalId``, then phone, then email; created when none does.
+
+    Returns ``(contact, created)``. A concurrent creation of the same contact makes the
+    insert fail on a unique constraint; the caller's transaction retry then finds it.
+    """
+    idents = normalised_identifiers(fields, prefix)
+    if all(v is None for v in idents.values()):
+        raise InvalidParameter(prefix.rstrip("."), "needs phoneNumber, email or externalId")
+    found = await find_contact(conn, user_id=user_id, idents=idents)
+    if found is not None:
+        return found, False
+    return await _insert(conn, user_id, fields, idents, now_ms), True
+
+
+async def get_owned_contact(conn: AsyncConnection, *, user_id: str, contact_id: str) -> ContactRow:
+    """The caller's contact, or 404 (another tenant's contact does not exist for the caller)."""
+    contact = await store.get_contact(conn, user_id, contact_id) if ids.is_id(contact_id) else None
+    if contact is None:
+        raise NotFound("contact not found")
+    return contact
+
+
+async def update_contact(
+    conn: AsyncConnection, *, user_id: str, contact_id: str, fields: ContactFields, now_ms: int
+) -> None:
+    """Change the fields given (DM Champ's PUT); 409 when an identifier is taken by another."""
+    await get_owned_contact(conn, user_id=user_id, contact_id=contact_id)
+    given = fields.model_fields_set
+    idents = normalised_identifiers(fields)
+    taken = await _first_taken(conn, user_id, idents, exclude=contact_id)
+    if taken is not None:
+        api_name, existing = taken
+        raise Conflict(f"a contact with this {api_name} already exists", contactId=existing.id)
+    column_of = {
+        "firstName": "first_name",
+        "lastName": "last_name",
+        "phoneNumber": "phone",
+        "email": "email",
+        "channel": "channel",
+        "externalId": "external_id",
+        "instagramId": "instagram_id",
+        "is_bot_active": "is_bot_active",
+        "do_not_disturb": "do_not_disturb",
+    }
+    full = _row_values(fields, idents)
+    values: dict[str, Any] = {}
+    for api_name in given:
+        column = column_of[api_name]
+        if column in ("is_bot_active", "do_not_disturb") and getattr(fields, api_name) is None:
+            raise InvalidParameter(api_name, "must be true or false")
+        values[column] = full[column]
+    if not values:
+        return
+    values["updated_at_ms"] = now_ms
+    await store.update_contact(conn, user_id, contact_id, values)
+    after = await store.get_contact(conn, user_id, contact_id)
+    if after is not None and after.phone is None and after.email is None and after.external_id is None:
+        raise InvalidParameter("phoneNumber", "a contact needs a phoneNumber, email or externalId")
+
+
+async def erase_contact(conn: AsyncConnection, *, user_id: str, contact_id: str) -> None:
+    """Erase the contact with all its messages and sessions (404 when not the caller's)."""
+    await get_owned_contact(conn, user_id=user_id, contact_id=contact_id)
+    await store.lock_contacts(conn, user_id, [contact_id])
+    await store.delete_contact(conn, user_id, contact_id)
+
+
+def contact_as_json(contact: ContactRow) -> dict[str, Any]:
+    """The DM Champ shape of a contact."""
+    return {
+        "contactId": contact.id,
+        "phoneNumber": contact.phone,
+        "firstName": contact.first_name,
+        "lastName": contact.last_name,
+        "email": contact.email,
+        "channel": contact.channel,
+        "externalId": contact.external_id,
+        "instagramId": contact.instagram_id,
+        "is_bot_active": contact.is_bot_active,
+        "do_not_disturb": contact.do_not_disturb,
+        "createdAt": format_ms(contact.created_at_ms),
+    }

@@ -1,0 +1,135 @@
+"""SQL for contacts. Every statement is scoped by ``user_id``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import tables
+
+__all__ = [
+    "ContactRow",
+    "delete_contact",
+    "find_contact_by",
+    "get_contact",
+    "insert_contact",
+    "lock_contacts",
+    "update_contact",
+]
+
+c = tables.contacts.c
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """A stored contact."""
+
+    id: str
+    user_id: str
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    email: str | None
+    channel: str | None
+    external_id: str | None
+    instagram_id: str | None
+    is_bot_active: bool
+    do_not_disturb: bool
+    created_at_ms: int
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> ContactRow:
+        """Build from a ``contacts`` row."""
+        return cls(
+            id=row.id,
+            user_id=row.user_id,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            phone=row.phone,
+            email=row.email,
+            channel=row.channel,
+            external_id=row.external_id,
+            instagram_id=row.instagram_id,
+            is_bot_active=bool(row.is_bot_active),
+            do_not_disturb=bool(row.do_not_disturb),
+            created_at_ms=row.created_at_ms,
+        )
+
+
+_COLUMNS = (
+    c.id,
+    c.user_id,
+    c.first_name,
+    c.last_name,
+    c.phone,
+    c.email,
+    c.channel,
+    c.external_id,
+    c.instagram_id,
+    c.is_bot_active,
+    c.do_not_disturb,
+    c.created_at_ms,
+)
+
+
+async def get_contact(conn: AsyncConnection, user_id: str, contact_id: str) -> ContactRow | None:
+    """The caller's contact with this id, or None."""
+    row = (
+        await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, c.id == contact_id))
+    ).first()
+    return ContactRow.from_row(row) if row else None
+
+
+async def find_contact_by(
+    conn: AsyncConnection, user_id: str, *, field: str, value: str
+) -> ContactRow | None:
+    """The caller's contact whose ``field`` (phone, email, external_id) equals ``value``."""
+    column = {"phone": c.phone, "email": c.email, "external_id": c.external_id}[field]
+    row = (await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, column == value))).first()
+    return ContactRow.from_row(row) if row else None
+
+
+async def insert_contact(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
+    """Insert a contact row (``values`` holds every column)."""
+    await conn.execute(tables.contacts.insert().values(**values))
+
+
+async def update_contact(
+    conn: AsyncConnection, user_id: str, contact_id: str, values: Mapping[str, Any]
+) -> None:
+    """Update some columns of a contact."""
+    await conn.execute(
+        update(tables.contacts).where(c.user_id == user_id, c.id == contact_id).values(**values)
+    )
+
+
+async def delete_contact(conn: AsyncConnection, user_id: str, contact_id: str) -> bool:
+    """Erase a contact with its messages and sessions; True when it existed."""
+    m, s = tables.messages.c, tables.sessions.c
+    await conn.execute(
+        delete(tables.messages).where(m.user_id == user_id, m.contact_id == contact_id)
+    )
+    await conn.execute(
+        delete(tables.sessions).where(s.user_id == user_id, s.contact_id == contact_id)
+    )
+    result = await conn.execute(
+        delete(tables.contacts).where(c.user_id == user_id, c.id == contact_id)
+    )
+    return bool(result.rowcount)
+
+
+async def lock_contacts(conn: AsyncConnection, user_id: str, contact_ids: Iterable[str]) -> set[str]:
+    """Lock contacts for this transaction (PostgreSQL row locks, in id order to avoid
+    deadlocks; SQLite already holds the database write lock). Returns the ids that exist."""
+    wanted = sorted(set(contact_ids))
+    if not wanted:
+        return set()
+    stmt = select(c.id).where(c.user_id == user_id, c.id.in_(wanted)).order_by(c.id)
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    return {row.id for row in await conn.execute(stmt)}

@@ -1,0 +1,246 @@
+"""Engines, transactions and migrations for SQLite (embedded) and PostgreSQL.
+
+Reads use a plain connection. Writes go through :meth:`Database.write`, which on SQLite
+takes the database write lock up front (``BEGIN IMMEDIATE`` in WAL mode, serialised in
+process by an asyncio lock) and on PostgreSQL relies on row locks taken by the stores
+(``SELECT … FOR UPDATE`` on the contact), so concurrent writers never interleave a
+contact's session decisions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import hmac
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import event, select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from chatsessions import tables
+from chatsessions.config import Settings
+
+__all__ = ["Database", "insert_for", "migrate"]
+
+T = TypeVar("T")
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK_KEY = 0x43_53_4D_47  # "CSMG": one advisory lock id for migrations
+
+
+def _sqlite_path(url: str) -> Path | None:
+    database = make_url(url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def create_engine_for(settings: Settings) -> AsyncEngine:
+    """Build the async engine for the configured backend, with its connection settings."""
+    url = settings.async_database_url
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(
+            url,
+            connect_args={"timeout": 30},
+            pool_size=settings.database_pool_size,
+            max_overflow=0,
+        )
+        _install_sqlite_hooks(engine)
+        return engine
+    return create_async_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        max_overflow=settings.database_pool_size,
+        pool_timeout=settings.database_connect_timeout,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={
+            "timeout": settings.database_connect_timeout,
+            "command_timeout": 60,
+            "server_settings": {"application_name": "chatsessions", "timezone": "UTC"},
+        },
+    )
+
+
+def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred-only).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        if conn.get_execution_options().get("sqlite_immediate"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")
+
+
+def insert_for(conn: AsyncConnection, table: Any) -> Any:
+    """A dialect-specific INSERT (for ``on_conflict_do_nothing``)."""
+    if conn.dialect.name == "postgresql":
+        return pg_insert(table)
+    return sqlite_insert(table)
+
+
+class Database:
+    """The process's handle on the database: engine, read and write transactions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine = create_engine_for(settings)
+        self.is_sqlite = settings.is_sqlite
+        self._sqlite_write_lock = asyncio.Lock()
+        self._secret: bytes | None = None
+
+    @property
+    def dialect(self) -> str:
+        """``sqlite`` or ``postgresql``."""
+        return "sqlite" if self.is_sqlite else "postgresql"
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads; its implicit transaction is rolled back at the end."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed when the block ends without error."""
+        if self.is_sqlite:
+            async with self._sqlite_write_lock, self.engine.connect() as conn:
+                await conn.execution_options(sqlite_immediate=True)
+                async with conn.begin():
+                    yield conn
+        else:
+            async with self.engine.begin() as conn:
+                yield conn
+
+    async def run_write(
+        self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 4
+    ) -> T:
+        """Run ``work`` in a write transaction, retrying races the database reported.
+
+        A race is a unique violation from a concurrent insert (e.g. two writers creating
+        the same contact) or a deadlock/serialisation failure on PostgreSQL; the retry sees
+        the winner's row.
+        """
+        for attempt in range(attempts):
+            try:
+                async with self.write() as conn:
+                    return await work(conn)
+            except IntegrityError:
+                if attempt == attempts - 1:
+                    raise
+            except DBAPIError as exc:
+                if attempt == attempts - 1 or not _is_retryable(exc):
+                    raise
+            await asyncio.sleep(0.005 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        """Raise when the database cannot answer ``SELECT 1``."""
+        async with self.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def signing_secret(self) -> bytes:
+        """The server-wide secret used to sign cursors (configured, or stored in the db)."""
+        if self._secret is not None:
+            return self._secret
+        if self.settings.secret_key:
+            self._secret = self.settings.secret_key.encode()
+            return self._secret
+
+        async def load(conn: AsyncConnection) -> str:
+            stmt = insert_for(conn, tables.server_secrets).values(
+                name="cursor_signing_key", value=secrets.token_urlsafe(48)
+            )
+            await conn.execute(stmt.on_conflict_do_nothing())
+            row = await conn.execute(
+                select(tables.server_secrets.c.value).where(
+                    tables.server_secrets.c.name == "cursor_signing_key"
+                )
+            )
+            return str(row.scalar_one())
+
+        self._secret = (await self.run_write(load)).encode()
+        return self._secret
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+
+def _is_retryable(exc: DBAPIError) -> bool:
+    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(
+        getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None
+    )
+    return code in {"40001", "40P01"}
+
+
+def constant_time_equal(a: str, b: str) -> bool:
+    """Compare two strings in constant time."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+async def migrate(settings: Settings) -> None:
+    """Bring the schema to the newest migration, once, even with many processes at once.
+
+    PostgreSQL: a session advisory lock; SQLite: an exclusive file lock beside the db file.
+    """
+    engine = create_engine_for(settings)
+    try:
+        if engine.dialect.name == "postgresql":
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+                try:
+                    await conn.run_sync(_upgrade_to_head)
+                    await conn.commit()
+                finally:
+                    await conn.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK_KEY}
+                    )
+                    await conn.commit()
+        else:
+            path = _sqlite_path(settings.async_database_url)
+            lock_path = Path(str(path) + ".migrate-lock") if path else None
+            lock_file = open(lock_path, "a+") if lock_path else None  # noqa: SIM115
+            try:
+                if lock_file is not None:
+                    await asyncio.to_thread(fcntl.flock, lock_file.fileno(), fcntl.LOCK_EX)
+                async with engine.connect() as conn:
+                    await conn.execution_options(sqlite_immediate=True)
+                    await conn.run_sync(_upgrade_to_head)
+                    await conn.commit()
+            finally:
+                if lock_file is not None:
+                    fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+                    lock_file.close()
+    finally:
+        await engine.dispose()
+
+
+def _upgrade_to_head(sync_conn: Any) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["connection"] = sync_conn
+    command.upgrade(cfg, "head")

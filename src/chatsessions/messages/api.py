@@ -1,0 +1,150 @@
+"""Routes that bring messages in: single, batch, and DM Champ's custom-channel shapes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions.auth.api import CurrentUser
+from chatsessions.contacts.schemas import ContactFields
+from chatsessions.messages import service
+from chatsessions.messages.schemas import (
+    BatchIn,
+    CustomChannelIncoming,
+    CustomChannelSend,
+    MessageIn,
+)
+from chatsessions.web import (
+    DB,
+    ClockDep,
+    invalid_from_validation,
+    json_response,
+    read_json_body,
+    schema_of,
+    validate_body,
+)
+
+router = APIRouter(prefix="/v1", tags=["messages"])
+
+
+async def _store(
+    db: DB, user_id: str, items: list[service.NewMessage], now_ms: int
+) -> list[service.StoredMessage]:
+    async def work(conn: AsyncConnection) -> list[service.StoredMessage]:
+        return await service.ingest(conn, user_id=user_id, items=items, now_ms=now_ms)
+
+    return await db.run_write(work)
+
+
+@router.post("/messages", status_code=201, openapi_extra=schema_of(MessageIn), summary="Store a message")
+async def post_message(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+    """Store one message and place it in its session; idempotent on `externalId`."""
+    body = validate_body(MessageIn, await read_json_body(request, limit=db.settings.max_body_bytes))
+    now = clock()
+    item = service.prepare_message(body, now_ms=now)
+    [result] = await _store(db, caller.user_id, [item], now)
+    payload = {
+        "success": True,
+        "messageId": result.message_id,
+        "sessionId": result.session_id,
+        "sessionStatus": result.session_status,
+        "sessionOpened": result.session_opened,
+    }
+    if result.duplicate:
+        payload["duplicate"] = True
+        return json_response(payload, 200)
+    return json_response(payload, 201)
+
+
+@router.post("/messages/batch", openapi_extra=schema_of(BatchIn), summary="Store up to 1,000 messages")
+async def post_batch(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+    """Validate every item, then store all of them in one transaction (or none)."""
+    raw = await read_json_body(request, limit=db.settings.max_batch_body_bytes)
+    batch = validate_body(BatchIn, raw)
+    now = clock()
+    items: list[service.NewMessage] = []
+    for i, entry in enumerate(batch.messages):
+        prefix = f"messages[{i}]."
+        try:
+            parsed = MessageIn.model_validate(entry)
+        except ValidationError as exc:
+            raise invalid_from_validation(exc, prefix.rstrip(".")) from None
+        items.append(service.prepare_message(parsed, now_ms=now, prefix=prefix))
+    results = await _store(db, caller.user_id, items, now)
+    return json_response(
+        {
+            "success": True,
+            "results": [
+                {"messageId": r.message_id, "sessionId": r.session_id, "duplicate": r.duplicate}
+                for r in results
+            ],
+        }
+    )
+
+
+async def _incoming_custom(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+    body = validate_body(
+        CustomChannelIncoming, await read_json_body(request, limit=db.settings.max_body_bytes)
+    )
+    data = body.customData
+    now = clock()
+    message = MessageIn(
+        contact=ContactFields(externalId=data.fromId, channel=data.channel or "custom"),
+        direction="inbound",
+        type=body.messageType or "text",
+        content=data.body,
+        mediaUrl=data.mediaUrl,
+        timestamp=data.timestamp,
+        externalId=data.messageSid,
+    )
+    item = service.prepare_message(message, now_ms=now)
+    [result] = await _store(db, caller.user_id, [item], now)
+    out = {"success": True, "messageId": result.message_id}
+    if result.duplicate:
+        out["duplicate"] = True
+    return json_response(out)
+
+
+router.add_api_route(
+    "/incoming-custom-channel-message",
+    _incoming_custom,
+    methods=["POST"],
+    openapi_extra=schema_of(CustomChannelIncoming),
+    summary="DM Champ custom channel: an inbound message",
+)
+router.add_api_route(
+    "/incoming_custom_channel_message",
+    _incoming_custom,
+    methods=["POST"],
+    include_in_schema=False,
+)
+
+
+@router.post(
+    "/send-custom-channel-message",
+    openapi_extra=schema_of(CustomChannelSend),
+    summary="DM Champ custom channel: an outbound message",
+)
+async def send_custom(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+    """Record an outbound message to a custom-channel contact (created if missing)."""
+    body = validate_body(
+        CustomChannelSend, await read_json_body(request, limit=db.settings.max_body_bytes)
+    )
+    now = clock()
+    message = MessageIn(
+        contact=ContactFields(externalId=body.toId, channel=body.channel or "custom"),
+        direction="outbound",
+        type=body.messageType or "text",
+        content=body.body,
+        mediaUrl=body.mediaUrl,
+        timestamp=body.timestamp,
+        externalId=body.externalId or body.messageSid,
+    )
+    item = service.prepare_message(message, now_ms=now)
+    [result] = await _store(db, caller.user_id, [item], now)
+    out = {"success": True, "messageId": result.message_id}
+    if result.duplicate:
+        out["duplicate"] = True
+    return json_response(out)

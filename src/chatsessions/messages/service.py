@@ -1,0 +1,291 @@
+"""Storing messages: validation, idempotency, and the session rule applied transactionally."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import ids, tables
+from chatsessions.contacts import service as contacts_service
+from chatsessions.contacts import store as contacts_store
+from chatsessions.contacts.schemas import ContactFields
+from chatsessions.errors import InvalidParameter, NotFound
+from chatsessions.messages.schemas import MessageIn
+from chatsessions.sessions import rule
+from chatsessions.sessions import store as sessions_store
+from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
+from chatsessions.sessions.store import SessionRow
+from chatsessions.settings import service as settings_service
+from chatsessions.timeutil import parse_iso_ms
+
+__all__ = ["MAX_FUTURE_MS", "NewMessage", "StoredMessage", "ingest", "prepare_message"]
+
+MAX_FUTURE_MS = 5 * 60_000
+_DEFAULT_ROLE = {"inbound": "user", "outbound": "assistant"}
+_MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+
+
+@dataclass(frozen=True)
+class NewMessage:
+    """A validated message, ready to store (its contact resolved inside the transaction)."""
+
+    prefix: str  # "" or "messages[i]." — names fields in errors
+    contact_id: str | None
+    contact: ContactFields | None
+    direction: str
+    role: str
+    type: str
+    content: str | None
+    media_url: str | None
+    ts_ms: int
+    external_id: str | None
+
+
+@dataclass
+class StoredMessage:
+    """What storing one message did."""
+
+    message_id: str
+    session_id: str
+    duplicate: bool
+    session_opened: bool = False
+    session_status: str = rule.OPENED
+    contact_id: str = ""
+    merged_session_ids: list[str] = field(default_factory=list)
+
+
+def parse_timestamp(value: int | str | None, *, now_ms: int, name: str) -> int:
+    """Epoch ms from an ISO 8601 time with a zone or integer epoch ms (default: now)."""
+    if value is None:
+        return now_ms
+    if isinstance(value, int):
+        ts = value
+    else:
+        try:
+            ts = parse_iso_ms(value)
+        except ValueError as exc:
+            raise InvalidParameter(
+                name, f"must be ISO 8601 with a zone (Z or an offset) or epoch milliseconds ({exc})"
+            ) from None
+    if ts < 0 or ts > _MAX_TS_MS:
+        raise InvalidParameter(name, "is out of range")
+    if ts > now_ms + MAX_FUTURE_MS:
+        raise InvalidParameter(name, "is more than 5 minutes in the future")
+    return ts
+
+
+def prepare_message(item: MessageIn, *, now_ms: int, prefix: str = "") -> NewMessage:
+    """Check what can be checked without the database and fill in defaults."""
+    if item.contactId is None and item.contact is None:
+        raise InvalidParameter(prefix + "contactId", "contactId or contact is required")
+    if item.contactId is None and item.contact is not None:
+        # Validate the inline contact's identifiers now, so a batch fails before writing.
+        idents = contacts_service.normalised_identifiers(item.contact, prefix + "contact.")
+        if all(v is None for v in idents.values()):
+            raise InvalidParameter(prefix + "contact", "needs phoneNumber, email or externalId")
+    return NewMessage(
+        prefix=prefix,
+        contact_id=item.contactId,
+        contact=item.contact if item.contactId is None else None,
+        direction=item.direction,
+        role=item.role or _DEFAULT_ROLE[item.direction],
+        type=item.type or "text",
+        content=item.content,
+        media_url=item.mediaUrl,
+        ts_ms=parse_timestamp(item.timestamp, now_ms=now_ms, name=prefix + "timestamp"),
+        external_id=item.externalId or item.messageSid,
+    )
+
+
+async def _resolve_contacts(
+    conn: AsyncConnection, user_id: str, items: list[NewMessage], now_ms: int
+) -> list[str]:
+    given = {it.contact_id for it in items if it.contact_id is not None}
+    existing: set[str] = set()
+    if given:
+        valid = [cid for cid in given if ids.is_id(cid)]
+        existing = await contacts_store.lock_contacts(conn, user_id, valid)
+    for it in items:
+        if it.contact_id is not None and it.contact_id not in existing:
+            raise NotFound(
+                f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
+            )
+    resolved: list[str] = []
+    created: set[str] = set()
+    for it in items:
+        if it.contact_id is not None:
+            resolved.append(it.contact_id)
+            continue
+        assert it.contact is not None
+        contact, was_created = await contacts_service.find_or_create_contact(
+            conn, user_id=user_id, fields=it.contact, now_ms=now_ms, prefix=it.prefix + "contact."
+        )
+        if was_created:
+            created.add(contact.id)
+        resolved.append(contact.id)
+    # Found-by-identifier contacts are locked too; created ones are ours until commit.
+    await contacts_store.lock_contacts(conn, user_id, set(resolved) - existing - created)
+    return resolved
+
+
+async def _existing_by_external_id(
+    conn: AsyncConnection, user_id: str, external_id: str
+) -> tuple[str, str] | None:
+    m = tables.messages.c
+    row = (
+        await conn.execute(
+            select(m.id, m.session_id).where(m.user_id == user_id, m.external_id == external_id)
+        )
+    ).first()
+    return (row.id, row.session_id) if row else None
+
+
+async def _place(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    contact_id: str,
+    msg: NewMessage,
+    history: TimeoutHistory,
+    now_ms: int,
+) -> tuple[str, bool, list[str]]:
+    """Apply the session rule for one message; returns (session id, opened, absorbed ids)."""
+    before, after = await sessions_store.neighbours(conn, user_id, contact_id, msg.ts_ms)
+    placement = rule.place_message(
+        msg.ts_ms, before.span() if before else None, after.span() if after else None, history
+    )
+    inbound = 1 if msg.direction == "inbound" else 0
+    if placement.kind is PlacementKind.NEW:
+        sess = SessionRow(
+            id=ids.new_id(),
+            contact_id=contact_id,
+            start_ms=msg.ts_ms,
+            last_ms=msg.ts_ms,
+            expires_ms=history.expires(msg.ts_ms),
+            closed_at_ms=None,
+            activity_ms=msg.ts_ms,
+            message_count=1,
+            inbound_count=inbound,
+            outbound_count=1 - inbound,
+            created_at_ms=now_ms,
+        )
+        await sessions_store.insert_session(conn, user_id, sess, now_ms=now_ms)
+        return sess.id, True, []
+    target = before if before is not None and placement.target == before.id else after
+    assert target is not None
+    was_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
+    absorbed_ids: list[str] = []
+    if placement.kind is PlacementKind.MERGE:
+        assert after is not None
+        was_open = was_open or rule.is_open(
+            now_ms=now_ms, closed_at_ms=after.closed_at_ms, expires_ms=after.expires_ms
+        )
+        target.last_ms = after.last_ms
+        target.closed_at_ms = after.closed_at_ms
+        target.message_count += after.message_count
+        target.inbound_count += after.inbound_count
+        target.outbound_count += after.outbound_count
+        await sessions_store.move_messages(conn, user_id, from_id=after.id, to_id=target.id)
+        await sessions_store.delete_session(conn, user_id, after.id)
+        absorbed_ids.append(after.id)
+    target.start_ms = min(target.start_ms, msg.ts_ms)
+    target.last_ms = max(target.last_ms, msg.ts_ms)
+    target.expires_ms = history.expires(target.last_ms)
+    target.activity_ms = max(target.last_ms, target.closed_at_ms or target.last_ms)
+    target.message_count += 1
+    target.inbound_count += inbound
+    target.outbound_count += 1 - inbound
+    await sessions_store.update_session(conn, user_id, target, now_ms=now_ms)
+    now_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
+    return target.id, (not was_open and now_open), absorbed_ids
+
+
+async def ingest(
+    conn: AsyncConnection, *, user_id: str, items: list[NewMessage], now_ms: int
+) -> list[StoredMessage]:
+    """Store messages in one transaction, in request order; replays return the original.
+
+    Contacts are locked first (in id order), so concurrent writers for one contact apply
+    the session rule one after another and never split or duplicate a session.
+    """
+    contact_ids = await _resolve_contacts(conn, user_id, items, now_ms)
+    history = await settings_service.timeout_history(conn, user_id)
+    results: list[StoredMessage] = []
+    seen_in_batch: dict[str, StoredMessage] = {}
+    m = tables.messages
+    for msg, contact_id in zip(items, contact_ids, strict=True):
+        if msg.external_id is not None:
+            earlier = seen_in_batch.get(msg.external_id)
+            if earlier is not None:
+                results.append(StoredMessage(earlier.message_id, earlier.session_id, True))
+                continue
+            existing = await _existing_by_external_id(conn, user_id, msg.external_id)
+            if existing is not None:
+                results.append(StoredMessage(existing[0], existing[1], True))
+                continue
+        session_id, opened, absorbed = await _place(
+            conn, user_id=user_id, contact_id=contact_id, msg=msg, history=history, now_ms=now_ms
+        )
+        message_id = ids.new_id()
+        await conn.execute(
+            m.insert().values(
+                user_id=user_id,
+                id=message_id,
+                contact_id=contact_id,
+                session_id=session_id,
+                direction=msg.direction,
+                role=msg.role,
+                type=msg.type,
+                content=msg.content,
+                media_url=msg.media_url,
+                ts_ms=msg.ts_ms,
+                external_id=msg.external_id,
+                created_at_ms=now_ms,
+            )
+        )
+        stored = StoredMessage(
+            message_id,
+            session_id,
+            False,
+            session_opened=opened,
+            contact_id=contact_id,
+            merged_session_ids=absorbed,
+        )
+        results.append(stored)
+        if msg.external_id is not None:
+            seen_in_batch[msg.external_id] = stored
+    await _refresh_sessions(conn, user_id, results, now_ms)
+    return results
+
+
+async def _refresh_sessions(
+    conn: AsyncConnection, user_id: str, results: list[StoredMessage], now_ms: int
+) -> None:
+    """Set each result's *current* session id and status (a later item may have merged it)."""
+    if not results:
+        return
+    m, s = tables.messages.c, tables.sessions.c
+    message_ids = sorted({r.message_id for r in results})
+    current: dict[str, str] = {}
+    for chunk_start in range(0, len(message_ids), 500):
+        chunk = message_ids[chunk_start : chunk_start + 500]
+        rows = await conn.execute(
+            select(m.id, m.session_id).where(m.user_id == user_id, m.id.in_(chunk))
+        )
+        current.update({row.id: row.session_id for row in rows})
+    session_ids = sorted(set(current.values()))
+    status: dict[str, str] = {}
+    for chunk_start in range(0, len(session_ids), 500):
+        chunk = session_ids[chunk_start : chunk_start + 500]
+        rows = await conn.execute(
+            select(s.id, s.closed_at_ms, s.expires_ms).where(s.user_id == user_id, s.id.in_(chunk))
+        )
+        for row in rows:
+            status[row.id] = rule.status_of(
+                now_ms=now_ms, closed_at_ms=row.closed_at_ms, expires_ms=row.expires_ms
+            )
+    for r in results:
+        r.session_id = current.get(r.message_id, r.session_id)
+        r.session_status = status.get(r.session_id, rule.CLOSED)

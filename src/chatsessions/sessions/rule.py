@@ -1,0 +1,220 @@
+"""The session rule (SPEC §3) as pure functions: no I/O, no clock, property-tested.
+
+A chat session is a run of one contact's messages, ordered by (timestamp, message id), in
+which every gap between consecutive messages is shorter than the timeout in force at the
+earlier message, and no explicit close falls inside. An explicit close at time ``c`` is a
+boundary: messages at or before ``c`` stay on its side, messages after ``c`` start anew.
+
+Two entry points:
+
+* :func:`segment` — the offline reference: all timestamps and closes in, sessions out.
+* :func:`place_message` — the incremental decision storage applies when one message
+  arrives, given only its neighbouring sessions. Applying it in any arrival order gives
+  the same sessions as :func:`segment` (``tests/sessions/test_rule_properties.py``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+__all__ = [
+    "OPENED",
+    "CLOSED",
+    "Placement",
+    "PlacementKind",
+    "SessionSpan",
+    "TimeoutHistory",
+    "close_time",
+    "is_open",
+    "place_message",
+    "segment",
+]
+
+OPENED = "ChatSessionOpened"
+CLOSED = "ChatSessionClosed"
+
+
+@dataclass(frozen=True)
+class TimeoutHistory:
+    """A user's session timeout over time: ``(effective_from_ms, timeout_ms)`` pairs.
+
+    The value in force at ``t`` is that of the latest change at or before ``t``; before
+    the first change, the first value.
+
+    >>> TimeoutHistory(((0, 60_000), (1_000, 5_000))).at(999)
+    60000
+    """
+
+    changes: tuple[tuple[int, int], ...]
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.changes:
+            raise ValueError("a timeout history needs at least one value")
+        ordered = tuple(sorted(self.changes))
+        object.__setattr__(self, "changes", ordered)
+        object.__setattr__(self, "_starts", tuple(start for start, _ in ordered))
+
+    @classmethod
+    def constant(cls, timeout_ms: int) -> TimeoutHistory:
+        """A history with one value for all time."""
+        return cls(((-(2**62), timeout_ms),))
+
+    def at(self, t_ms: int) -> int:
+        """The timeout in force at ``t_ms``."""
+        i = bisect.bisect_right(self._starts, t_ms) - 1
+        return self.changes[max(i, 0)][1]
+
+    def expires(self, last_ms: int) -> int:
+        """When a session whose last message is at ``last_ms`` closes by silence."""
+        return last_ms + self.at(last_ms)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One session of the offline segmentation."""
+
+    messages: tuple[tuple[int, str], ...]  # (timestamp ms, message id), in order
+    closed_at_ms: int | None  # the explicit close that ends it, if any
+
+    @property
+    def start_ms(self) -> int:
+        """Timestamp of the first message."""
+        return self.messages[0][0]
+
+    @property
+    def last_ms(self) -> int:
+        """Timestamp of the last message."""
+        return self.messages[-1][0]
+
+
+def segment(
+    messages: Iterable[tuple[int, str]], closes: Iterable[int], history: TimeoutHistory
+) -> list[Segment]:
+    """Cut one contact's messages into sessions (the offline reference of the rule).
+
+    ``closes`` are explicit close times. A close ``c`` with ``m_i <= c < m_{i+1}`` separates
+    two consecutive messages and belongs to the session of ``m_i``; a close before every
+    message, or one that cannot take effect (at or after the session's silence expiry),
+    is ignored.
+    """
+    ordered = sorted(messages)
+    close_times = sorted(set(closes))
+    result: list[Segment] = []
+    current: list[tuple[int, str]] = []
+
+    def close_between(lo: int, hi: int | None) -> int | None:
+        i = bisect.bisect_left(close_times, lo)
+        if i < len(close_times) and (hi is None or close_times[i] < hi):
+            return close_times[i]
+        return None
+
+    for i, msg in enumerate(ordered):
+        current.append(msg)
+        nxt = ordered[i + 1] if i + 1 < len(ordered) else None
+        close = close_between(msg[0], nxt[0] if nxt else None)
+        if close is not None and close >= history.expires(msg[0]):
+            close = None  # the session had already closed by silence: the close is a no-op
+        gap_breaks = nxt is not None and nxt[0] - msg[0] >= history.at(msg[0])
+        if nxt is None or gap_breaks or close is not None:
+            result.append(Segment(tuple(current), close))
+            current = []
+    return result
+
+
+@dataclass(frozen=True)
+class SessionSpan:
+    """What the rule needs to know of a stored session."""
+
+    session_id: str
+    start_ms: int
+    last_ms: int
+    closed_at_ms: int | None
+
+
+class PlacementKind(Enum):
+    """What storing one message does to the contact's sessions."""
+
+    NEW = "new"  # opens a new session
+    JOIN = "join"  # joins ``target`` (possibly moving its start earlier or last later)
+    MERGE = "merge"  # joins ``target`` and bridges it with ``absorbed`` (later start)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """The decision for one message: kind, the surviving session and any absorbed one."""
+
+    kind: PlacementKind
+    target: str | None = None
+    absorbed: str | None = None
+
+
+def place_message(
+    ts_ms: int,
+    before: SessionSpan | None,
+    after: SessionSpan | None,
+    history: TimeoutHistory,
+) -> Placement:
+    """Decide where a message at ``ts_ms`` goes, given the contact's neighbouring sessions.
+
+    ``before`` is the session with the greatest start at or before ``ts_ms``; ``after`` the
+    one with the smallest start after it. Only these two can be touched by one message.
+    """
+    joins_before = False
+    if before is not None:
+        if ts_ms <= before.last_ms:
+            joins_before = True
+        else:
+            within = ts_ms - before.last_ms < history.at(before.last_ms)
+            not_past_close = before.closed_at_ms is None or ts_ms <= before.closed_at_ms
+            joins_before = within and not_past_close
+    joins_after = False
+    if after is not None:
+        blocked_by_close = (
+            before is not None and before.closed_at_ms is not None and before.closed_at_ms >= ts_ms
+        )
+        joins_after = not blocked_by_close and after.start_ms - ts_ms < history.at(ts_ms)
+    if joins_before and joins_after:
+        assert before is not None and after is not None
+        return Placement(PlacementKind.MERGE, before.session_id, after.session_id)
+    if joins_before:
+        assert before is not None
+        return Placement(PlacementKind.JOIN, before.session_id)
+    if joins_after:
+        assert after is not None
+        return Placement(PlacementKind.JOIN, after.session_id)
+    return Placement(PlacementKind.NEW)
+
+
+def is_open(*, now_ms: int, closed_at_ms: int | None, expires_ms: int) -> bool:
+    """A session is open while not explicitly closed and ``now < last + timeout``."""
+    return closed_at_ms is None and now_ms < expires_ms
+
+
+def close_time(*, now_ms: int, last_ms: int) -> int:
+    """An explicit close takes effect at ``max(now, last message)``."""
+    return max(now_ms, last_ms)
+
+
+def status_of(*, now_ms: int, closed_at_ms: int | None, expires_ms: int) -> str:
+    """``ChatSessionOpened`` or ``ChatSessionClosed``, exact at ``now_ms``."""
+    return OPENED if is_open(now_ms=now_ms, closed_at_ms=closed_at_ms, expires_ms=expires_ms) else CLOSED
+
+
+def end_and_reason(
+    *, now_ms: int, last_ms: int, closed_at_ms: int | None, expires_ms: int
+) -> tuple[int | None, str | None]:
+    """``(end_date_time ms, closed_reason)``: null/null while open."""
+    if closed_at_ms is not None:
+        return closed_at_ms, "closed"
+    if now_ms < expires_ms:
+        return None, None
+    return last_ms, "inactivity"
+
+
+def sorted_spans(spans: Sequence[SessionSpan]) -> list[SessionSpan]:
+    """Spans ordered by start (helper for callers holding a contact's sessions)."""
+    return sorted(spans, key=lambda s: (s.start_ms, s.session_id))

@@ -1,0 +1,308 @@
+"""SQL for sessions and the messages listed with them. Every statement is scoped by user.
+
+The read statements here are the ones behind ``GET /v1/chat-sessions/*``; each is one
+index range read (see docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import tables
+from chatsessions.sessions.rule import SessionSpan
+
+__all__ = [
+    "ListedSession",
+    "SessionRow",
+    "delete_session",
+    "get_session",
+    "insert_session",
+    "list_sessions",
+    "messages_for_sessions",
+    "move_messages",
+    "neighbours",
+    "update_session",
+]
+
+s = tables.sessions.c
+m = tables.messages.c
+ct = tables.contacts.c
+
+
+@dataclass
+class SessionRow:
+    """A stored session (mutable: the write path updates it in place before saving)."""
+
+    id: str
+    contact_id: str
+    start_ms: int
+    last_ms: int
+    expires_ms: int
+    closed_at_ms: int | None
+    activity_ms: int
+    message_count: int
+    inbound_count: int
+    outbound_count: int
+    created_at_ms: int
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> SessionRow:
+        """Build from a ``sessions`` row."""
+        return cls(
+            id=row.id,
+            contact_id=row.contact_id,
+            start_ms=row.start_ms,
+            last_ms=row.last_ms,
+            expires_ms=row.expires_ms,
+            closed_at_ms=row.closed_at_ms,
+            activity_ms=row.activity_ms,
+            message_count=row.message_count,
+            inbound_count=row.inbound_count,
+            outbound_count=row.outbound_count,
+            created_at_ms=row.created_at_ms,
+        )
+
+    def span(self) -> SessionSpan:
+        """What the session rule needs of it."""
+        return SessionSpan(self.id, self.start_ms, self.last_ms, self.closed_at_ms)
+
+
+_SESSION_COLUMNS = (
+    s.id,
+    s.contact_id,
+    s.start_ms,
+    s.last_ms,
+    s.expires_ms,
+    s.closed_at_ms,
+    s.activity_ms,
+    s.message_count,
+    s.inbound_count,
+    s.outbound_count,
+    s.created_at_ms,
+)
+
+
+@dataclass(frozen=True)
+class ListedSession:
+    """A session with the contact fields the API shows beside it."""
+
+    session: SessionRow
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    email: str | None
+    channel: str | None
+
+
+_CONTACT_COLUMNS = (ct.first_name, ct.last_name, ct.phone, ct.email, ct.channel)
+
+
+def _listed(row: Row[Any]) -> ListedSession:
+    return ListedSession(
+        SessionRow.from_row(row), row.first_name, row.last_name, row.phone, row.email, row.channel
+    )
+
+
+async def get_session(
+    conn: AsyncConnection, user_id: str, session_id: str, *, with_contact: bool = False
+) -> ListedSession | None:
+    """One session of the caller (with its contact's fields)."""
+    stmt = (
+        select(*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
+        .join(tables.contacts, and_(ct.user_id == s.user_id, ct.id == s.contact_id))
+        .where(s.user_id == user_id, s.id == session_id)
+    )
+    row = (await conn.execute(stmt)).first()
+    return _listed(row) if row else None
+
+
+async def neighbours(
+    conn: AsyncConnection, user_id: str, contact_id: str, ts_ms: int
+) -> tuple[SessionRow | None, SessionRow | None]:
+    """The contact's session with the greatest start ≤ ``ts_ms`` and the next one after."""
+    base = select(*_SESSION_COLUMNS).where(s.user_id == user_id, s.contact_id == contact_id)
+    before_row = (
+        await conn.execute(base.where(s.start_ms <= ts_ms).order_by(s.start_ms.desc()).limit(1))
+    ).first()
+    after_row = (
+        await conn.execute(base.where(s.start_ms > ts_ms).order_by(s.start_ms.asc()).limit(1))
+    ).first()
+    return (
+        SessionRow.from_row(before_row) if before_row else None,
+        SessionRow.from_row(after_row) if after_row else None,
+    )
+
+
+async def insert_session(
+    conn: AsyncConnection, user_id: str, row: SessionRow, *, now_ms: int
+) -> None:
+    """Store a new session."""
+    await conn.execute(
+        tables.sessions.insert().values(
+            user_id=user_id,
+            id=row.id,
+            contact_id=row.contact_id,
+            start_ms=row.start_ms,
+            last_ms=row.last_ms,
+            expires_ms=row.expires_ms,
+            closed_at_ms=row.closed_at_ms,
+            activity_ms=row.activity_ms,
+            message_count=row.message_count,
+            inbound_count=row.inbound_count,
+            outbound_count=row.outbound_count,
+            created_at_ms=row.created_at_ms,
+            updated_at_ms=now_ms,
+        )
+    )
+
+
+async def update_session(
+    conn: AsyncConnection, user_id: str, row: SessionRow, *, now_ms: int
+) -> None:
+    """Save a session's changed span, close and counters."""
+    await conn.execute(
+        update(tables.sessions)
+        .where(s.user_id == user_id, s.id == row.id)
+        .values(
+            start_ms=row.start_ms,
+            last_ms=row.last_ms,
+            expires_ms=row.expires_ms,
+            closed_at_ms=row.closed_at_ms,
+            activity_ms=row.activity_ms,
+            message_count=row.message_count,
+            inbound_count=row.inbound_count,
+            outbound_count=row.outbound_count,
+            updated_at_ms=now_ms,
+        )
+    )
+
+
+async def delete_session(conn: AsyncConnection, user_id: str, session_id: str) -> None:
+    """Remove a session (after a merge moved its messages away)."""
+    await conn.execute(delete(tables.sessions).where(s.user_id == user_id, s.id == session_id))
+
+
+async def move_messages(conn: AsyncConnection, user_id: str, *, from_id: str, to_id: str) -> None:
+    """Reassign every message of one session to another (a merge)."""
+    await conn.execute(
+        update(tables.messages)
+        .where(m.user_id == user_id, m.session_id == from_id)
+        .values(session_id=to_id)
+    )
+
+
+async def list_sessions(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    contact_id: str | None,
+    min_activity_ms: int | None,
+    status: str | None,
+    now_ms: int,
+    after: tuple[int, str] | None,
+    limit: int,
+) -> list[ListedSession]:
+    """One page of sessions, newest activity first, ties by id ascending (keyset).
+
+    ``after`` is the (activity, id) of the last session of the previous page.
+    """
+    conds: list[Any] = [s.user_id == user_id]
+    if contact_id is not None:
+        conds.append(s.contact_id == contact_id)
+    if min_activity_ms is not None:
+        conds.append(s.activity_ms >= min_activity_ms)
+    if status == "opened":
+        conds.extend([s.closed_at_ms.is_(None), s.expires_ms > now_ms])
+    elif status == "closed":
+        conds.append(or_(s.closed_at_ms.is_not(None), s.expires_ms <= now_ms))
+    if after is not None:
+        conds.append(
+            or_(s.activity_ms < after[0], and_(s.activity_ms == after[0], s.id > after[1]))
+        )
+    stmt = (
+        select(*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
+        .join(tables.contacts, and_(ct.user_id == s.user_id, ct.id == s.contact_id))
+        .where(*conds)
+        .order_by(s.activity_ms.desc(), s.id.asc())
+        .limit(limit)
+    )
+    return [_listed(row) for row in await conn.execute(stmt)]
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """A stored message as the API shows it."""
+
+    id: str
+    session_id: str
+    contact_id: str
+    direction: str
+    role: str
+    type: str
+    content: str | None
+    media_url: str | None
+    ts_ms: int
+    external_id: str | None
+
+
+MESSAGE_COLUMNS = (
+    m.id,
+    m.session_id,
+    m.contact_id,
+    m.direction,
+    m.role,
+    m.type,
+    m.content,
+    m.media_url,
+    m.ts_ms,
+    m.external_id,
+)
+
+
+def message_from_row(row: Row[Any]) -> MessageRow:
+    """Build a :class:`MessageRow`."""
+    return MessageRow(
+        row.id,
+        row.session_id,
+        row.contact_id,
+        row.direction,
+        row.role,
+        row.type,
+        row.content,
+        row.media_url,
+        row.ts_ms,
+        row.external_id,
+    )
+
+
+async def messages_for_sessions(
+    conn: AsyncConnection, user_id: str, session_ids: Sequence[str], per_session: int
+) -> dict[str, list[MessageRow]]:
+    """The newest ``per_session`` messages of each session, oldest first — one query."""
+    if not session_ids or per_session <= 0:
+        return {sid: [] for sid in session_ids}
+    ranked = (
+        select(
+            *MESSAGE_COLUMNS,
+            func.row_number()
+            .over(partition_by=m.session_id, order_by=(m.ts_ms.desc(), m.id.desc()))
+            .label("rn"),
+        )
+        .where(m.user_id == user_id, m.session_id.in_(list(session_ids)))
+        .subquery()
+    )
+    stmt = (
+        select(*[ranked.c[col.name] for col in MESSAGE_COLUMNS])
+        .where(ranked.c.rn <= per_session)
+        .order_by(ranked.c.session_id, ranked.c.ts_ms, ranked.c.id)
+    )
+    out: dict[str, list[MessageRow]] = {sid: [] for sid in session_ids}
+    for row in await conn.execute(stmt):
+        out[row.session_id].append(message_from_row(row))
+    return out

@@ -1,0 +1,180 @@
+"""The database schema (SQLAlchemy Core). Migrations in ``migrations/`` create it.
+
+Every table carries ``user_id`` first in its key, so every query is scoped by tenant and
+served by an index that starts with it. Times are epoch milliseconds (BIGINT): exact,
+identical on SQLite and PostgreSQL, and cheap to compare.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+__all__ = [
+    "api_keys",
+    "contacts",
+    "messages",
+    "metadata",
+    "server_secrets",
+    "sessions",
+    "timeout_changes",
+    "users",
+]
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _id() -> String:
+    # Byte-order ("C") collation on PostgreSQL so that ties sort the same as on SQLite.
+    return String(20).with_variant(String(20, collation="C"), "postgresql")  # type: ignore[return-value]
+
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", _id(), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", _id(), nullable=False),
+    Column("user_id", _id(), nullable=False),
+    Column("key_hash", String(64), nullable=False),
+    Column("prefix", String(12), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("revoked_at_ms", BigInteger, nullable=True),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("key_hash"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+    Index(None, "user_id"),
+)
+
+# The session timeout history of a user: the value in force at time t is the row with the
+# greatest effective_from_ms <= t. The first row starts at MIN_TIME.
+timeout_changes = Table(
+    "timeout_changes",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("effective_from_ms", BigInteger, nullable=False),
+    Column("timeout_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "effective_from_ms"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("id", _id(), nullable=False),
+    Column("first_name", String(255), nullable=True),
+    Column("last_name", String(255), nullable=True),
+    Column("phone", String(32), nullable=True),
+    Column("email", String(320), nullable=True),
+    Column("channel", String(64), nullable=True),
+    Column("external_id", String(255), nullable=True),
+    Column("instagram_id", String(255), nullable=True),
+    Column("is_bot_active", Boolean, nullable=False),
+    Column("do_not_disturb", Boolean, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
+    UniqueConstraint("user_id", "phone"),
+    UniqueConstraint("user_id", "email"),
+    UniqueConstraint("user_id", "external_id"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("id", _id(), nullable=False),
+    Column("contact_id", _id(), nullable=False),
+    Column("start_ms", BigInteger, nullable=False),
+    Column("last_ms", BigInteger, nullable=False),
+    # last_ms + the timeout in force at last_ms: open while now < expires_ms (and not closed).
+    Column("expires_ms", BigInteger, nullable=False),
+    # Explicit close time (POST /v1/sessions/{id}/close), null otherwise.
+    Column("closed_at_ms", BigInteger, nullable=True),
+    # max(last_ms, closed_at_ms): what "recent" and the order of every listing use.
+    Column("activity_ms", BigInteger, nullable=False),
+    Column("message_count", Integer, nullable=False),
+    Column("inbound_count", Integer, nullable=False),
+    Column("outbound_count", Integer, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
+    ForeignKeyConstraint(
+        ["user_id", "contact_id"], ["contacts.user_id", "contacts.id"], ondelete="CASCADE"
+    ),
+    Index("ix_sessions_contact_start", "user_id", "contact_id", "start_ms"),
+)
+# Keyset indexes in the listing order (activity newest first, ties by id ascending), so
+# that a page is one index range read on both backends.
+Index("ix_sessions_recent", sessions.c.user_id, sessions.c.activity_ms.desc(), sessions.c.id)
+Index(
+    "ix_sessions_contact_activity",
+    sessions.c.user_id,
+    sessions.c.contact_id,
+    sessions.c.activity_ms.desc(),
+    sessions.c.id,
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("id", _id(), nullable=False),
+    Column("contact_id", _id(), nullable=False),
+    Column("session_id", _id(), nullable=False),
+    Column("direction", String(8), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("content", Text, nullable=True),
+    Column("media_url", Text, nullable=True),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("external_id", String(255), nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
+    UniqueConstraint("user_id", "external_id"),
+    ForeignKeyConstraint(
+        ["user_id", "contact_id"], ["contacts.user_id", "contacts.id"], ondelete="CASCADE"
+    ),
+    Index("ix_messages_session_ts", "user_id", "session_id", "ts_ms", "id"),
+    Index("ix_messages_contact_ts", "user_id", "contact_id", "ts_ms"),
+)
+
+# Server-wide secrets shared by every process (e.g. the cursor signing key).
+server_secrets = Table(
+    "server_secrets",
+    metadata,
+    Column("name", String(64), nullable=False),
+    Column("value", String(255), nullable=False),
+    PrimaryKeyConstraint("name"),
+)
+
+MIN_TIME_MS = -(2**62)

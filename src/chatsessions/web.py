@@ -1,0 +1,181 @@
+"""HTTP plumbing shared by every domain's routes: dependencies, parameters, bodies, JSON.
+
+Routes stay thin: they parse with these helpers, call a service, and return
+:func:`json_response`. Every failure raised here is a :mod:`chatsessions.errors` error
+naming the parameter, mapped to the JSON error shape in one place (``app.py``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeVar
+
+import orjson
+from fastapi import Depends, Request
+from fastapi.responses import Response
+from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
+
+from chatsessions.db import Database
+from chatsessions.errors import InvalidParameter, PayloadTooLarge
+from chatsessions.timeutil import Clock
+
+__all__ = [
+    "DB",
+    "ClockDep",
+    "NoNulStr",
+    "json_response",
+    "parse_bool",
+    "parse_positive_int",
+    "read_json_body",
+    "validate_body",
+]
+
+M = TypeVar("M", bound=BaseModel)
+_DIGITS = re.compile(r"^[0-9]+$")
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL character")
+    return value
+
+
+NoNulStr = Annotated[str, AfterValidator(_no_nul)]
+"""A string without NUL characters (PostgreSQL cannot store them; both backends agree)."""
+
+
+def get_db(request: Request) -> Database:
+    """The process's database handle."""
+    db: Database = request.app.state.db
+    return db
+
+
+def get_clock(request: Request) -> Clock:
+    """The injected clock (epoch ms)."""
+    clock: Clock = request.app.state.clock
+    return clock
+
+
+DB = Annotated[Database, Depends(get_db)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+
+
+def json_response(
+    content: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Serialise with orjson (fast, exact) into a JSON response."""
+    return Response(
+        orjson.dumps(content),
+        status_code=status_code,
+        media_type="application/json",
+        headers=dict(headers) if headers else None,
+    )
+
+
+def query_value(params: Mapping[str, str], name: str) -> str | None:
+    """A query parameter's value; given empty counts as absent."""
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    return value
+
+
+def parse_positive_int(
+    params: Mapping[str, str],
+    name: str,
+    *,
+    default: int | None,
+    cap: int | None = None,
+) -> int | None:
+    """A plain-decimal integer ≥ 1 (``1e3``, ``0x10``, ``+5``, ``-1``, ``0`` are refused).
+
+    Values above ``cap`` count as ``cap``.
+    """
+    raw = query_value(params, name)
+    if raw is None:
+        return default
+    if not _DIGITS.match(raw):
+        raise InvalidParameter(name, f"must be a whole number ≥ 1 in plain digits, got {raw[:40]!r}")
+    if cap is not None and len(raw.lstrip("0")) > len(str(cap)):
+        return cap
+    value = int(raw)
+    if value < 1:
+        raise InvalidParameter(name, f"must be ≥ 1, got {raw[:40]!r}")
+    return min(value, cap) if cap is not None else value
+
+
+def parse_bool(params: Mapping[str, str], name: str, *, default: bool) -> bool:
+    """``true/false/1/0`` in any case."""
+    raw = query_value(params, name)
+    if raw is None:
+        return default
+    lowered = raw.lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise InvalidParameter(name, f"must be true, false, 1 or 0, got {raw[:40]!r}")
+
+
+async def read_json_body(request: Request, *, limit: int) -> Any:
+    """Read and parse the body as JSON whatever the Content-Type says, within ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise InvalidParameter("body", "a JSON object is required")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter("body", f"is not valid JSON ({exc.msg})") from None
+
+
+def format_loc(loc: tuple[int | str, ...], prefix: str = "") -> str:
+    """``("messages", 3, "direction")`` → ``messages[3].direction``."""
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part:
+            out += f".{part}" if out else str(part)
+    return out or "body"
+
+
+def validate_body(model: type[M], data: Any, *, prefix: str = "") -> M:
+    """Validate parsed JSON against ``model``; the first error becomes a 400 naming the field."""
+    if not isinstance(data, dict):
+        raise InvalidParameter(prefix or "body", "must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_from_validation(exc, prefix) from None
+
+
+def invalid_from_validation(exc: ValidationError, prefix: str = "") -> InvalidParameter:
+    """The first pydantic error as an :class:`InvalidParameter` naming the field."""
+    first = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    msg = str(first["msg"])
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return InvalidParameter(format_loc(loc, prefix), msg)
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    """An inline OpenAPI request body for ``model`` (bodies are parsed by hand, see above)."""
+    schema = TypeAdapter(model).json_schema(ref_template="#/components/schemas/{model}")
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
