@@ -220,7 +220,7 @@ async def migrate(settings: Settings) -> None:
         else:
             path = _sqlite_path(settings.async_database_url)
             lock_path = Path(str(path) + ".migrate-lock") if path else None
-            lock_file = open(lock_path, "a+") if lock_path else None  # noqa: SIM115
+            lock_file = open(lock_path, "a+") if lock_path else None  # noqa: SIM115, ASYNC230
             try:
                 if lock_file is not None:
                     await asyncio.to_thread(fcntl.flock, lock_file.fileno(), fcntl.LOCK_EX)

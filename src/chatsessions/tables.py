@@ -46,7 +46,7 @@ metadata = MetaData(
 
 def _id() -> String:
     # Byte-order ("C") collation on PostgreSQL so that ties sort the same as on SQLite.
-    return String(20).with_variant(String(20, collation="C"), "postgresql")  # type: ignore[return-value]
+    return String(20).with_variant(String(20, collation="C"), "postgresql")
 
 
 users = Table(

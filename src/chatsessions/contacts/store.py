@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
@@ -43,7 +42,7 @@ class ContactRow:
     created_at_ms: int
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> ContactRow:
+    def from_row(cls, row: Any) -> ContactRow:
         """Build from a ``contacts`` row."""
         return cls(
             id=row.id,

@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 __all__ = [
-    "OPENED",
     "CLOSED",
+    "OPENED",
     "Placement",
     "PlacementKind",
     "SessionSpan",

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
@@ -52,7 +51,7 @@ class SessionRow:
     created_at_ms: int
 
     @classmethod
-    def from_row(cls, row: Row[Any]) -> SessionRow:
+    def from_row(cls, row: Any) -> SessionRow:
         """Build from a ``sessions`` row."""
         return cls(
             id=row.id,
@@ -103,7 +102,7 @@ class ListedSession:
 _CONTACT_COLUMNS = (ct.first_name, ct.last_name, ct.phone, ct.email, ct.channel)
 
 
-def _listed(row: Row[Any]) -> ListedSession:
+def _listed(row: Any) -> ListedSession:
     return ListedSession(
         SessionRow.from_row(row), row.first_name, row.last_name, row.phone, row.email, row.channel
     )
@@ -265,7 +264,7 @@ MESSAGE_COLUMNS = (
 )
 
 
-def message_from_row(row: Row[Any]) -> MessageRow:
+def message_from_row(row: Any) -> MessageRow:
     """Build a :class:`MessageRow`."""
     return MessageRow(
         row.id,
