@@ -148,6 +148,7 @@ async def _place(
     user_id: str,
     contact_id: str,
     msg: NewMessage,
+    message_id: str,
     history: TimeoutHistory,
     now_ms: int,
 ) -> tuple[str, bool, list[str]]:
@@ -157,6 +158,18 @@ async def _place(
         msg.ts_ms, before.span() if before else None, after.span() if after else None, history
     )
     inbound = 1 if msg.direction == "inbound" else 0
+    if placement.kind is PlacementKind.RESEGMENT:
+        olds = [sess for sess in (before, after) if sess is not None]
+        return await _resegment(
+            conn,
+            user_id=user_id,
+            contact_id=contact_id,
+            olds=olds,
+            msg=msg,
+            message_id=message_id,
+            history=history,
+            now_ms=now_ms,
+        )
     if placement.kind is PlacementKind.NEW:
         sess = SessionRow(
             id=ids.new_id(),
@@ -202,6 +215,68 @@ async def _place(
     return target.id, (not was_open and now_open), absorbed_ids
 
 
+async def _resegment(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    contact_id: str,
+    olds: list[SessionRow],
+    msg: NewMessage,
+    message_id: str,
+    history: TimeoutHistory,
+    now_ms: int,
+) -> tuple[str, bool, list[str]]:
+    """The general case: re-cut the neighbours' messages with the new one (rare: only when
+    the timeout changed inside the affected range). The new message (not stored yet) is
+    inserted by the caller into the session returned."""
+    by_session = await sessions_store.message_keys(conn, user_id, [o.id for o in olds])
+    direction = {mid: d for rows in by_session.values() for (_ts, mid, d) in rows}
+    direction[message_id] = msg.direction
+    was_open = any(
+        rule.is_open(now_ms=now_ms, closed_at_ms=o.closed_at_ms, expires_ms=o.expires_ms) for o in olds
+    )
+    recuts = rule.resegment(
+        [(o.span(), [(ts, mid) for ts, mid, _d in by_session.get(o.id, [])]) for o in olds],
+        (msg.ts_ms, message_id),
+        history,
+    )
+    kept = {r.session_id for r in recuts if r.session_id is not None}
+    absorbed = [o.id for o in olds if o.id not in kept]
+    created_at = {o.id: o.created_at_ms for o in olds}
+    new_message_session = ""
+    opened = False
+    for recut in recuts:
+        seg = recut.segment
+        inbound = sum(1 for _ts, mid in seg.messages if direction[mid] == "inbound")
+        row = SessionRow(
+            id=recut.session_id or ids.new_id(),
+            contact_id=contact_id,
+            start_ms=seg.start_ms,
+            last_ms=seg.last_ms,
+            expires_ms=history.expires(seg.last_ms),
+            closed_at_ms=seg.closed_at_ms,
+            activity_ms=max(seg.last_ms, seg.closed_at_ms or seg.last_ms),
+            message_count=len(seg.messages),
+            inbound_count=inbound,
+            outbound_count=len(seg.messages) - inbound,
+            created_at_ms=created_at.get(recut.session_id or "", now_ms),
+        )
+        if recut.session_id is None:
+            await sessions_store.insert_session(conn, user_id, row, now_ms=now_ms)
+        else:
+            await sessions_store.update_session(conn, user_id, row, now_ms=now_ms)
+        await sessions_store.assign_messages(
+            conn, user_id, [mid for _ts, mid in seg.messages if mid != message_id], row.id
+        )
+        if any(mid == message_id for _ts, mid in seg.messages):
+            new_message_session = row.id
+            now_open = rule.is_open(now_ms=now_ms, closed_at_ms=row.closed_at_ms, expires_ms=row.expires_ms)
+            opened = recut.session_id is None or (not was_open and now_open)
+    for sid in absorbed:
+        await sessions_store.delete_session(conn, user_id, sid)
+    return new_message_session, opened, absorbed
+
+
 async def ingest(
     conn: AsyncConnection, *, user_id: str, items: list[NewMessage], now_ms: int
 ) -> list[StoredMessage]:
@@ -225,10 +300,16 @@ async def ingest(
             if existing is not None:
                 results.append(StoredMessage(existing[0], existing[1], True))
                 continue
-        session_id, opened, absorbed = await _place(
-            conn, user_id=user_id, contact_id=contact_id, msg=msg, history=history, now_ms=now_ms
-        )
         message_id = ids.new_id()
+        session_id, opened, absorbed = await _place(
+            conn,
+            user_id=user_id,
+            contact_id=contact_id,
+            msg=msg,
+            message_id=message_id,
+            history=history,
+            now_ms=now_ms,
+        )
         await conn.execute(
             m.insert().values(
                 user_id=user_id,

@@ -30,6 +30,7 @@ __all__ = [
     "close_time",
     "is_open",
     "place_message",
+    "resegment",
     "segment",
 ]
 
@@ -68,6 +69,11 @@ class TimeoutHistory:
         i = bisect.bisect_right(self._starts, t_ms) - 1
         return self.changes[max(i, 0)][1]
 
+    def constant_between(self, lo_ms: int, hi_ms: int) -> bool:
+        """True when no change takes effect in ``(lo_ms, hi_ms]``."""
+        i = bisect.bisect_right(self._starts, lo_ms)
+        return i >= len(self._starts) or self._starts[i] > hi_ms
+
     def expires(self, last_ms: int) -> int:
         """When a session whose last message is at ``last_ms`` closes by silence."""
         return last_ms + self.at(last_ms)
@@ -96,10 +102,9 @@ def segment(
 ) -> list[Segment]:
     """Cut one contact's messages into sessions (the offline reference of the rule).
 
-    ``closes`` are explicit close times. A close ``c`` with ``m_i <= c < m_{i+1}`` separates
-    two consecutive messages and belongs to the session of ``m_i``; a close before every
-    message, or one that cannot take effect (at or after the session's silence expiry),
-    is ignored.
+    ``closes`` are the recorded explicit close times. A close ``c`` with
+    ``m_i <= c < m_{i+1}`` separates two consecutive messages and belongs to the session of
+    ``m_i``; a close before every message belongs to no session and is ignored.
     """
     ordered = sorted(messages)
     close_times = sorted(set(closes))
@@ -116,8 +121,6 @@ def segment(
         current.append(msg)
         nxt = ordered[i + 1] if i + 1 < len(ordered) else None
         close = close_between(msg[0], nxt[0] if nxt else None)
-        if close is not None and close >= history.expires(msg[0]):
-            close = None  # the session had already closed by silence: the close is a no-op
         gap_breaks = nxt is not None and nxt[0] - msg[0] >= history.at(msg[0])
         if nxt is None or gap_breaks or close is not None:
             result.append(Segment(tuple(current), close))
@@ -141,6 +144,10 @@ class PlacementKind(Enum):
     NEW = "new"  # opens a new session
     JOIN = "join"  # joins ``target`` (possibly moving its start earlier or last later)
     MERGE = "merge"  # joins ``target`` and bridges it with ``absorbed`` (later start)
+    # The timeout changes inside the affected range, so one message can also *split* a
+    # session (a gap after it is measured against a shorter timeout): re-cut the
+    # neighbours' messages with :func:`resegment`.
+    RESEGMENT = "resegment"
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,10 @@ def place_message(
     ``before`` is the session with the greatest start at or before ``ts_ms``; ``after`` the
     one with the smallest start after it. Only these two can be touched by one message.
     """
+    lo = before.start_ms if before is not None else ts_ms
+    hi = max(ts_ms, after.last_ms if after is not None else ts_ms)
+    if not history.constant_between(lo, hi):
+        return Placement(PlacementKind.RESEGMENT)
     joins_before = False
     if before is not None:
         if ts_ms <= before.last_ms:
@@ -187,6 +198,48 @@ def place_message(
         assert after is not None
         return Placement(PlacementKind.JOIN, after.session_id)
     return Placement(PlacementKind.NEW)
+
+
+@dataclass(frozen=True)
+class Recut:
+    """One session after :func:`resegment`: its id (None: a new session) and its messages."""
+
+    session_id: str | None
+    segment: Segment
+
+
+def resegment(
+    sessions: Sequence[tuple[SessionSpan, Sequence[tuple[int, str]]]],
+    new_message: tuple[int, str],
+    history: TimeoutHistory,
+) -> list[Recut]:
+    """Re-cut the neighbouring sessions' messages plus a new one (the general case).
+
+    Ids are kept stably: each resulting session takes the id of the earliest-starting old
+    session that has messages in it and whose id is not taken yet (so a merge keeps the
+    earliest start's id, and the earlier part of a split keeps the old id); any other
+    resulting session is new.
+    """
+    ordered = sorted(sessions, key=lambda pair: pair[0].start_ms)
+    owner: dict[str, str] = {}
+    all_messages: list[tuple[int, str]] = [new_message]
+    closes: list[int] = []
+    for span, msgs in ordered:
+        all_messages.extend(msgs)
+        if span.closed_at_ms is not None:
+            closes.append(span.closed_at_ms)
+        for _ts, mid in msgs:
+            owner[mid] = span.session_id
+    rank = {span.session_id: i for i, (span, _) in enumerate(ordered)}
+    used: set[str] = set()
+    out: list[Recut] = []
+    for seg in segment(all_messages, closes, history):
+        present = sorted({owner[mid] for _, mid in seg.messages if mid in owner}, key=rank.__getitem__)
+        chosen = next((sid for sid in present if sid not in used), None)
+        if chosen is not None:
+            used.add(chosen)
+        out.append(Recut(chosen, seg))
+    return out
 
 
 def is_open(*, now_ms: int, closed_at_ms: int | None, expires_ms: int) -> bool:

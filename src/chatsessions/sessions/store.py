@@ -196,6 +196,36 @@ async def move_messages(conn: AsyncConnection, user_id: str, *, from_id: str, to
     )
 
 
+async def message_keys(
+    conn: AsyncConnection, user_id: str, session_ids: Sequence[str]
+) -> dict[str, list[tuple[int, str, str]]]:
+    """``(timestamp, id, direction)`` of every message of the sessions (for re-cutting)."""
+    out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in session_ids}
+    if not session_ids:
+        return out
+    rows = await conn.execute(
+        select(m.session_id, m.ts_ms, m.id, m.direction).where(
+            m.user_id == user_id, m.session_id.in_(list(session_ids))
+        )
+    )
+    for row in rows:
+        out[row.session_id].append((row.ts_ms, row.id, row.direction))
+    return out
+
+
+async def assign_messages(
+    conn: AsyncConnection, user_id: str, message_ids: Sequence[str], session_id: str
+) -> None:
+    """Put the given messages into a session (after a re-cut)."""
+    for start in range(0, len(message_ids), 500):
+        chunk = list(message_ids[start : start + 500])
+        await conn.execute(
+            update(tables.messages)
+            .where(m.user_id == user_id, m.id.in_(chunk), m.session_id != session_id)
+            .values(session_id=session_id)
+        )
+
+
 async def list_sessions(
     conn: AsyncConnection,
     *,
