@@ -12,15 +12,27 @@ from chatsessions.auth.api import CurrentUser
 from chatsessions.contacts import service
 from chatsessions.contacts.schemas import ContactFields, ContactIn, ContactUpdate
 from chatsessions.errors import InvalidParameter, NotFound
-from chatsessions.web import DB, ClockDep, json_response, query_value, read_json_body, schema_of, validate_body
+from chatsessions.web import (
+    DB,
+    ClockDep,
+    json_response,
+    query_value,
+    read_json_body,
+    schema_of,
+    validate_body,
+)
 
 router = APIRouter(prefix="/v1", tags=["contacts"])
 
 
 @router.post("/contacts", openapi_extra=schema_of(ContactIn), summary="Create a contact")
-async def create_contact(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+async def create_contact(
+    request: Request, caller: CurrentUser, db: DB, clock: ClockDep
+) -> Response:
     """Create a contact; 409 with the existing `contactId` when an identifier is taken."""
-    fields = validate_body(ContactIn, await read_json_body(request, limit=db.settings.max_body_bytes))
+    fields = validate_body(
+        ContactIn, await read_json_body(request, limit=db.settings.max_body_bytes)
+    )
 
     async def work(conn: AsyncConnection) -> str:
         contact = await service.create_contact(
@@ -30,7 +42,10 @@ async def create_contact(request: Request, caller: CurrentUser, db: DB, clock: C
 
     contact_id = await db.run_write(work)
     return json_response(
-        {"success": True, "data": {"message": "Successfully created new contact", "contactId": contact_id}}
+        {
+            "success": True,
+            "data": {"message": "Successfully created new contact", "contactId": contact_id},
+        }
     )
 
 
@@ -45,15 +60,10 @@ async def find_contact(
 ) -> Response:
     """`{"success": true, "contactId": …}` or 404."""
     params = dict(request.query_params)
-    fields = ContactFields(
-        phoneNumber=query_value(params, "phoneNumber"),
-        email=query_value(params, "email"),
-        externalId=query_value(params, "externalId"),
+    fields = validate_body(
+        ContactFields,
+        {name: query_value(params, name) for name in ("phoneNumber", "email", "externalId")},
     )
-    for name in ("phoneNumber", "email", "externalId"):
-        value = getattr(fields, name)
-        if value is not None and "\x00" in value:
-            raise InvalidParameter(name, "must not contain a NUL character")
     if fields.phoneNumber is None and fields.email is None and fields.externalId is None:
         raise InvalidParameter("phoneNumber", "give phoneNumber, email or externalId")
     idents = service.normalised_identifiers(fields)
@@ -65,16 +75,18 @@ async def find_contact(
 
 
 @router.get("/contacts/{contactId}", summary="Read a contact")
-async def read_contact(
-    caller: CurrentUser, db: DB, contactId: Annotated[str, Path()]
-) -> Response:
+async def read_contact(caller: CurrentUser, db: DB, contactId: Annotated[str, Path()]) -> Response:
     """The contact in DM Champ's shape."""
     async with db.read() as conn:
-        contact = await service.get_owned_contact(conn, user_id=caller.user_id, contact_id=contactId)
+        contact = await service.get_owned_contact(
+            conn, user_id=caller.user_id, contact_id=contactId
+        )
     return json_response({"success": True, "data": service.contact_as_json(contact)})
 
 
-@router.put("/contacts/{contactId}", openapi_extra=schema_of(ContactUpdate), summary="Update a contact")
+@router.put(
+    "/contacts/{contactId}", openapi_extra=schema_of(ContactUpdate), summary="Update a contact"
+)
 async def update_contact(
     request: Request,
     caller: CurrentUser,
@@ -83,7 +95,9 @@ async def update_contact(
     contactId: Annotated[str, Path()],
 ) -> Response:
     """Change the fields given."""
-    fields = validate_body(ContactUpdate, await read_json_body(request, limit=db.settings.max_body_bytes))
+    fields = validate_body(
+        ContactUpdate, await read_json_body(request, limit=db.settings.max_body_bytes)
+    )
 
     async def work(conn: AsyncConnection) -> None:
         await service.update_contact(

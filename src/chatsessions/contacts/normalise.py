@@ -30,7 +30,9 @@ def normalise_phone(raw: str) -> str:
     try:
         number = phonenumbers.parse(text, None)
     except phonenumbers.NumberParseException:
-        raise ValueError("must be a phone number with its country code, e.g. +15551234567") from None
+        raise ValueError(
+            "must be a phone number with its country code, e.g. +15551234567"
+        ) from None
     if not phonenumbers.is_possible_number(number):
         raise ValueError("is not a possible phone number")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

@@ -195,7 +195,12 @@ async def update_contact(
     values["updated_at_ms"] = now_ms
     await store.update_contact(conn, user_id, contact_id, values)
     after = await store.get_contact(conn, user_id, contact_id)
-    if after is not None and after.phone is None and after.email is None and after.external_id is None:
+    if (
+        after is not None
+        and after.phone is None
+        and after.email is None
+        and after.external_id is None
+    ):
         raise InvalidParameter("phoneNumber", "a contact needs a phoneNumber, email or externalId")
 
 

@@ -89,7 +89,9 @@ async def find_contact_by(
 ) -> ContactRow | None:
     """The caller's contact whose ``field`` (phone, email, external_id) equals ``value``."""
     column = {"phone": c.phone, "email": c.email, "external_id": c.external_id}[field]
-    row = (await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, column == value))).first()
+    row = (
+        await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, column == value))
+    ).first()
     return ContactRow.from_row(row) if row else None
 
 
@@ -122,7 +124,9 @@ async def delete_contact(conn: AsyncConnection, user_id: str, contact_id: str) -
     return bool(result.rowcount)
 
 
-async def lock_contacts(conn: AsyncConnection, user_id: str, contact_ids: Iterable[str]) -> set[str]:
+async def lock_contacts(
+    conn: AsyncConnection, user_id: str, contact_ids: Iterable[str]
+) -> set[str]:
     """Lock contacts for this transaction (PostgreSQL row locks, in id order to avoid
     deadlocks; SQLite already holds the database write lock). Returns the ids that exist."""
     wanted = sorted(set(contact_ids))

@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.auth.api import CurrentUser
 from chatsessions.settings import service
+from chatsessions.settings.schemas import SettingsIn
 from chatsessions.web import DB, ClockDep, json_response, read_json_body, schema_of, validate_body
 
 router = APIRouter(prefix="/v1", tags=["settings"])
-
-
-class SettingsIn(BaseModel):
-    """``PUT /v1/settings``."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    sessionTimeoutMinutes: StrictInt | None = Field(
-        default=None, ge=service.MIN_TIMEOUT_MINUTES, le=service.MAX_TIMEOUT_MINUTES
-    )
 
 
 async def _current(db: DB, user_id: str, now_ms: int) -> Response:
@@ -40,13 +30,12 @@ async def get_settings(caller: CurrentUser, db: DB, clock: ClockDep) -> Response
 @router.put("/settings", openapi_extra=schema_of(SettingsIn), summary="Change settings")
 async def put_settings(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
     """Change the session timeout from now on (history keeps its old value)."""
-    body = validate_body(SettingsIn, await read_json_body(request, limit=db.settings.max_body_bytes))
+    raw = await read_json_body(request, limit=db.settings.max_body_bytes)
+    minutes = validate_body(SettingsIn, raw).sessionTimeoutMinutes
     now = clock()
-    if body.sessionTimeoutMinutes is not None:
-        minutes = body.sessionTimeoutMinutes
 
-        async def work(conn: AsyncConnection) -> None:
-            await service.set_timeout(conn, user_id=caller.user_id, minutes=minutes, now_ms=now)
+    async def work(conn: AsyncConnection) -> None:
+        await service.set_timeout(conn, user_id=caller.user_id, minutes=minutes, now_ms=now)
 
-        await db.run_write(work)
+    await db.run_write(work)
     return await _current(db, caller.user_id, now)
