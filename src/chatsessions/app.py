@@ -30,6 +30,7 @@ from chatsessions.errors import (
     NotFound,
     Unavailable,
 )
+from chatsessions.exports.api import router as exports_router
 from chatsessions.logging_setup import configure_logging, mask
 from chatsessions.messages.api import router as messages_router
 from chatsessions.ops.api import LATENCY, REQUESTS
@@ -124,6 +125,7 @@ def create_app(
 
     for router in (ops_router, sessions_router, messages_router, contacts_router, settings_router):
         app.include_router(router)
+    app.include_router(exports_router)
     _install_error_handlers(app)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
