@@ -19,6 +19,8 @@ from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
 from chatsessions.sessions.store import SessionRow
 from chatsessions.settings import service as settings_service
 from chatsessions.timeutil import parse_iso_ms
+from chatsessions.webhooks import events as webhook_events
+from chatsessions.webhooks.events import SessionEvent
 
 __all__ = ["MAX_FUTURE_MS", "NewMessage", "StoredMessage", "ingest", "prepare_message"]
 
@@ -151,8 +153,12 @@ async def _place(
     message_id: str,
     history: TimeoutHistory,
     now_ms: int,
-) -> tuple[str, bool, list[str]]:
-    """Apply the session rule for one message; returns (session id, opened, absorbed ids)."""
+) -> tuple[str, bool, list[str], list[str]]:
+    """Apply the session rule for one message.
+
+    Returns (its session id, whether that session opened, absorbed session ids, ids of
+    other sessions a re-cut created).
+    """
     before, after = await sessions_store.neighbours(conn, user_id, contact_id, msg.ts_ms)
     placement = rule.place_message(
         msg.ts_ms, before.span() if before else None, after.span() if after else None, history
@@ -185,7 +191,7 @@ async def _place(
             created_at_ms=now_ms,
         )
         await sessions_store.insert_session(conn, user_id, sess, now_ms=now_ms)
-        return sess.id, True, []
+        return sess.id, True, [], []
     target = before if before is not None and placement.target == before.id else after
     assert target is not None
     was_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
@@ -212,7 +218,7 @@ async def _place(
     target.outbound_count += 1 - inbound
     await sessions_store.update_session(conn, user_id, target, now_ms=now_ms)
     now_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
-    return target.id, (not was_open and now_open), absorbed_ids
+    return target.id, (not was_open and now_open), absorbed_ids, []
 
 
 async def _resegment(
@@ -225,7 +231,7 @@ async def _resegment(
     message_id: str,
     history: TimeoutHistory,
     now_ms: int,
-) -> tuple[str, bool, list[str]]:
+) -> tuple[str, bool, list[str], list[str]]:
     """The general case: re-cut the neighbours' messages with the new one (rare: only when
     the timeout changed inside the affected range). The new message (not stored yet) is
     inserted by the caller into the session returned."""
@@ -245,6 +251,7 @@ async def _resegment(
     created_at = {o.id: o.created_at_ms for o in olds}
     new_message_session = ""
     opened = False
+    created: list[str] = []
     for recut in recuts:
         seg = recut.segment
         inbound = sum(1 for _ts, mid in seg.messages if direction[mid] == "inbound")
@@ -262,6 +269,7 @@ async def _resegment(
             created_at_ms=created_at.get(recut.session_id or "", now_ms),
         )
         if recut.session_id is None:
+            created.append(row.id)
             await sessions_store.insert_session(conn, user_id, row, now_ms=now_ms)
         else:
             await sessions_store.update_session(conn, user_id, row, now_ms=now_ms)
@@ -274,7 +282,7 @@ async def _resegment(
             opened = recut.session_id is None or (not was_open and now_open)
     for sid in absorbed:
         await sessions_store.delete_session(conn, user_id, sid)
-    return new_message_session, opened, absorbed
+    return new_message_session, opened, absorbed, [c for c in created if c != new_message_session]
 
 
 async def ingest(
@@ -301,7 +309,7 @@ async def ingest(
                 results.append(StoredMessage(existing[0], existing[1], True))
                 continue
         message_id = ids.new_id()
-        session_id, opened, absorbed = await _place(
+        session_id, opened, absorbed, split_off = await _place(
             conn,
             user_id=user_id,
             contact_id=contact_id,
@@ -325,6 +333,16 @@ async def ingest(
                 external_id=msg.external_id,
                 created_at_ms=now_ms,
             )
+        )
+        events = [SessionEvent("ChatSessionOpened", sid) for sid in split_off]
+        if opened:
+            events.append(SessionEvent("ChatSessionOpened", session_id))
+        events += [
+            SessionEvent("ChatSessionMerged", session_id, merged_session_id=gone) for gone in absorbed
+        ]
+        events.append(SessionEvent("MessageReceived", session_id, message_id=message_id))
+        await webhook_events.emit(
+            conn, user_id=user_id, contact_id=contact_id, events=events, now_ms=now_ms
         )
         stored = StoredMessage(
             message_id,
