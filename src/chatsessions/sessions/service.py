@@ -15,18 +15,27 @@ from chatsessions.sessions import rule, store
 from chatsessions.sessions.cursor import decode_cursor, encode_cursor
 from chatsessions.sessions.store import ListedSession, MessageRow
 from chatsessions.timeutil import format_ms
+from chatsessions.webhooks import events as webhook_events
+from chatsessions.webhooks.events import SessionEvent
 
 __all__ = [
+    "DEFAULT_LIMIT",
+    "DEFAULT_MESSAGE_LIMIT",
     "MAX_MESSAGES_PER_RESPONSE",
+    "ListParams",
     "ListQuery",
     "close_session",
+    "contact_name",
     "get_session",
     "list_sessions_page",
     "message_as_json",
+    "per_session_message_cap",
     "session_as_json",
 ]
 
 MAX_MESSAGES_PER_RESPONSE = 10_000
+DEFAULT_LIMIT = 100
+DEFAULT_MESSAGE_LIMIT = 100
 HOUR_MS = 3_600_000
 
 
@@ -54,8 +63,12 @@ def session_as_json(
     *,
     now_ms: int,
     messages: list[MessageRow] | None = None,
+    truncated: bool = False,
 ) -> dict[str, Any]:
-    """The §4 session object; ``messages`` given adds ``messages`` and ``messages_truncated``."""
+    """The §4 session object; ``messages`` given adds ``messages`` and ``messages_truncated``.
+
+    ``truncated`` says the 10,000-messages-per-response cap shortened this list.
+    """
     sess = listed.session
     end_ms, reason = rule.end_and_reason(
         now_ms=now_ms,
@@ -81,13 +94,36 @@ def session_as_json(
     }
     if messages is not None:
         out["messages"] = [message_as_json(msg) for msg in messages]
-        out["messages_truncated"] = len(messages) < sess.message_count
+        out["messages_truncated"] = truncated
     return out
+
+
+def per_session_message_cap(message_limit: int, sessions_on_page: int) -> int:
+    """How many messages each session of a page lists: ``messageLimit``, but at most
+    ``floor(10000 / sessions on the page)`` so that one response holds ≤ 10,000 messages.
+
+    >>> per_session_message_cap(1000, 11)
+    909
+    """
+    if sessions_on_page <= 0:
+        return message_limit
+    return min(message_limit, MAX_MESSAGES_PER_RESPONSE // sessions_on_page)
+
+
+@dataclass(frozen=True)
+class ListParams:
+    """A listing request's parameters as given, validated; ``None`` means absent."""
+
+    hours: int | None = None
+    status: str | None = None  # "opened" | "closed"
+    limit: int | None = None
+    include_messages: bool | None = None
+    message_limit: int | None = None
 
 
 @dataclass(frozen=True)
 class ListQuery:
-    """A validated listing request (both chat-sessions endpoints)."""
+    """The complete query of a listing (both chat-sessions endpoints), defaults applied."""
 
     contact_id: str | None
     hours: int | None
@@ -95,49 +131,104 @@ class ListQuery:
     limit: int
     include_messages: bool
     message_limit: int
-    cursor: str | None
 
-    def binding(self, user_id: str) -> dict[str, Any]:
-        """What a cursor of this query must carry to be accepted."""
+    def payload(self) -> dict[str, Any]:
+        """What a cursor of this query carries (its user is bound by the signature)."""
         return {
-            "u": user_id,
             "c": self.contact_id,
             "h": self.hours,
             "s": self.status,
             "l": self.limit,
+            "im": self.include_messages,
             "ml": self.message_limit,
         }
 
 
+def _fresh_query(params: ListParams, contact_id: str | None) -> ListQuery:
+    if contact_id is None and params.hours is None:
+        raise InvalidParameter("hours", "is required (a whole number of hours ≥ 1)")
+    return ListQuery(
+        contact_id=contact_id,
+        hours=params.hours,
+        status=params.status,
+        limit=params.limit if params.limit is not None else DEFAULT_LIMIT,
+        include_messages=bool(params.include_messages),
+        message_limit=(
+            params.message_limit if params.message_limit is not None else DEFAULT_MESSAGE_LIMIT
+        ),
+    )
+
+
+def _cursor_query(
+    payload: dict[str, Any], params: ListParams, contact_id: str | None
+) -> tuple[ListQuery, int, tuple[int, str]]:
+    """The query a cursor carries, its window time and position.
+
+    A parameter left out is taken from the cursor; one given must equal the cursor's.
+    """
+    if payload.get("c") != contact_id:
+        raise InvalidParameter("cursor", "belongs to another listing (a different contact)")
+    try:
+        query = ListQuery(
+            contact_id=contact_id,
+            hours=None if payload["h"] is None else int(payload["h"]),
+            status=None if payload["s"] is None else str(payload["s"]),
+            limit=int(payload["l"]),
+            include_messages=bool(payload["im"]),
+            message_limit=int(payload["ml"]),
+        )
+        window_time = int(payload["t"])
+        after = (int(payload["a"]), str(payload["i"]))
+    except (KeyError, TypeError, ValueError):
+        raise InvalidParameter("cursor", "is not a valid cursor") from None
+    given = {
+        "hours": (params.hours, query.hours),
+        "status": (params.status, query.status),
+        "limit": (params.limit, query.limit),
+        "includeMessages": (params.include_messages, query.include_messages),
+        "messageLimit": (params.message_limit, query.message_limit),
+    }
+    for name, (value, carried) in given.items():
+        if value is not None and value != carried:
+            raise InvalidParameter(
+                "cursor", f"belongs to another query ({name} differs from the first request's)"
+            )
+    return query, window_time, after
+
+
 async def list_sessions_page(
-    db: Database, *, user_id: str, query: ListQuery, now_ms: int
+    db: Database,
+    *,
+    user_id: str,
+    contact_id: str | None,
+    params: ListParams,
+    cursor: str | None,
+    now_ms: int,
 ) -> dict[str, Any]:
-    """One page of a listing, with ``next_cursor`` (null on the last page)."""
+    """One page of a listing, with ``next_cursor`` (null on the last page).
+
+    The first request fixes the window (``now - hours``) for the whole cursor chain; status
+    and the status filter are evaluated at each request's own time.
+    """
     secret = await db.signing_secret()
-    binding = query.binding(user_id)
-    window_time = now_ms
     after: tuple[int, str] | None = None
-    if query.cursor is not None:
-        payload = decode_cursor(query.cursor, secret)
-        if any(payload.get(k) != v for k, v in binding.items()):
-            raise InvalidParameter("cursor", "belongs to another query (parameters or user differ)")
-        try:
-            window_time = int(payload["t"])
-            after = (int(payload["a"]), str(payload["i"]))
-        except (KeyError, TypeError, ValueError):
-            raise InvalidParameter("cursor", "is not a valid cursor") from None
+    if cursor is None:
+        query, window_time = _fresh_query(params, contact_id), now_ms
+    else:
+        payload = decode_cursor(cursor, secret, user_id=user_id)
+        query, window_time, after = _cursor_query(payload, params, contact_id)
     min_activity = window_time - query.hours * HOUR_MS if query.hours is not None else None
     async with db.read() as conn:
-        if query.contact_id is not None:
+        if contact_id is not None:
             contact = None
-            if ids.is_id(query.contact_id):
-                contact = await contacts_store.get_contact(conn, user_id, query.contact_id)
+            if ids.is_id(contact_id):
+                contact = await contacts_store.get_contact(conn, user_id, contact_id)
             if contact is None:
                 raise NotFound("contact not found")
         rows = await store.list_sessions(
             conn,
             user_id=user_id,
-            contact_id=query.contact_id,
+            contact_id=contact_id,
             min_activity_ms=min_activity,
             status=query.status,
             now_ms=now_ms,
@@ -146,9 +237,9 @@ async def list_sessions_page(
         )
         has_more = len(rows) > query.limit
         rows = rows[: query.limit]
-        per_session: dict[str, list[MessageRow]] | None = None
+        cap = per_session_message_cap(query.message_limit, len(rows))
+        per_session: dict[str, list[MessageRow]] = {}
         if query.include_messages and rows:
-            cap = min(query.message_limit, MAX_MESSAGES_PER_RESPONSE // len(rows))
             per_session = await store.messages_for_sessions(
                 conn, user_id, [r.session.id for r in rows], cap
             )
@@ -156,7 +247,9 @@ async def list_sessions_page(
         session_as_json(
             r,
             now_ms=now_ms,
-            messages=(per_session or {}).get(r.session.id, []) if query.include_messages else None,
+            messages=per_session.get(r.session.id, []) if query.include_messages else None,
+            # Cut by the response cap: messageLimit alone would have listed more.
+            truncated=min(query.message_limit, r.session.message_count) > cap,
         )
         for r in rows
     ]
@@ -164,9 +257,16 @@ async def list_sessions_page(
     if has_more and rows:
         last = rows[-1].session
         next_cursor = encode_cursor(
-            {**binding, "t": window_time, "a": last.activity_ms, "i": last.id}, secret
+            {**query.payload(), "t": window_time, "a": last.activity_ms, "i": last.id},
+            secret,
+            user_id=user_id,
         )
-    return {"success": True, "count": len(sessions), "next_cursor": next_cursor, "sessions": sessions}
+    return {
+        "success": True,
+        "count": len(sessions),
+        "next_cursor": next_cursor,
+        "sessions": sessions,
+    }
 
 
 async def _owned_session(conn: AsyncConnection, user_id: str, session_id: str) -> ListedSession:
@@ -189,7 +289,9 @@ async def get_session(
     """One session with its newest ``message_limit`` messages."""
     async with db.read() as conn:
         listed = await _owned_session(conn, user_id, session_id)
-        return await _with_messages(conn, user_id, listed, now_ms=now_ms, message_limit=message_limit)
+        return await _with_messages(
+            conn, user_id, listed, now_ms=now_ms, message_limit=message_limit
+        )
 
 
 async def close_session(
@@ -204,4 +306,11 @@ async def close_session(
         sess.closed_at_ms = rule.close_time(now_ms=now_ms, last_ms=sess.last_ms)
         sess.activity_ms = max(sess.last_ms, sess.closed_at_ms)
         await store.update_session(conn, user_id, sess, now_ms=now_ms)
+        await webhook_events.emit(
+            conn,
+            user_id=user_id,
+            contact_id=sess.contact_id,
+            events=[SessionEvent("ChatSessionClosed", sess.id)],
+            now_ms=now_ms,
+        )
     return await _with_messages(conn, user_id, listed, now_ms=now_ms, message_limit=message_limit)
