@@ -1,0 +1,102 @@
+"""Operational endpoints and HTTP defaults: health, readiness, metrics, OpenAPI, limits."""
+
+from __future__ import annotations
+
+import httpx
+
+from chatsessions.app import create_app
+from chatsessions.config import Settings
+from chatsessions.db import Database
+from tests.conftest import FakeClock, Tenant
+
+
+def _client(app: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")  # type: ignore[arg-type]
+
+
+async def test_health_and_readiness(client) -> None:
+    r = await client.get("/healthz")
+    assert r.status_code == 200 and r.json()["success"] is True
+    r = await client.get("/readyz")
+    assert r.status_code == 200 and r.json()["success"] is True
+
+
+async def test_readiness_is_503_when_the_database_is_unreachable() -> None:
+    settings = Settings(
+        database_url="postgresql://postgres@127.0.0.1:1/none", database_connect_timeout=2
+    )
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and r.json()["code"] == "unavailable"
+        r = await c.get("/v1/chat-sessions/recent", params={"hours": 1, "apiKey": "csk_" + "a" * 40})
+        assert r.status_code == 503
+        assert r.json() == {
+            "success": False,
+            "error": "the database is unreachable; retry shortly",
+            "code": "unavailable",
+        }
+    await app.state.db.dispose()
+
+
+async def test_metrics_need_the_token_when_configured(
+    backend_settings: Settings, database: Database, client
+) -> None:
+    r = await client.get("/metrics")
+    assert r.status_code == 200 and "chatsessions_http_requests_total" in r.text
+    app = create_app(
+        backend_settings.model_copy(update={"metrics_token": "s3cret"}), database=database
+    )
+    async with _client(app) as c:
+        assert (await c.get("/metrics")).status_code == 401
+        r = await c.get("/metrics", headers={"Authorization": "Bearer s3cret"})
+        assert r.status_code == 200
+
+
+async def test_openapi_is_3_1_and_documents_the_api(client) -> None:
+    r = await client.get("/openapi.json")
+    assert r.status_code == 200
+    spec = r.json()
+    assert spec["openapi"].startswith("3.1")
+    for path in ("/v1/chat-sessions/recent", "/v1/chat-sessions/{contactId}", "/v1/messages"):
+        assert path in spec["paths"]
+    params = {p["name"] for p in spec["paths"]["/v1/chat-sessions/recent"]["get"]["parameters"]}
+    assert {"hours", "status", "limit", "includeMessages", "messageLimit", "cursor"} <= params
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def test_docs_can_be_turned_off(backend_settings: Settings, database: Database) -> None:
+    app = create_app(backend_settings.model_copy(update={"docs_enabled": False}), database=database)
+    async with _client(app) as c:
+        assert (await c.get("/docs")).status_code == 404
+        assert (await c.get("/openapi.json")).status_code == 404
+
+
+async def test_security_headers_and_no_cors_by_default(client, tenant: Tenant) -> None:
+    r = await client.get(
+        "/v1/chat-sessions/recent?hours=1",
+        headers={**tenant.auth, "Origin": "https://evil.example"},
+    )
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert "access-control-allow-origin" not in r.headers
+    assert "server" not in r.headers
+
+
+async def test_per_key_rate_limit(
+    backend_settings: Settings, database: Database, tenant: Tenant
+) -> None:
+    app = create_app(
+        backend_settings.model_copy(update={"rate_limit": "3/minute"}),
+        clock=FakeClock(),
+        database=database,
+    )
+    async with _client(app) as c:
+        codes = [
+            (await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)).status_code
+            for _ in range(4)
+        ]
+        assert codes == [200, 200, 200, 429]
+        r = await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
+        assert r.json()["code"] == "rate_limited"
+        assert 1 <= int(r.headers["Retry-After"]) <= 61
