@@ -6,15 +6,19 @@ Every command reads ``CHATSESSIONS_DATABASE_URL`` and migrates on first use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, TypeVar
 
 import orjson
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatsessions import demo, transfer
 from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings, get_settings
 from chatsessions.db import Database, migrate
@@ -155,6 +159,151 @@ def keys_revoke(
         err.print("[red]no such active key[/red]")
         raise typer.Exit(1)
     err.print("[green]key revoked[/green]")
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr (stdout stays clean for what the command prints)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+    )
+
+
+@app.command("demo")
+def demo_command(
+    if_missing: Annotated[
+        bool,
+        typer.Option("--if-missing", help="keep the demo tenant already loaded, if its key works"),
+    ] = False,
+    host: Annotated[str, typer.Option(help="host for the printed curl line")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port for the printed curl line")] = 8000,
+    seed: Annotated[int, typer.Option(help="random seed of the demo data")] = demo.DEFAULT_SEED,
+) -> None:
+    """Load a realistic demo tenant (50 contacts, a week of chats) and print its key."""
+
+    async def work(db: Database) -> tuple[demo.DemoTenant, demo.DemoStats, bool, Path]:
+        path = demo.demo_file_path(db.settings)
+        tenant = await demo.existing_demo(db, path) if if_missing else None
+        loaded = tenant is None
+        if tenant is None:
+            with _progress() as progress:
+                task = progress.add_task("loading demo tenant", total=None)
+                tenant = await demo.load_demo(
+                    db,
+                    seed=seed,
+                    on_start=lambda total: progress.update(task, total=total),
+                    on_progress=lambda n: progress.advance(task, n),
+                )
+            demo.write_demo_file(path, tenant)
+        stats = await demo.demo_stats(db, tenant.user_id, now_ms=system_clock())
+        return tenant, stats, loaded, path
+
+    tenant, stats, loaded, path = run_with_db(work)
+    if not loaded:
+        err.print(
+            f"[dim]demo tenant already loaded ({path}); run `chatsessions demo` "
+            "without --if-missing to load another[/dim]",
+            soft_wrap=True,
+        )
+    typer.echo(
+        f"Demo tenant ready: {stats.contacts} contacts, {stats.messages} messages, "
+        f"{stats.sessions} sessions ({stats.open_now} open now)"
+    )
+    typer.echo(f"  userId: {tenant.user_id}")
+    typer.echo(f"  apiKey: {tenant.api_key}  (also in {path})")
+    typer.echo("Try:")
+    typer.echo(f"  export KEY={tenant.api_key}")
+    typer.echo(f"  {demo.curl_line(tenant.api_key, host=host, port=port)}")
+
+
+@app.command("export")
+def export_command(
+    user_id: Annotated[
+        str | None, typer.Option("--user-id", help="export this user only (default: every user)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="write to this file (default: stdout)")
+    ] = None,
+) -> None:
+    """Export contacts and messages as JSON Lines ({"kind": "contact"|"message", …})."""
+
+    async def work(db: Database) -> transfer.ExportStats:
+        with contextlib.ExitStack() as stack:
+            sink = stack.enter_context(out.open("wb")) if out is not None else sys.stdout.buffer
+            progress = stack.enter_context(_progress()) if out is not None else None
+            task = progress.add_task("exporting", total=None) if progress is not None else None
+
+            def on_start(total: int) -> None:
+                if progress is not None and task is not None:
+                    progress.update(task, total=total)
+
+            def on_progress(n: int) -> None:
+                if progress is not None and task is not None:
+                    progress.advance(task, n)
+
+            stats = await transfer.export_jsonl(
+                db, user_id=user_id, write=sink.write, on_start=on_start, on_progress=on_progress
+            )
+            sink.flush()
+            return stats
+
+    try:
+        stats = run_with_db(work)
+    except LookupError:
+        err.print("[red]no such user[/red]")
+        raise typer.Exit(1) from None
+    err.print(
+        f"exported {stats.contacts} contacts and {stats.messages} messages "
+        f"of {stats.users} user(s)" + (f" to {out}" if out is not None else "")
+    )
+
+
+@app.command("import")
+def import_command(
+    file: Annotated[Path, typer.Argument(help="a JSON Lines file, as written by export")],
+    user_id: Annotated[str, typer.Option("--user-id", help="the user to import into")],
+) -> None:
+    """Import contacts and messages (JSON Lines) into a user; safe to run again."""
+    if not file.is_file():
+        err.print(f"[red]no such file: {file}[/red]")
+        raise typer.Exit(2)
+
+    async def work(db: Database) -> transfer.ImportStats:
+        with _progress() as progress:
+            task = progress.add_task("importing", total=None)
+            return await transfer.import_jsonl(
+                db,
+                user_id=user_id,
+                path=file,
+                on_start=lambda total: progress.update(task, total=total),
+                on_progress=lambda n: progress.advance(task, n),
+            )
+
+    try:
+        stats = run_with_db(work)
+    except LookupError:
+        err.print("[red]no such user[/red]")
+        raise typer.Exit(1) from None
+    except transfer.ImportFileError as exc:
+        err.print("[red]nothing imported: the file has problems[/red]")
+        for problem in exc.problems:
+            err.print(f"  {problem}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"contacts: {stats.contacts_created} created, {stats.contacts_matched} matched existing; "
+        f"messages: {stats.messages_stored} stored, "
+        f"{stats.messages_duplicate} already present (same externalId)"
+    )
+    if stats.skipped_lines:
+        err.print(f"skipped {stats.skipped_lines} line(s) of another kind")
+    if stats.without_external_id:
+        err.print(
+            f"[yellow]{stats.without_external_id} message(s) had no externalId: importing this "
+            "file again would store them again[/yellow]"
+        )
 
 
 if __name__ == "__main__":  # pragma: no cover
