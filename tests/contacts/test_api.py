@@ -185,6 +185,7 @@ async def test_taken_identifier_is_409_with_existing_id(
     assert body["success"] is False
     assert body["code"] == "conflict"
     assert body["contactId"] == existing
+    assert body["data"] == {"contactId": existing}
     # Nothing was written: the new phone is still free.
     if field != "phone":
         r = await client.get(

@@ -60,6 +60,15 @@ def _row_values(fields: ContactFields, idents: dict[str, str | None]) -> dict[st
     }
 
 
+def _conflict(api_name: str, contact_id: str) -> Conflict:
+    """409 carrying the existing contact's id (top level, and in ``data`` as on success)."""
+    return Conflict(
+        f"a contact with this {api_name} already exists",
+        contactId=contact_id,
+        data={"contactId": contact_id},
+    )
+
+
 async def _first_taken(
     conn: AsyncConnection, user_id: str, idents: dict[str, str | None], exclude: str | None = None
 ) -> tuple[str, ContactRow] | None:
@@ -83,7 +92,7 @@ async def create_contact(
     taken = await _first_taken(conn, user_id, idents)
     if taken is not None:
         api_name, existing = taken
-        raise Conflict(f"a contact with this {api_name} already exists", contactId=existing.id)
+        raise _conflict(api_name, existing.id)
     return await _insert(conn, user_id, fields, idents, now_ms)
 
 
@@ -171,7 +180,7 @@ async def update_contact(
     taken = await _first_taken(conn, user_id, idents, exclude=contact_id)
     if taken is not None:
         api_name, existing = taken
-        raise Conflict(f"a contact with this {api_name} already exists", contactId=existing.id)
+        raise _conflict(api_name, existing.id)
     column_of = {
         "firstName": "first_name",
         "lastName": "last_name",

@@ -110,14 +110,18 @@ async def update_contact(
 
 
 async def delete_contact(conn: AsyncConnection, user_id: str, contact_id: str) -> bool:
-    """Erase a contact with its messages and sessions; True when it existed."""
-    m, s = tables.messages.c, tables.sessions.c
-    await conn.execute(
-        delete(tables.messages).where(m.user_id == user_id, m.contact_id == contact_id)
-    )
-    await conn.execute(
-        delete(tables.sessions).where(s.user_id == user_id, s.contact_id == contact_id)
-    )
+    """Erase a contact with everything of it; True when it existed.
+
+    Every table that carries ``(user_id, contact_id)`` is cleared for the contact, children
+    first: messages, sessions, and whatever a later domain keys by contact (such as pending
+    webhook events), so an erasure cannot miss a table added after this was written.
+    """
+    for table in reversed(tables.metadata.sorted_tables):
+        if table is tables.contacts or not {"user_id", "contact_id"} <= set(table.c.keys()):
+            continue
+        await conn.execute(
+            delete(table).where(table.c.user_id == user_id, table.c.contact_id == contact_id)
+        )
     result = await conn.execute(
         delete(tables.contacts).where(c.user_id == user_id, c.id == contact_id)
     )
