@@ -25,15 +25,17 @@ class MaskSecretsFilter(logging.Filter):
     """Masks secrets in the formatted message of every record it sees."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with secrets masked."""
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string must not drop the record
-            return True
-        masked = mask(message)
-        if masked != message or record.args:
-            record.msg = masked
-            record.args = None
+        """Mask the record's message and arguments in place.
+
+        Arguments keep their shape: uvicorn's access formatter unpacks ``record.args``.
+        """
+        if isinstance(record.msg, str) and not record.args:
+            # Only a message without arguments: masking a format string could eat "%s".
+            record.msg = mask(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(mask(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: mask(v) if isinstance(v, str) else v for k, v in record.args.items()}
         return True
 
 

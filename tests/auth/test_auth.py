@@ -142,6 +142,12 @@ def test_access_and_error_logs_mask_keys_and_user_ids(caplog: pytest.LogCaptureF
         )
         logging.getLogger("chatsessions").error("failed for Bearer %s", key)
     text = caplog.text
+    # uvicorn's own access formatter (which unpacks the record's arguments) still works.
+    from uvicorn.logging import AccessFormatter
+
+    record = next(r for r in caplog.records if r.name == "uvicorn.access")
+    formatted = AccessFormatter('%(client_addr)s "%(request_line)s" %(status_code)s').format(record)
+    assert "apiKey=***" in formatted and key not in formatted
     assert key not in text
     assert "Yc3pQm0aZ8LrT1uVw2Xn" not in text
     assert "apiKey=***" in text and "userId=***" in text
