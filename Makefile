@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench clean resilience
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
 	$(BIN)/pytest -q
+
+## make resilience: the full fault-injection set (longer runs, more crashes).
+resilience: install
+	CHATSESSIONS_RESILIENCE_FULL=1 $(BIN)/pytest -q tests/resilience
 
 lint: install
 	$(BIN)/ruff check src tests

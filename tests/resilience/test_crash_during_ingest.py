@@ -1,0 +1,144 @@
+"""Crash during ingest: clients retry with idempotency keys while the server is SIGKILLed
+and restarted; afterwards every acknowledged message is stored exactly once and the
+sessions equal the offline segmentation of the stored timestamps."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from chatsessions import tables
+from chatsessions.config import Settings
+from chatsessions.db import Database
+from chatsessions.sessions import rule
+from chatsessions.settings import service as settings_service
+from chatsessions.timeutil import format_ms, system_clock
+from tests.conftest import _create_pg_database, _drop_pg_database
+from tests.resilience.harness import FULL, Server, create_user
+
+MIN = 60_000
+MESSAGES = 1200 if FULL else 240
+KILLS = 8 if FULL else 3
+CLIENTS = 8
+
+
+async def _send_all(server: Server, key: str, plan: list[dict[str, object]]) -> dict[str, str]:
+    """Post every message, retrying each until a 2xx; returns externalId → messageId."""
+    acknowledged: dict[str, str] = {}
+    queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
+    for item in plan:
+        queue.put_nowait(item)
+
+    async def client() -> None:
+        async with httpx.AsyncClient(timeout=10) as http:
+            while not queue.empty():
+                item = queue.get_nowait()
+                while True:
+                    try:
+                        r = await http.post(
+                            server.base_url + "/v1/messages", json=item, headers={"X-API-Key": key}
+                        )
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.05)
+                        continue
+                    if r.status_code in (200, 201):
+                        acknowledged[str(item["externalId"])] = r.json()["messageId"]
+                        break
+                    assert r.status_code >= 500, r.text  # only the crash may fail a request
+                    await asyncio.sleep(0.05)
+
+    await asyncio.gather(*(client() for _ in range(CLIENTS)))
+    return acknowledged
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+async def test_acknowledged_messages_survive_sigkill(backend_name: str, tmp_path: Path) -> None:
+    pg_name = None
+    if backend_name == "sqlite":
+        url = f"sqlite:///{tmp_path}/crash.db"
+    else:
+        pg_name, url = await _create_pg_database()
+    try:
+        user_id, key = create_user(url)
+        server = Server(url, tmp_path)
+        server.start()
+        async with httpx.AsyncClient() as http:
+            contacts = []
+            for i in range(4):
+                r = await http.post(
+                    server.base_url + "/v1/contacts",
+                    json={"phoneNumber": f"+1555000{i:04d}"},
+                    headers={"X-API-Key": key},
+                )
+                contacts.append(r.json()["data"]["contactId"])
+        rng = random.Random(11)
+        now = system_clock()
+        plan: list[dict[str, object]] = [
+            {
+                "contactId": rng.choice(contacts),
+                "direction": rng.choice(["inbound", "outbound"]),
+                "timestamp": format_ms(now - rng.randrange(0, 2 * 24 * 60) * MIN),
+                "externalId": f"ext-{i}",
+                "content": f"message {i}",
+            }
+            for i in range(MESSAGES)
+        ]
+        stop = threading.Event()
+        kills = 0
+
+        def killer() -> None:
+            nonlocal kills
+            while kills < KILLS and not stop.wait(0.4 + rng.random() * 0.4):
+                server.kill()
+                kills += 1
+                server.start()
+
+        thread = threading.Thread(target=killer, daemon=True)
+        started = time.monotonic()
+        thread.start()
+        acknowledged = await _send_all(server, key, plan)
+        stop.set()
+        thread.join(timeout=120)
+        server.kill()
+        assert time.monotonic() - started < 300
+        assert kills >= 1, "the server was never killed: the test proved nothing"
+
+        db = Database(Settings(database_url=url))
+        m, s = tables.messages.c, tables.sessions.c
+        async with db.read() as conn:
+            rows = (
+                await conn.execute(
+                    select(m.id, m.external_id, m.ts_ms, m.contact_id, m.session_id).where(
+                        m.user_id == user_id
+                    )
+                )
+            ).all()
+            history = await settings_service.timeout_history(conn, user_id)
+            session_rows = (
+                await conn.execute(select(s.id, s.message_count).where(s.user_id == user_id))
+            ).all()
+        await db.dispose()
+
+        assert len(acknowledged) == MESSAGES
+        by_external = {r.external_id: r.id for r in rows}
+        assert len(rows) == MESSAGES  # exactly once: no duplicates from retries
+        assert by_external == acknowledged  # every acknowledged message, with the acked id
+        expected: set[tuple[tuple[int, str], ...]] = set()
+        for contact in {r.contact_id for r in rows}:
+            mine = [(r.ts_ms, r.id) for r in rows if r.contact_id == contact]
+            expected |= {seg.messages for seg in rule.segment(mine, [], history)}
+        got: dict[str, list[tuple[int, str]]] = {}
+        for r in rows:
+            got.setdefault(r.session_id, []).append((r.ts_ms, r.id))
+        assert {tuple(sorted(v)) for v in got.values()} == expected
+        assert sorted(r.message_count for r in session_rows) == sorted(len(v) for v in got.values())
+    finally:
+        if pg_name is not None:
+            await _drop_pg_database(pg_name)
