@@ -314,6 +314,14 @@ async def test_find_with_unencoded_plus_in_query(client: httpx.AsyncClient, tena
     assert r.json()["contactId"] == contact_id
 
 
+async def test_find_email_with_unencoded_plus(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    contact_id = await make_contact(client, tenant.auth, email="jane+crm@example.com")
+    for query in ("email=jane+crm@example.com", "email=jane%2Bcrm%40example.com"):
+        r = await client.get(f"/v1/contacts?{query}", headers=tenant.auth)
+        assert r.status_code == 200, (query, r.text)
+        assert r.json()["contactId"] == contact_id
+
+
 async def test_find_unknown_is_404(client: httpx.AsyncClient, tenant: Tenant) -> None:
     await make_contact(client, tenant.auth, phoneNumber="+15551234567", externalId="e-1")
     for params in (

@@ -60,10 +60,11 @@ async def find_contact(
 ) -> Response:
     """`{"success": true, "contactId": …}` or 404."""
     params = dict(request.query_params)
-    fields = validate_body(
-        ContactFields,
-        {name: query_value(params, name) for name in ("phoneNumber", "email", "externalId")},
-    )
+    given = {name: query_value(params, name) for name in ("phoneNumber", "email", "externalId")}
+    if given["email"] is not None and "@" in given["email"]:
+        # An unencoded "+" (jane+tag@…) arrives as a space, which no address contains.
+        given["email"] = given["email"].strip().replace(" ", "+")
+    fields = validate_body(ContactFields, given)
     if fields.phoneNumber is None and fields.email is None and fields.externalId is None:
         raise InvalidParameter("phoneNumber", "give phoneNumber, email or externalId")
     idents = service.normalised_identifiers(fields)
