@@ -1,0 +1,101 @@
+"""Database outage: while PostgreSQL is cut away requests fail fast with 503 JSON and
+/readyz says so; afterwards the service recovers by itself, and no acknowledged write is
+lost."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+from sqlalchemy import func, select
+
+from chatsessions import tables
+from chatsessions.app import create_app
+from chatsessions.config import Settings
+from chatsessions.db import Database
+from tests.conftest import T0, FakeClock, _create_pg_database, _drop_pg_database, create_tenant
+from tests.factories import make_contact
+from tests.resilience.tcp_proxy import CuttableProxy
+
+MIN = 60_000
+
+
+async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
+    pg_name, direct_url = await _create_pg_database()
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    await proxy.start()
+    try:
+        from chatsessions.db import migrate
+
+        await migrate(Settings(database_url=direct_url))
+        url = direct_url.replace(":5432/", f":{proxy.port}/")
+        settings = Settings(database_url=url, database_connect_timeout=5, secret_key="k")
+        db = Database(settings)
+        tenant = await create_tenant(db)
+        app = create_app(settings, clock=FakeClock(), database=db)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
+            contact = await make_contact(c, tenant.auth)
+            acked: list[str] = []
+
+            async def write(i: int) -> httpx.Response:
+                return await c.post(
+                    "/v1/messages",
+                    json={
+                        "contactId": contact,
+                        "direction": "inbound",
+                        "timestamp": T0 - i * MIN,
+                        "externalId": f"o-{i}",
+                    },
+                    headers=tenant.auth,
+                )
+
+            for i in range(20):
+                r = await write(i)
+                assert r.status_code == 201
+                acked.append(r.json()["messageId"])
+
+            await proxy.cut()
+            outage_codes = []
+            for i in range(20, 30):
+                started = time.monotonic()
+                r = await write(i)
+                assert time.monotonic() - started < 5.5  # fails fast, no hang
+                outage_codes.append(r.status_code)
+                assert r.headers["content-type"].startswith("application/json")
+                if r.status_code in (200, 201):
+                    acked.append(r.json()["messageId"])
+            assert set(outage_codes) == {503}
+            r = await c.get("/readyz")
+            assert r.status_code == 503 and r.json()["code"] == "unavailable"
+            r = await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
+            assert r.status_code == 503
+
+            await proxy.restore()
+            recovered_after = None
+            started = time.monotonic()
+            while time.monotonic() - started < 5:
+                if (await c.get("/readyz")).status_code == 200:
+                    recovered_after = time.monotonic() - started
+                    break
+            assert recovered_after is not None, "did not recover within 5 s"
+            for i in range(30, 40):
+                r = await write(i)
+                assert r.status_code == 201, r.text
+                acked.append(r.json()["messageId"])
+
+        async with db.read() as conn:
+            m = tables.messages.c
+            stored = {
+                row.id
+                for row in await conn.execute(select(m.id).where(m.user_id == tenant.user_id))
+            }
+            count = (
+                await conn.execute(select(func.count()).where(m.user_id == tenant.user_id))
+            ).scalar_one()
+        assert set(acked) <= stored
+        assert count == len(acked)  # nothing refused during the outage was half-stored
+        await db.dispose()
+    finally:
+        await proxy.cut()
+        await _drop_pg_database(pg_name)
