@@ -40,6 +40,8 @@ from chatsessions.sessions.api import router as sessions_router
 from chatsessions.settings.api import router as settings_router
 from chatsessions.timeutil import Clock, system_clock
 from chatsessions.web import format_loc, json_response
+from chatsessions.webhooks import worker as webhooks_worker
+from chatsessions.webhooks.api import router as webhooks_router
 
 __all__ = ["create_app"]
 
@@ -102,7 +104,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        background = webhooks_worker.Background(app.state.db, clock=clock)
+        await background.start()  # webhook delivery and silence sweeps, in every process
         yield
+        await background.stop()
         if database is None:
             await app.state.db.dispose()
 
@@ -126,6 +131,7 @@ def create_app(
     for router in (ops_router, sessions_router, messages_router, contacts_router, settings_router):
         app.include_router(router)
     app.include_router(exports_router)
+    app.include_router(webhooks_router)
     _install_error_handlers(app)
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:

@@ -20,6 +20,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    and_,
+    or_,
 )
 
 __all__ = [
@@ -31,6 +33,9 @@ __all__ = [
     "sessions",
     "timeout_changes",
     "users",
+    "webhook_deliveries",
+    "webhook_endpoints",
+    "webhook_events",
 ]
 
 metadata = MetaData(
@@ -127,6 +132,8 @@ sessions = Table(
     Column("outbound_count", Integer, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
+    # The expires_ms for which ChatSessionClosed (inactivity) was announced; null: never.
+    Column("close_notified_ms", BigInteger, nullable=True),
     PrimaryKeyConstraint("user_id", "id"),
     ForeignKeyConstraint(
         ["user_id", "contact_id"], ["contacts.user_id", "contacts.id"], ondelete="CASCADE"
@@ -178,3 +185,99 @@ server_secrets = Table(
 )
 
 MIN_TIME_MS = -(2**62)
+
+# --- Webhooks (SPEC §6) ---
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("id", _id(), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("description", String(500), nullable=True),
+    # JSON list of the event types the endpoint is subscribed to.
+    Column("events", Text, nullable=False),
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("disabled_reason", String(16), nullable=True),  # "gone" (410) | "failing"
+    Column("disabled_at_ms", BigInteger, nullable=True),
+    # Start of the current run of failed attempts (null after a success).
+    Column("failing_since_ms", BigInteger, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+)
+
+# The outbox: one row per event, its body fixed when the change that caused it was written.
+webhook_events = Table(
+    "webhook_events",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("id", _id(), nullable=False),
+    Column("contact_id", _id(), nullable=True),
+    Column("type", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+    Index("ix_webhook_events_contact", "user_id", "contact_id"),
+)
+
+# One row per (event, endpoint). ``id`` grows in emission order: the order per contact.
+# ``next_attempt_ms`` is set while pending (a claimed row carries its lease's end) and null
+# once delivered or failed.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), autoincrement=True, nullable=False),
+    Column("user_id", _id(), nullable=False),
+    Column("endpoint_id", _id(), nullable=False),
+    Column("event_id", _id(), nullable=False),
+    Column("contact_id", _id(), nullable=True),
+    Column("type", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_ms", BigInteger, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", String(255), nullable=True),
+    Column("last_response", Text, nullable=True),  # at most 1 KiB of the answer
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("id"),
+    UniqueConstraint("endpoint_id", "event_id"),
+    ForeignKeyConstraint(
+        ["user_id", "endpoint_id"],
+        ["webhook_endpoints.user_id", "webhook_endpoints.id"],
+        ondelete="CASCADE",
+    ),
+    Index("ix_webhook_deliveries_due", "next_attempt_ms"),
+    Index("ix_webhook_deliveries_chain", "endpoint_id", "contact_id", "status", "id"),
+    Index("ix_webhook_deliveries_endpoint", "user_id", "endpoint_id", "id"),
+    Index("ix_webhook_deliveries_contact", "user_id", "contact_id"),
+    Index("ix_webhook_deliveries_event", "user_id", "event_id"),
+)
+
+# Sessions that may still owe a ChatSessionClosed (inactivity): not explicitly closed and
+# not announced for their current expiry. Partial, so the sweeper reads only those.
+SESSION_CLOSE_PENDING = and_(
+    sessions.c.closed_at_ms.is_(None),
+    or_(
+        sessions.c.close_notified_ms.is_(None),
+        sessions.c.close_notified_ms < sessions.c.expires_ms,
+    ),
+)
+Index(
+    "ix_sessions_close_pending_expires",
+    sessions.c.user_id,
+    sessions.c.expires_ms,
+    postgresql_where=SESSION_CLOSE_PENDING,
+    sqlite_where=SESSION_CLOSE_PENDING,
+)
+Index(
+    "ix_sessions_close_pending_created",
+    sessions.c.user_id,
+    sessions.c.created_at_ms,
+    postgresql_where=SESSION_CLOSE_PENDING,
+    sqlite_where=SESSION_CLOSE_PENDING,
+)

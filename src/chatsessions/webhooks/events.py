@@ -1,19 +1,42 @@
 """Session events written to the webhook outbox in the caller's transaction (SPEC §6).
 
-The write paths (message ingest, explicit close) call :func:`emit` with the events their
-change caused, in order, inside the same transaction as the change itself, so an event is
-stored if and only if the change is.
+The write paths (message ingest, explicit close, the silence sweeper) call :func:`emit`
+with the events their change caused, in order, inside the same transaction as the change
+itself, so an event is stored if and only if the change is. The body of each event is
+built at that moment from the session as the transaction sees it.
+
+When the user has no enabled endpoint subscribed to any of the events, :func:`emit` costs
+one primary-key range read of ``webhook_endpoints`` and writes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+import orjson
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["EVENT_TYPES", "SessionEvent", "emit"]
+from chatsessions import ids, tables
+from chatsessions.sessions import store as sessions_store
+from chatsessions.timeutil import format_ms
+from chatsessions.webhooks import store
+
+__all__ = [
+    "EVENT_TYPES",
+    "NOTIFY_CHANNEL",
+    "SessionEvent",
+    "add_wake_listener",
+    "emit",
+    "remove_wake_listener",
+]
 
 EVENT_TYPES = ("ChatSessionOpened", "ChatSessionClosed", "ChatSessionMerged", "MessageReceived")
+NOTIFY_CHANNEL = "chatsessions_webhooks"
+
+_wake_listeners: list[Callable[[], None]] = []
 
 
 @dataclass(frozen=True)
@@ -26,6 +49,50 @@ class SessionEvent:
     merged_session_id: str | None = None
 
 
+def add_wake_listener(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever this process writes deliveries (delivery loops use it)."""
+    _wake_listeners.append(listener)
+
+
+def remove_wake_listener(listener: Callable[[], None]) -> None:
+    """Undo :func:`add_wake_listener`."""
+    if listener in _wake_listeners:
+        _wake_listeners.remove(listener)
+
+
+async def _session_json(
+    conn: AsyncConnection, user_id: str, session_id: str, now_ms: int
+) -> dict[str, Any] | None:
+    # Imported here: sessions.service emits events, so it imports this module.
+    from chatsessions.sessions import service as sessions_service
+
+    listed = await sessions_store.get_session(conn, user_id, session_id)
+    if listed is None:
+        return None
+    return sessions_service.session_as_json(listed, now_ms=now_ms)
+
+
+async def _message_json(
+    conn: AsyncConnection, user_id: str, message_id: str
+) -> dict[str, Any] | None:
+    from chatsessions.sessions import service as sessions_service
+
+    m = tables.messages.c
+    row = (
+        await conn.execute(
+            select(*sessions_store.MESSAGE_COLUMNS).where(m.user_id == user_id, m.id == message_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    return sessions_service.message_as_json(sessions_store.message_from_row(row))
+
+
+def event_body(type_: str, now_ms: int, data: dict[str, Any]) -> bytes:
+    """The JSON body of an event as delivered."""
+    return orjson.dumps({"type": type_, "timestamp": format_ms(now_ms), "data": data})
+
+
 async def emit(
     conn: AsyncConnection,
     *,
@@ -35,5 +102,41 @@ async def emit(
     now_ms: int,
 ) -> None:
     """Record ``events`` (in order) for every endpoint of the user subscribed to them."""
-    # Filled in by the webhooks outbox; until then there is nothing to deliver to.
-    del conn, user_id, contact_id, events, now_ms
+    if not events:
+        return
+    endpoints = await store.subscribed_endpoints(conn, user_id)
+    wanted = {event.type for event in events}
+    if not any(wanted.intersection(types) for _id, types in endpoints):
+        return
+    sessions: dict[str, dict[str, Any] | None] = {}
+    written = False
+    for event in events:
+        targets = [endpoint_id for endpoint_id, types in endpoints if event.type in types]
+        if not targets:
+            continue
+        if event.session_id not in sessions:
+            sessions[event.session_id] = await _session_json(
+                conn, user_id, event.session_id, now_ms
+            )
+        data: dict[str, Any] = {"session": sessions[event.session_id]}
+        if event.type == "MessageReceived" and event.message_id is not None:
+            data["message"] = await _message_json(conn, user_id, event.message_id)
+        if event.type == "ChatSessionMerged":
+            data["merged_session_id"] = event.merged_session_id
+        await store.insert_event(
+            conn,
+            user_id=user_id,
+            event_id=ids.new_id(),
+            contact_id=contact_id,
+            type_=event.type,
+            payload=event_body(event.type, now_ms, data),
+            endpoint_ids=targets,
+            now_ms=now_ms,
+        )
+        written = True
+    if written:
+        if conn.dialect.name == "postgresql":
+            # Delivered to every listening worker when (and only if) the transaction commits.
+            await conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
+        for listener in list(_wake_listeners):
+            listener()

@@ -1,0 +1,146 @@
+"""Routes of the webhooks API (SPEC §6): endpoints, secret rotation, test ping, deliveries."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions.auth.api import CurrentUser
+from chatsessions.web import (
+    DB,
+    ClockDep,
+    json_response,
+    parse_positive_int,
+    query_value,
+    read_json_body,
+    schema_of,
+    validate_body,
+)
+from chatsessions.webhooks import delivery, service, store
+from chatsessions.webhooks.schemas import WebhookIn
+from chatsessions.webhooks.store import EndpointRow
+
+router = APIRouter(prefix="/v1", tags=["webhooks"])
+
+DEFAULT_DELIVERIES_LIMIT = 100
+MAX_DELIVERIES_LIMIT = 1000
+WebhookId = Annotated[str, Path()]
+
+
+def _allow_private(request: Request) -> bool:
+    """``CHATSESSIONS_WEBHOOK_ALLOW_PRIVATE`` of this app."""
+    return bool(request.app.state.settings.webhook_allow_private)
+
+
+@router.post("/webhooks", openapi_extra=schema_of(WebhookIn), summary="Create a webhook endpoint")
+async def create_webhook(
+    request: Request, caller: CurrentUser, db: DB, clock: ClockDep
+) -> Response:
+    """201 with the endpoint and its `secret` (shown here and on rotation only)."""
+    body = validate_body(WebhookIn, await read_json_body(request, limit=db.settings.max_body_bytes))
+    service.validate_events(body.events)
+    await service.check_url(body.url, allow_private=_allow_private(request))
+
+    async def work(conn: AsyncConnection) -> EndpointRow:
+        return await service.create_endpoint(
+            conn, user_id=caller.user_id, body=body, now_ms=clock()
+        )
+
+    endpoint = await db.run_write(work)
+    return json_response(
+        {"success": True, "data": service.endpoint_as_json(endpoint, with_secret=True)}, 201
+    )
+
+
+@router.get("/webhooks", summary="List webhook endpoints")
+async def list_webhooks(caller: CurrentUser, db: DB) -> Response:
+    """Every endpoint of the caller, without secrets."""
+    async with db.read() as conn:
+        endpoints = await store.list_endpoints(conn, caller.user_id)
+    return json_response(
+        {"success": True, "data": [service.endpoint_as_json(e) for e in endpoints]}
+    )
+
+
+@router.get("/webhooks/{webhookId}", summary="Read a webhook endpoint")
+async def read_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> Response:
+    """The endpoint, without its secret."""
+    async with db.read() as conn:
+        endpoint = await service.get_owned_endpoint(
+            conn, user_id=caller.user_id, endpoint_id=webhookId
+        )
+    return json_response({"success": True, "data": service.endpoint_as_json(endpoint)})
+
+
+@router.delete("/webhooks/{webhookId}", summary="Delete a webhook endpoint")
+async def delete_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> Response:
+    """Delete the endpoint and its pending and past deliveries."""
+
+    async def work(conn: AsyncConnection) -> None:
+        await service.get_owned_endpoint(conn, user_id=caller.user_id, endpoint_id=webhookId)
+        await store.delete_endpoint(conn, caller.user_id, webhookId)
+
+    await db.run_write(work)
+    return json_response({"success": True})
+
+
+@router.post("/webhooks/{webhookId}/rotate-secret", summary="Rotate a webhook's secret")
+async def rotate_secret(
+    caller: CurrentUser, db: DB, clock: ClockDep, webhookId: WebhookId
+) -> Response:
+    """A new secret, shown once; every delivery from now on is signed with it."""
+
+    async def work(conn: AsyncConnection) -> EndpointRow:
+        return await service.rotate_secret(
+            conn, user_id=caller.user_id, endpoint_id=webhookId, now_ms=clock()
+        )
+
+    endpoint = await db.run_write(work)
+    return json_response(
+        {"success": True, "data": service.endpoint_as_json(endpoint, with_secret=True)}
+    )
+
+
+@router.post("/webhooks/{webhookId}/test", summary="Send a signed test event")
+async def test_webhook(
+    request: Request, caller: CurrentUser, db: DB, clock: ClockDep, webhookId: WebhookId
+) -> Response:
+    """Send a signed `WebhookTest` event now; says whether it was accepted (2xx), never what
+    the receiver answered."""
+    async with db.read() as conn:
+        endpoint = await service.get_owned_endpoint(
+            conn, user_id=caller.user_id, endpoint_id=webhookId
+        )
+    async with delivery.new_client() as client:
+        result = await service.send_test(
+            endpoint,
+            client=client,
+            allow_private=_allow_private(request),
+            now_ms=clock(),
+        )
+    return json_response({"success": True, "data": result})
+
+
+@router.get("/webhooks/{webhookId}/deliveries", summary="List a webhook's deliveries")
+async def list_deliveries(
+    request: Request, caller: CurrentUser, db: DB, webhookId: WebhookId
+) -> Response:
+    """Newest first; `limit` (default 100, above 1,000 counts as 1,000) and `cursor`."""
+    params = dict(request.query_params)
+    limit = parse_positive_int(params, "limit", default=None, cap=MAX_DELIVERIES_LIMIT)
+    cursor = query_value(params, "cursor")
+    secret = await db.signing_secret()
+    async with db.read() as conn:
+        page = await service.deliveries_page(
+            conn,
+            user_id=caller.user_id,
+            endpoint_id=webhookId,
+            limit=limit,
+            cursor=cursor,
+            secret=secret,
+            default_limit=DEFAULT_DELIVERIES_LIMIT,
+        )
+    return json_response(page)
