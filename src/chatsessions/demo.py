@@ -237,9 +237,12 @@ def _contact(rng: random.Random, i: int, first: str, used_phones: set[str]) -> C
         email = f"{local}@{rng.choice(_MAIL_DOMAINS)}"
     if channel == "widget" and rng.random() < 0.5:
         phone = None  # a website visitor who left only an email
+    anonymous = i == 0 and phone is not None  # one contact known only by its number
+    if anonymous:
+        email = None
     return ContactIn(
-        firstName=first if i != 0 else None,  # one contact known only by number
-        lastName=last if i != 0 else None,
+        firstName=None if anonymous else first,
+        lastName=None if anonymous else last,
         phoneNumber=phone,
         email=email,
         channel=channel,

@@ -116,11 +116,10 @@ async def export_jsonl(
             user_ids = [user_id]
         else:
             user_ids = list((await conn.scalars(select(u.id).order_by(u.id))).all())
-        scope = [user_id] if user_id is not None else None
         total = 0
         for table in (tables.contacts, tables.messages):
             stmt = select(func.count()).select_from(table)
-            if scope is not None:
+            if user_id is not None:
                 stmt = stmt.where(table.c.user_id == user_id)
             total += int(await conn.scalar(stmt) or 0)
         on_start(total)
@@ -304,7 +303,17 @@ async def import_jsonl(
             )
             return new_map, created, results
 
-        new_map, created, results = await db.run_write(work)
+        try:
+            new_map, created, results = await db.run_write(work)
+        except ChatSessionsError as exc:  # e.g. a contact erased while the import ran
+            stored = stats.messages_stored + stats.messages_duplicate
+            raise ImportFileError(
+                [
+                    exc.message,
+                    f"the {stored} message(s) before this batch are stored; "
+                    "running the import again skips those with an externalId",
+                ]
+            ) from None
         id_map.update(new_map)
         stats.contacts_created += created
         stats.contacts_matched += len(pending_contacts) - created
