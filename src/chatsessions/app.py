@@ -161,7 +161,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         if exc.status_code == 404:
             return _error_response(NotFound("no such endpoint"))
         if exc.status_code == 405:
-            return _error_response(MethodNotAllowed("method not allowed on this endpoint"))
+            not_allowed = MethodNotAllowed("method not allowed on this endpoint")
+            not_allowed.headers = dict(exc.headers or {})  # Allow: the methods that are
+            return _error_response(not_allowed)
         err = ChatSessionsError(str(exc.detail))
         return json_response(
             {**err.body(), "code": "invalid_parameter" if exc.status_code < 500 else "internal"},

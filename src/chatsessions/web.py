@@ -32,7 +32,7 @@ __all__ = [
 ]
 
 M = TypeVar("M", bound=BaseModel)
-_DIGITS = re.compile(r"^[0-9]+$")
+_DIGITS = re.compile(r"[0-9]+")  # used with fullmatch: "5\n" is not plain digits
 
 
 def _no_nul(value: str) -> str:
@@ -95,13 +95,18 @@ def parse_positive_int(
     raw = query_value(params, name)
     if raw is None:
         return default
-    if not _DIGITS.match(raw):
-        raise InvalidParameter(name, f"must be a whole number ≥ 1 in plain digits, got {raw[:40]!r}")
-    if cap is not None and len(raw.lstrip("0")) > len(str(cap)):
-        return cap
-    value = int(raw)
-    if value < 1:
+    if not _DIGITS.fullmatch(raw):
+        raise InvalidParameter(
+            name, f"must be a whole number ≥ 1 in plain digits, got {raw[:40]!r}"
+        )
+    digits = raw.lstrip("0")  # int() refuses over 4,300 digits, leading zeros included
+    if not digits:
         raise InvalidParameter(name, f"must be ≥ 1, got {raw[:40]!r}")
+    if cap is not None and len(digits) > len(str(cap)):
+        return cap
+    if len(digits) > 4000:
+        raise InvalidParameter(name, "is too large")
+    value = int(digits)
     return min(value, cap) if cap is not None else value
 
 

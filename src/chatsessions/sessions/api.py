@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.auth.api import CurrentUser
+from chatsessions.auth.service import Caller
+from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter
 from chatsessions.sessions import service
 from chatsessions.sessions.schemas import SessionListResponse, SingleSessionResponse
-from chatsessions.web import DB, ClockDep, json_response, parse_bool, parse_positive_int, query_value
+from chatsessions.timeutil import Clock
+from chatsessions.web import (
+    DB,
+    ClockDep,
+    json_response,
+    parse_bool,
+    parse_positive_int,
+    query_value,
+)
 
 router = APIRouter(prefix="/v1", tags=["chat sessions"])
 
@@ -24,8 +35,6 @@ _STATUS = {
     "chatsessionclosed": "closed",
     "closed": "closed",
 }
-
-Str = Annotated[str | None, Query()]
 
 
 def _status(params: dict[str, str]) -> str | None:
@@ -40,25 +49,37 @@ def _status(params: dict[str, str]) -> str | None:
     return status
 
 
-def _list_query(request: Request, *, contact_id: str | None) -> service.ListQuery:
+def _list_params(request: Request) -> service.ListParams:
+    """Validate every listing parameter (400 naming the first bad one); absent stays None."""
     params = dict(request.query_params)
-    hours = parse_positive_int(params, "hours", default=None, cap=MAX_HOURS)
-    if contact_id is None and hours is None:
-        raise InvalidParameter("hours", "is required (a whole number of hours ≥ 1)")
-    status = _status(params)
-    limit = parse_positive_int(params, "limit", default=100, cap=MAX_LIMIT)
-    message_limit = parse_positive_int(params, "messageLimit", default=100, cap=MAX_LIMIT)
-    include = parse_bool(params, "includeMessages", default=False)
-    assert limit is not None and message_limit is not None
-    return service.ListQuery(
-        contact_id=contact_id,
-        hours=hours,
-        status=status,
-        limit=limit,
-        include_messages=include,
-        message_limit=message_limit,
-        cursor=query_value(params, "cursor"),
+    return service.ListParams(
+        hours=parse_positive_int(params, "hours", default=None, cap=MAX_HOURS),
+        status=_status(params),
+        limit=parse_positive_int(params, "limit", default=None, cap=MAX_LIMIT),
+        include_messages=_optional_bool(params, "includeMessages"),
+        message_limit=parse_positive_int(params, "messageLimit", default=None, cap=MAX_LIMIT),
     )
+
+
+def _optional_bool(params: dict[str, str], name: str) -> bool | None:
+    if query_value(params, name) is None:
+        return None
+    return parse_bool(params, name, default=False)
+
+
+async def _list(
+    request: Request, caller: Caller, db: Database, clock: Clock, contact_id: str | None
+) -> Response:
+    params = _list_params(request)
+    page = await service.list_sessions_page(
+        db,
+        user_id=caller.user_id,
+        contact_id=contact_id,
+        params=params,
+        cursor=query_value(dict(request.query_params), "cursor"),
+        now_ms=clock(),
+    )
+    return json_response(page)
 
 
 @router.get(
@@ -72,16 +93,23 @@ async def recent_sessions(
     db: DB,
     clock: ClockDep,
     hours: Annotated[str | None, Query(description="integer ≥ 1 (required)")] = None,
-    status: Annotated[str | None, Query(description="ChatSessionOpened | ChatSessionClosed")] = None,
-    limit: Annotated[str | None, Query(description="integer ≥ 1, default 100, max 1000")] = None,
+    status: Annotated[
+        str | None, Query(description="ChatSessionOpened | ChatSessionClosed")
+    ] = None,
+    limit: Annotated[
+        str | None, Query(description="integer ≥ 1, default 100; above 1000 counts as 1000")
+    ] = None,
     includeMessages: Annotated[str | None, Query(description="true/false/1/0")] = None,
     messageLimit: Annotated[str | None, Query(description="integer ≥ 1, default 100")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="next_cursor of the previous page (the rest of the query may be left out)"
+        ),
+    ] = None,
 ) -> Response:
     """DM Champ's `GET /v1/chat-sessions/recent`, with keyset pagination."""
-    query = _list_query(request, contact_id=None)
-    page = await service.list_sessions_page(db, user_id=caller.user_id, query=query, now_ms=clock())
-    return json_response(page)
+    return await _list(request, caller, db, clock, None)
 
 
 @router.get(
@@ -96,20 +124,29 @@ async def contact_sessions(
     clock: ClockDep,
     contactId: Annotated[str, Path()],
     hours: Annotated[str | None, Query(description="integer ≥ 1 (optional)")] = None,
-    status: Annotated[str | None, Query(description="ChatSessionOpened | ChatSessionClosed")] = None,
-    limit: Annotated[str | None, Query(description="integer ≥ 1, default 100, max 1000")] = None,
+    status: Annotated[
+        str | None, Query(description="ChatSessionOpened | ChatSessionClosed")
+    ] = None,
+    limit: Annotated[
+        str | None, Query(description="integer ≥ 1, default 100; above 1000 counts as 1000")
+    ] = None,
     includeMessages: Annotated[str | None, Query(description="true/false/1/0")] = None,
     messageLimit: Annotated[str | None, Query(description="integer ≥ 1, default 100")] = None,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[
+        str | None,
+        Query(
+            description="next_cursor of the previous page (the rest of the query may be left out)"
+        ),
+    ] = None,
 ) -> Response:
     """DM Champ's `GET /v1/chat-sessions/{contactId}` (404 when not the caller's contact)."""
-    query = _list_query(request, contact_id=contactId)
-    page = await service.list_sessions_page(db, user_id=caller.user_id, query=query, now_ms=clock())
-    return json_response(page)
+    return await _list(request, caller, db, clock, contactId)
 
 
 def _message_limit(request: Request) -> int:
-    value = parse_positive_int(dict(request.query_params), "messageLimit", default=100, cap=MAX_LIMIT)
+    value = parse_positive_int(
+        dict(request.query_params), "messageLimit", default=100, cap=MAX_LIMIT
+    )
     assert value is not None
     return value
 
@@ -148,7 +185,7 @@ async def close_session(
     """Close an open session at max(now, its last message); idempotent."""
     message_limit = _message_limit(request)
 
-    async def work(conn):  # type: ignore[no-untyped-def]
+    async def work(conn: AsyncConnection) -> dict[str, Any]:
         return await service.close_session(
             conn,
             user_id=caller.user_id,

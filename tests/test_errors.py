@@ -1,0 +1,205 @@
+"""The error shape of every failure (SPEC §2, §4): JSON, the right code, never a 422."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from chatsessions.app import create_app
+from chatsessions.auth import service as auth_service
+from chatsessions.config import Settings
+from chatsessions.db import Database
+from tests.conftest import T0, Tenant
+
+RECENT = "/v1/chat-sessions/recent?hours=1"
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """A JSON error body of the SPEC shape, with ``nosniff``."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"] == "application/json"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    body: dict[str, Any] = r.json()
+    assert body["success"] is False
+    assert body["code"] == code
+    assert isinstance(body["error"], str) and body["error"]
+    assert set(body) <= {"success", "error", "code", "parameter"}
+    return body
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/"),
+        ("GET", "/v1"),
+        ("GET", "/v1/nope"),
+        ("GET", "/v1/chat-sessions"),
+        ("GET", "/v1/chat-sessions/recent/extra"),
+        ("POST", "/v1/nope"),
+        ("DELETE", "/v2/chat-sessions/recent"),
+        ("GET", "/v1/sessions/AAAAAAAAAAAAAAAAAAAA/close/more"),
+    ],
+)
+async def test_unknown_path_is_404_not_found(
+    client: httpx.AsyncClient, tenant: Tenant, method: str, path: str
+) -> None:
+    for headers in ({}, tenant.auth):
+        assert_error(await client.request(method, path, headers=headers), 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allowed"),
+    [
+        ("DELETE", "/v1/chat-sessions/recent", "GET"),
+        ("POST", "/v1/chat-sessions/recent", "GET"),
+        ("PUT", "/v1/chat-sessions/AAAAAAAAAAAAAAAAAAAA", "GET"),
+        ("DELETE", "/v1/sessions/AAAAAAAAAAAAAAAAAAAA", "GET"),
+        ("GET", "/v1/sessions/AAAAAAAAAAAAAAAAAAAA/close", "POST"),
+        ("PUT", "/v1/sessions/AAAAAAAAAAAAAAAAAAAA/close", "POST"),
+    ],
+)
+async def test_wrong_method_is_405_method_not_allowed(
+    client: httpx.AsyncClient, tenant: Tenant, method: str, path: str, allowed: str
+) -> None:
+    for headers in ({}, tenant.auth):
+        r = await client.request(method, path, headers=headers)
+        assert_error(r, 405, "method_not_allowed")
+        assert allowed in r.headers["allow"]
+
+
+async def _second_key(database: Database, user_id: str) -> str:
+    async def work(conn: Any) -> str:
+        return await auth_service.create_key(conn, user_id=user_id, now_ms=T0)
+
+    return await database.run_write(work)
+
+
+async def _revoke(database: Database, key: str) -> None:
+    async def work(conn: Any) -> bool:
+        return await auth_service.revoke_key(conn, api_key_or_id=key, now_ms=T0)
+
+    assert await database.run_write(work)
+
+
+async def test_every_cause_of_401_gives_the_same_body(
+    client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant, database: Database
+) -> None:
+    revoked = await _second_key(database, tenant.user_id)
+    await _revoke(database, revoked)
+    unknown_key = "csk_" + "A" * 40
+    mine, theirs = tenant.api_key, other_tenant.api_key
+    causes: list[tuple[str, dict[str, str]]] = [
+        ("", {}),
+        ("", {"X-API-Key": ""}),
+        ("", {"Authorization": ""}),
+        ("&apiKey=", {}),
+        ("&apiKey=nonsense", {}),
+        (f"&apiKey={unknown_key}", {}),
+        (f"&apiKey={revoked}", {}),
+        ("", {"X-API-Key": revoked}),
+        ("", {"Authorization": f"Bearer {revoked}"}),
+        ("", {"X-API-Key": unknown_key}),
+        ("", {"Authorization": f"Bearer {unknown_key}"}),
+        ("", {"Authorization": "Bearer"}),
+        ("", {"Authorization": f"Basic {mine}"}),
+        ("", {"Authorization": f"Token {mine}"}),
+        ("", {"Authorization": mine}),
+        ("&userId=AAAAAAAAAAAAAAAAAAAA", {}),
+        ("&userId=nope", {}),
+        ("&userId=%27%20OR%201%3D1--", {}),
+        # Two valid credentials of different users.
+        (f"&apiKey={mine}", {"X-API-Key": theirs}),
+        (f"&userId={other_tenant.user_id}", {"X-API-Key": mine}),
+        ("", {"X-API-Key": mine, "Authorization": f"Bearer {theirs}"}),
+        (f"&apiKey={mine}&apiKey={theirs}", {}),
+        # A valid credential never covers for an invalid one.
+        (f"&apiKey={mine}", {"X-API-Key": unknown_key}),
+        (f"&apiKey={mine}", {"Authorization": f"Basic {mine}"}),
+        (f"&userId={tenant.user_id}", {"X-API-Key": revoked}),
+        (f"&apiKey={mine}&userId=AAAAAAAAAAAAAAAAAAAA", {}),
+    ]
+    bodies = []
+    for query, headers in causes:
+        r = await client.get(RECENT + query, headers=headers)
+        bodies.append(assert_error(r, 401, "unauthorized"))
+        assert mine not in r.text and tenant.user_id not in r.text
+    assert all(body == bodies[0] for body in bodies), bodies
+    assert set(bodies[0]) == {"success", "error", "code"}
+
+
+async def test_each_valid_credential_form_is_accepted(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    second = await _second_key(database, tenant.user_id)
+    key = tenant.api_key
+    forms: list[tuple[str, dict[str, str]]] = [
+        (f"&apiKey={key}", {}),
+        ("", {"X-API-Key": key}),
+        ("", {"Authorization": f"Bearer {key}"}),
+        ("", {"Authorization": f"bearer {key}"}),
+        (f"&userId={tenant.user_id}", {}),
+        (f"&apiKey={key}&userId={tenant.user_id}", {"X-API-Key": second}),
+        ("", {"X-API-Key": key, "Authorization": f"Bearer {second}"}),
+    ]
+    for query, headers in forms:
+        r = await client.get(RECENT + query, headers=headers)
+        assert r.status_code == 200, (query, headers, r.text)
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.json() == {"success": True, "count": 0, "next_cursor": None, "sessions": []}
+
+
+async def test_user_id_auth_can_be_switched_off(
+    backend_settings: Settings, database: Database, tenant: Tenant
+) -> None:
+    settings = backend_settings.model_copy(update={"allow_user_id_auth": False})
+    app = create_app(settings, clock=lambda: T0, database=database)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        assert_error(await c.get(f"{RECENT}&userId={tenant.user_id}"), 401, "unauthorized")
+        assert (await c.get(RECENT, headers=tenant.auth)).status_code == 200
+
+
+async def test_authentication_comes_before_parameter_validation(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for path in [
+        "/v1/chat-sessions/recent",
+        "/v1/chat-sessions/recent?hours=0",
+        "/v1/chat-sessions/AAAAAAAAAAAAAAAAAAAA?limit=abc",
+        "/v1/sessions/AAAAAAAAAAAAAAAAAAAA?messageLimit=-1",
+    ]:
+        assert_error(await client.get(path), 401, "unauthorized")
+        r = await client.get(path, headers=tenant.auth)
+        assert r.status_code in (400, 404), r.text
+        assert_error(r, r.status_code, "invalid_parameter" if r.status_code == 400 else "not_found")
+
+
+async def test_bad_parameters_are_400_never_422(client: httpx.AsyncClient, tenant: Tenant) -> None:
+    for path in [
+        "/v1/chat-sessions/recent?hours=abc",
+        "/v1/chat-sessions/recent?hours=1&limit=1.5",
+        "/v1/chat-sessions/recent?hours=1&includeMessages=maybe",
+        "/v1/chat-sessions/recent?hours=1&status=Pending",
+        "/v1/chat-sessions/recent?hours=1&cursor=garbage",
+        "/v1/chat-sessions/recent?hours=1&messageLimit=0",
+        "/v1/sessions/AAAAAAAAAAAAAAAAAAAA?messageLimit=abc",
+    ]:
+        assert_error(await client.get(path, headers=tenant.auth), 400, "invalid_parameter")
+    r = await client.post(
+        "/v1/sessions/AAAAAAAAAAAAAAAAAAAA/close?messageLimit=x",
+        content=b"{not json",
+        headers={**tenant.auth, "Content-Type": "application/json"},
+    )
+    assert_error(r, 400, "invalid_parameter")
+
+
+async def test_successful_responses_are_json_with_nosniff(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for path in ["/v1/chat-sessions/recent?hours=1", "/healthz"]:
+        r = await client.get(path, headers=tenant.auth)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        r.json()
