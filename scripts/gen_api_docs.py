@@ -148,10 +148,10 @@ def render_operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
         out.append("")
     body = op.get("requestBody")
     if body:
-        schema = _body_schema(body) or {}
-        title = schema.get("title", "")
+        body_schema = _body_schema(body) or {}
+        title = body_schema.get("title", "")
         out += [f"Request body (JSON{', ' + title if title else ''}; unknown fields ignored):", ""]
-        out += fields_table(schema)
+        out += fields_table(body_schema)
     responses = {k: v for k, v in op.get("responses", {}).items() if k != "422"}
     for status, response in responses.items():
         schema = _body_schema(response)
