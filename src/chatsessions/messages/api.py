@@ -38,7 +38,13 @@ async def _store(
     return await db.run_write(work)
 
 
-@router.post("/messages", status_code=201, openapi_extra=schema_of(MessageIn), summary="Store a message")
+@router.post(
+    "/messages",
+    status_code=201,
+    openapi_extra=schema_of(MessageIn),
+    summary="Store a message",
+    responses={200: {"description": "A replay of a stored externalId (duplicate: true)"}},
+)
 async def post_message(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
     """Store one message and place it in its session; idempotent on `externalId`."""
     body = validate_body(MessageIn, await read_json_body(request, limit=db.settings.max_body_bytes))
