@@ -35,6 +35,12 @@ def _check_type(value: str | None) -> str | None:
     return value
 
 
+def _check_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
 def _check_content(value: str | None) -> str | None:
     if value is not None and len(value.encode("utf-8", "surrogatepass")) > MAX_CONTENT_BYTES:
         raise ValueError(f"must be at most {MAX_CONTENT_BYTES} bytes of UTF-8")
@@ -94,6 +100,7 @@ class CustomData(BaseModel):
 
     _content = field_validator("body")(_check_content)
     _url = field_validator("mediaUrl")(_check_url)
+    _from = field_validator("fromId")(_check_not_blank)
 
 
 class CustomChannelIncoming(BaseModel):
@@ -124,3 +131,4 @@ class CustomChannelSend(BaseModel):
     _type = field_validator("messageType")(_check_type)
     _content = field_validator("body")(_check_content)
     _url = field_validator("mediaUrl")(_check_url)
+    _to = field_validator("toId")(_check_not_blank)
