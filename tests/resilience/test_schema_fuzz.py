@@ -51,6 +51,7 @@ async def test_fuzzing_finds_no_server_error(backend_name: str, tmp_path: Path) 
             ],
             capture_output=True,
             timeout=900,
+            cwd=tmp_path,
             env={**os.environ, "NO_COLOR": "1"},
         )
         output = done.stdout.decode(errors="replace")
