@@ -125,7 +125,9 @@ def create_app(
     app.state.db = database or Database(settings)
     app.state.auth_throttle = AuthFailureThrottle(settings.auth_failure_limit)
     app.state.rate_limiter = (
-        RateLimiter(settings.rate_limit, settings.redis_url) if settings.rate_limit else None
+        RateLimiter(settings.rate_limit, db=app.state.db, redis_url=settings.redis_url)
+        if settings.rate_limit
+        else None
     )
 
     for router in (ops_router, sessions_router, messages_router, contacts_router, settings_router):
@@ -204,6 +206,47 @@ def _install_openapi(app: FastAPI) -> None:
                 inline = body.get("schema")
                 if isinstance(inline, dict) and "$defs" in inline:
                     components.update(inline.pop("$defs"))
+        components["Error"] = {
+            "type": "object",
+            "required": ["success", "error", "code"],
+            "properties": {
+                "success": {"type": "boolean", "const": False},
+                "error": {"type": "string", "description": "what is wrong, naming the parameter"},
+                "code": {
+                    "type": "string",
+                    "enum": [
+                        "invalid_parameter",
+                        "unauthorized",
+                        "not_found",
+                        "method_not_allowed",
+                        "conflict",
+                        "payload_too_large",
+                        "rate_limited",
+                        "internal",
+                        "unavailable",
+                    ],
+                },
+            },
+        }
+        error_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+        described = {
+            "400": "Invalid parameter or body (names the parameter)",
+            "401": "Missing or invalid credentials",
+            "404": "Not found (or not the caller's)",
+            "409": "Conflict (e.g. a duplicate contact)",
+            "413": "Body over the limit",
+            "429": "Rate limited (see Retry-After)",
+            "500": "Internal error (no internals disclosed)",
+            "503": "Database unreachable",
+        }
+        for path, path_item in schema.get("paths", {}).items():
+            for op in path_item.values():
+                responses = op.setdefault("responses", {})
+                responses.pop("422", None)  # validation failures are 400, never 422
+                for code, text in described.items():
+                    if not path.startswith("/v1") and code not in ("500", "503"):
+                        continue
+                    responses.setdefault(code, {"description": text, "content": error_ref})
         schema.setdefault("components", {})["securitySchemes"] = {
             "ApiKeyQuery": {"type": "apiKey", "in": "query", "name": "apiKey"},
             "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -1,49 +1,70 @@
 """Per-tenant request limits (``CHATSESSIONS_RATE_LIMIT``, e.g. ``600/minute``).
 
-Fixed windows counted in Redis when ``CHATSESSIONS_REDIS_URL`` is set (so the limit holds
-across processes and machines), in process memory otherwise.
+Fixed windows whose counters every process shares, so the limit holds however many
+processes serve: in Redis when ``CHATSESSIONS_REDIS_URL`` is set, otherwise in the
+database (one upsert per request — enable limits with that cost in mind on SQLite).
 """
 
 from __future__ import annotations
 
-import time
+import random
 from typing import Any
 
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import tables
 from chatsessions.config import parse_rate
+from chatsessions.db import Database, insert_for
 from chatsessions.errors import RateLimited
 
 __all__ = ["RateLimiter"]
 
 
 class RateLimiter:
-    """Allows ``limit`` requests per ``period`` seconds per key."""
+    """Allows ``limit`` requests per ``period`` seconds per key, across processes."""
 
-    def __init__(self, rate: str, redis_url: str | None = None) -> None:
+    def __init__(self, rate: str, *, db: Database, redis_url: str | None = None) -> None:
         self.limit, self.period = parse_rate(rate)
-        self._counts: dict[tuple[str, int], int] = {}
+        self.db = db
         self._redis: Any = None
         if redis_url:
             import redis.asyncio as redis_asyncio
 
             self._redis = redis_asyncio.from_url(redis_url)
 
-    async def check(self, key: str) -> None:
-        """Count one request for ``key``; raise :class:`RateLimited` past the limit."""
-        now = time.time()
+    async def _count_in_redis(self, key: str, window: int) -> int:
+        name = f"chatsessions:rl:{key}:{window}"
+        pipe = self._redis.pipeline()
+        pipe.incr(name)
+        pipe.expire(name, self.period + 1)
+        count, _ = await pipe.execute()
+        return int(count)
+
+    async def _count_in_database(self, key: str, window: int) -> int:
+        table = tables.rate_limit_counters
+        window_ms = window * self.period * 1000
+
+        async def work(conn: AsyncConnection) -> int:
+            stmt = insert_for(conn, table).values(bucket=key, window_start_ms=window_ms, count=1)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[table.c.bucket, table.c.window_start_ms],
+                set_={"count": table.c.count + 1},
+            ).returning(table.c.count)
+            count = int((await conn.execute(stmt)).scalar_one())
+            if random.random() < 0.01:  # now and then, forget finished windows
+                await conn.execute(delete(table).where(table.c.window_start_ms < window_ms))
+            return count
+
+        return await self.db.run_write(work)
+
+    async def check(self, key: str, *, now_ms: int) -> None:
+        """Count one request for ``key`` at ``now_ms``; raise :class:`RateLimited` past the limit."""
+        now = now_ms / 1000
         window = int(now // self.period)
-        retry = int((window + 1) * self.period - now) + 1
         if self._redis is not None:
-            name = f"chatsessions:rl:{key}:{window}"
-            pipe = self._redis.pipeline()
-            pipe.incr(name)
-            pipe.expire(name, self.period + 1)
-            count, _ = await pipe.execute()
+            count = await self._count_in_redis(key, window)
         else:
-            slot = (key, window)
-            count = self._counts.get(slot, 0) + 1
-            self._counts[slot] = count
-            if len(self._counts) > 50_000:
-                for old in [k for k in self._counts if k[1] < window]:
-                    del self._counts[old]
-        if int(count) > self.limit:
-            raise RateLimited(retry)
+            count = await self._count_in_database(key, window)
+        if count > self.limit:
+            raise RateLimited(int((window + 1) * self.period - now) + 1)

@@ -281,3 +281,17 @@ Index(
     postgresql_where=SESSION_CLOSE_PENDING,
     sqlite_where=SESSION_CLOSE_PENDING,
 )
+
+# Messages in a time window across a tenant's contacts (chat exports).
+Index("ix_messages_user_ts", messages.c.user_id, messages.c.ts_ms)
+
+# Fixed-window request counters shared by every process (CHATSESSIONS_RATE_LIMIT without
+# Redis): one row per (bucket, window).
+rate_limit_counters = Table(
+    "rate_limit_counters",
+    metadata,
+    Column("bucket", String(64), nullable=False),
+    Column("window_start_ms", BigInteger, nullable=False),
+    Column("count", Integer, nullable=False),
+    PrimaryKeyConstraint("bucket", "window_start_ms"),
+)

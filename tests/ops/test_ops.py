@@ -100,3 +100,20 @@ async def test_per_key_rate_limit(
         r = await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
         assert r.json()["code"] == "rate_limited"
         assert 1 <= int(r.headers["Retry-After"]) <= 61
+
+
+async def test_rate_limit_holds_across_processes(
+    backend_settings: Settings, backend: str, tenant: Tenant
+) -> None:
+    """Two apps with their own engines (as two processes would have) share one budget."""
+    settings = backend_settings.model_copy(update={"rate_limit": "4/minute"})
+    dbs = [Database(settings), Database(settings)]
+    apps = [create_app(settings, clock=FakeClock(), database=db) for db in dbs]
+    codes = []
+    async with _client(apps[0]) as a, _client(apps[1]) as b:
+        for c in (a, b, a, b, a, b):
+            r = await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
+            codes.append(r.status_code)
+    for db in dbs:
+        await db.dispose()
+    assert codes == [200, 200, 200, 200, 429, 429]
