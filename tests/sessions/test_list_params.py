@@ -290,6 +290,10 @@ async def test_limit_default_100_and_values_above_1000_count_as_1000(
     for limit in ["1000", "1001", "5000", "99999999999999999999"]:
         body = await listing(client, tenant, f"hours=9999&limit={limit}")
         assert body["count"] == 1000 and body["next_cursor"] is not None, limit
+    # A full page with messages: 1,000 sessions' messages in one response.
+    body = await listing(client, tenant, "hours=9999&limit=1000&includeMessages=true")
+    assert body["count"] == 1000
+    assert all(len(s["messages"]) == 1 for s in body["sessions"])
     # A cursor issued for limit=5000 belongs to the query "limit 1000".
     first = await listing(client, tenant, "hours=9999&limit=5000")
     rest = await listing(client, tenant, f"hours=9999&limit=1000&cursor={first['next_cursor']}")
@@ -490,3 +494,38 @@ async def test_contact_listing_lists_only_that_contacts_sessions(
     assert ids_of(body) == [b["sessionId"], a["sessionId"]]
     assert {s["contact_id"] for s in body["sessions"]} == {mine}
     assert body["next_cursor"] is None
+
+
+# --- a parameter given twice ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("hours=abc&hours=1", "hours"),
+        ("hours=1&hours=abc", "hours"),
+        ("hours=1&hours=2", "hours"),
+        ("hours=1&limit=5&limit=6", "limit"),
+        ("hours=1&status=open&status=closed", "status"),
+        ("hours=1&includeMessages=true&includeMessages=false", "includeMessages"),
+        ("hours=1&messageLimit=1&messageLimit=0", "messageLimit"),
+        ("hours=1&cursor=a&cursor=b", "cursor"),
+    ],
+)
+async def test_a_parameter_given_twice_with_different_values_is_400(
+    client: httpx.AsyncClient, tenant: Tenant, query: str, parameter: str
+) -> None:
+    assert_invalid(await client.get(f"{RECENT}?{query}", headers=tenant.auth), parameter)
+
+
+async def test_a_parameter_repeated_with_the_same_value_or_empty_is_fine(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    contact = await make_contact(client, tenant.auth)
+    posted = await post_message(client, tenant.auth, contact, T0 - MIN)
+    for query in ["hours=1&hours=1", "hours=&hours=1", "hours=1&hours=", "hours=1&limit=5&limit=5"]:
+        assert ids_of(await listing(client, tenant, query)) == [posted["sessionId"]], query
+    r = await client.get(
+        f"/v1/sessions/{posted['sessionId']}?messageLimit=1&messageLimit=2", headers=tenant.auth
+    )
+    assert_invalid(r, "messageLimit")

@@ -383,3 +383,32 @@ async def test_contact_listing_walks_with_and_without_hours(
     assert [sid for page in pages for sid in ids_of(page)] == want
     pages = await walk(client, tenant, "limit=2&hours=20", path)
     assert [sid for page in pages for sid in ids_of(page)] == want[:5]
+
+
+async def test_a_chain_survives_sessions_disappearing_between_pages(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    contacts = [await make_contact(client, tenant.auth) for _ in range(4)]
+    posted = [
+        await post_message(client, tenant.auth, c, T0 - (i + 1) * MIN)
+        for i, c in enumerate(contacts)
+    ]
+    sids = [p["sessionId"] for p in posted]
+    first = await listing(client, tenant, "hours=1&limit=2")
+    assert ids_of(first) == sids[:2]
+    # Erase the contact of the last session shown and of the next one to come.
+    for contact in contacts[1:3]:
+        r = await client.delete(f"/v1/contacts/{contact}", headers=tenant.auth)
+        assert r.status_code == 200, r.text
+    rest = await listing(client, tenant, f"cursor={first['next_cursor']}")
+    assert ids_of(rest) == sids[3:] and rest["next_cursor"] is None
+    # A contact listing's cursor after its contact was erased: the contact is gone.
+    more = [await post_message(client, tenant.auth, contacts[0], T0 - h * 2 * HOUR) for h in (1, 2)]
+    assert len({m["sessionId"] for m in more}) == 2
+    path = f"/v1/chat-sessions/{contacts[0]}"
+    cursor = (await listing(client, tenant, "limit=1", path))["next_cursor"]
+    assert (
+        await client.delete(f"/v1/contacts/{contacts[0]}", headers=tenant.auth)
+    ).status_code == 200
+    r = await client.get(f"{path}?cursor={cursor}", headers=tenant.auth)
+    assert r.status_code == 404 and r.json()["code"] == "not_found"

@@ -49,9 +49,20 @@ def _status(params: dict[str, str]) -> str | None:
     return status
 
 
-def _list_params(request: Request) -> service.ListParams:
+def _query(request: Request, *names: str) -> dict[str, str]:
+    """The named query parameters; one given twice with different values is a 400."""
+    out: dict[str, str] = {}
+    for name in names:
+        values = {v for v in request.query_params.getlist(name) if v != ""}
+        if len(values) > 1:
+            raise InvalidParameter(name, "is given more than once with different values")
+        if values:
+            out[name] = values.pop()
+    return out
+
+
+def _list_params(params: dict[str, str]) -> service.ListParams:
     """Validate every listing parameter (400 naming the first bad one); absent stays None."""
-    params = dict(request.query_params)
     return service.ListParams(
         hours=parse_positive_int(params, "hours", default=None, cap=MAX_HOURS),
         status=_status(params),
@@ -70,13 +81,14 @@ def _optional_bool(params: dict[str, str], name: str) -> bool | None:
 async def _list(
     request: Request, caller: Caller, db: Database, clock: Clock, contact_id: str | None
 ) -> Response:
-    params = _list_params(request)
+    given = _query(request, "hours", "status", "limit", "includeMessages", "messageLimit", "cursor")
+    params = _list_params(given)
     page = await service.list_sessions_page(
         db,
         user_id=caller.user_id,
         contact_id=contact_id,
         params=params,
-        cursor=query_value(dict(request.query_params), "cursor"),
+        cursor=given.get("cursor"),
         now_ms=clock(),
     )
     return json_response(page)
@@ -145,7 +157,7 @@ async def contact_sessions(
 
 def _message_limit(request: Request) -> int:
     value = parse_positive_int(
-        dict(request.query_params), "messageLimit", default=100, cap=MAX_LIMIT
+        _query(request, "messageLimit"), "messageLimit", default=100, cap=MAX_LIMIT
     )
     assert value is not None
     return value
