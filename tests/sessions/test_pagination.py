@@ -8,7 +8,9 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+from sqlalchemy import text
 
+from chatsessions.db import Database
 from chatsessions.sessions.cursor import encode_cursor
 from tests.conftest import T0, Tenant
 from tests.factories import make_contact, post_message
@@ -62,6 +64,21 @@ async def test_order_is_newest_activity_first_ties_by_session_id_bytes(
         pages = await walk(client, tenant, f"hours=1&limit={limit}")
         assert [sid for page in pages for sid in ids_of(page)] == want, limit
         assert [page["count"] for page in pages[:-1]] == [limit] * (len(pages) - 1)
+
+
+async def test_session_ids_compare_in_byte_order_on_the_database(database: Database) -> None:
+    # This test cluster's default collation may itself be byte order (C.UTF-8), which would
+    # hide a lost COLLATE "C" from the ordering tests above: check the column itself.
+    async with database.read() as conn:
+        if database.dialect == "postgresql":
+            sql = (
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'sessions' AND column_name = 'id'"
+            )
+            assert (await conn.execute(text(sql))).scalar_one() == "C"
+        else:  # SQLite compares with BINARY unless the column declares another collation
+            sql = "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'sessions'"
+            assert "COLLATE" not in (await conn.execute(text(sql))).scalar_one().upper()
 
 
 async def test_order_is_by_activity_so_an_explicit_close_counts(
