@@ -22,6 +22,7 @@ from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings, get_settings
 from chatsessions.db import Database, migrate
 from chatsessions.timeutil import system_clock
+from chatsessions.webhooks import cli as webhooks_cli
 
 if TYPE_CHECKING:  # imported inside the commands that use them: they load the web stack
     from chatsessions import demo, transfer
@@ -33,6 +34,7 @@ users_app = typer.Typer(help="Manage users (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
+app.add_typer(webhooks_cli.app, name="webhooks")
 err = Console(stderr=True)
 
 
@@ -90,6 +92,12 @@ def serve(
         log_level=settings.log_level,
         timeout_graceful_shutdown=30,
     )
+
+
+@app.command("worker")
+def worker_command() -> None:
+    """Run webhook delivery and silence sweeps without serving HTTP (run as many as needed)."""
+    webhooks_cli.run_worker()
 
 
 @users_app.command("create")

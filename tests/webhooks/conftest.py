@@ -8,13 +8,38 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatsessions import tables
 from chatsessions.app import create_app
 from chatsessions.config import Settings
 from chatsessions.db import Database
 from chatsessions.webhooks.worker import DeliveryWorker
 from tests.conftest import FakeClock, Tenant
 from tests.webhooks.receiver import Receiver
+
+
+async def _give_up_pending(database: Database) -> None:
+    dl = tables.webhook_deliveries.c
+
+    async def work(conn: AsyncConnection) -> None:
+        await conn.execute(
+            update(tables.webhook_deliveries)
+            .where(dl.status == "pending")
+            .values(status="failed", next_attempt_ms=None)
+        )
+
+    await database.run_write(work)
+
+
+@pytest_asyncio.fixture(autouse=True)
+async def quiet_outbox(database: Database) -> AsyncIterator[None]:
+    """The delivery queue is server-wide: each test starts and ends with nothing pending,
+    so one test's leftovers never count in another's worker rounds."""
+    await _give_up_pending(database)
+    yield
+    await _give_up_pending(database)
 
 
 @pytest.fixture

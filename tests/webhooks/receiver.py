@@ -38,6 +38,7 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     rejected: list[str] = field(default_factory=list)
     attempts: int = 0
+    location: str | None = None  # sent as Location (to try redirects)
     record_failures: bool = False  # verify and record even when answering an error
     port: int = 0
     _server: ThreadingHTTPServer | None = None
@@ -69,6 +70,8 @@ class Receiver:
                             status = 400
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
+                if receiver.location:
+                    self.send_header("location", receiver.location)
                 self.send_header("content-length", str(len(receiver.answer)))
                 self.end_headers()
                 self.wfile.write(receiver.answer)

@@ -496,3 +496,62 @@ async def mark_close_notified(
         .where(s.user_id == user_id, s.id == session_id)
         .values(close_notified_ms=expires_ms)
     )
+
+
+@dataclass(frozen=True)
+class UserDelivery:
+    """A delivery with its endpoint (for the CLI)."""
+
+    endpoint_id: str
+    event_id: str
+    type: str
+    status: str
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_ms: int | None
+    created_at_ms: int
+
+
+async def list_user_deliveries(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    endpoint_id: str | None,
+    status: str | None,
+    limit: int,
+) -> list[UserDelivery]:
+    """The newest deliveries of a user (optionally of one endpoint, of one status)."""
+    conds: list[Any] = [dl.user_id == user_id]
+    if endpoint_id is not None:
+        conds.append(dl.endpoint_id == endpoint_id)
+    if status is not None:
+        conds.append(dl.status == status)
+    rows = await conn.execute(
+        select(
+            dl.endpoint_id,
+            dl.event_id,
+            dl.type,
+            dl.status,
+            dl.attempts,
+            dl.last_status_code,
+            dl.last_error,
+            dl.next_attempt_ms,
+            dl.created_at_ms,
+        )
+        .where(*conds)
+        .order_by(dl.id.desc())
+        .limit(limit)
+    )
+    return [UserDelivery(*row) for row in rows]
+
+
+async def count_user_deliveries(
+    conn: AsyncConnection, *, user_id: str, endpoint_id: str | None
+) -> dict[str, int]:
+    """Deliveries of a user by status."""
+    conds: list[Any] = [dl.user_id == user_id]
+    if endpoint_id is not None:
+        conds.append(dl.endpoint_id == endpoint_id)
+    rows = await conn.execute(select(dl.status, func.count()).where(*conds).group_by(dl.status))
+    return {row[0]: int(row[1]) for row in rows}

@@ -1,0 +1,162 @@
+"""SSRF safety (SPEC §6): only https to global addresses, checked at creation and at each
+delivery, connecting to the checked address; the private-address flag opens it up."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from chatsessions.webhooks import safety
+from chatsessions.webhooks.worker import DeliveryWorker
+from tests.conftest import T0, Tenant
+from tests.factories import make_contact, post_message
+from tests.webhooks.receiver import Receiver
+
+REFUSED = [
+    "http://127.0.0.1/hook",
+    "https://127.0.0.1/hook",
+    "https://169.254.169.254/latest/meta-data",
+    "https://[::ffff:127.0.0.1]/hook",
+    "https://[64:ff9b::a00:1]/hook",
+    "https://[::1]/hook",
+    "https://0.0.0.0/hook",
+    "https://10.1.2.3/hook",
+    "https://[fe80::1]/hook",
+    "https://224.0.0.1/hook",
+    "https://internal.example/hook",  # resolves to 10.x (see the fake resolver)
+    "https://mixed.example/hook",  # one public and one private address
+    "http://public.example/hook",  # public, but not https
+]
+
+
+@pytest.fixture(autouse=True)
+def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
+    """Names resolve from this table only (no real DNS in tests)."""
+    table = {
+        "internal.example": ["10.20.30.40"],
+        "mixed.example": ["93.184.216.34", "192.168.1.1"],
+        "public.example": ["93.184.216.34"],
+        "hooks.test": ["127.0.0.1"],
+    }
+
+    async def resolve(host: str, port: int) -> list[str]:
+        if host not in table:
+            raise OSError("no such host")
+        return list(table[host])
+
+    monkeypatch.setattr(safety, "resolve_host", resolve)
+    return table
+
+
+@pytest.mark.parametrize("url", REFUSED)
+async def test_refused_without_the_flag(
+    client: httpx.AsyncClient, tenant: Tenant, url: str
+) -> None:
+    r = await client.post(
+        "/v1/webhooks", json={"url": url, "events": ["MessageReceived"]}, headers=tenant.auth
+    )
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "invalid_parameter"
+    assert r.json()["error"].startswith("url")
+
+
+@pytest.mark.parametrize("url", REFUSED)
+async def test_allowed_with_the_flag(pclient: httpx.AsyncClient, tenant: Tenant, url: str) -> None:
+    r = await pclient.post(
+        "/v1/webhooks", json={"url": url, "events": ["MessageReceived"]}, headers=tenant.auth
+    )
+    assert r.status_code == 201, r.text
+
+
+async def test_public_https_accepted_and_unresolvable_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    ok = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://public.example/hook", "events": ["MessageReceived"]},
+        headers=tenant.auth,
+    )
+    assert ok.status_code == 201, ok.text
+    bad = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://nowhere.example/hook", "events": ["MessageReceived"]},
+        headers=tenant.auth,
+    )
+    assert bad.status_code == 400 and bad.json()["error"].startswith("url")
+
+
+async def test_checked_again_at_delivery(
+    client: httpx.AsyncClient,
+    tenant: Tenant,
+    worker: DeliveryWorker,
+    fake_dns: dict[str, list[str]],
+) -> None:
+    """A name that was public at creation and now points inside is not connected to."""
+    r = await client.post(
+        "/v1/webhooks",
+        json={"url": "https://public.example/hook", "events": ["MessageReceived"]},
+        headers=tenant.auth,
+    )
+    hook = r.json()["data"]["webhookId"]
+    fake_dns["public.example"] = ["127.0.0.1"]  # DNS rebinding
+    worker.allow_private = False
+    contact = await make_contact(client, tenant.auth)
+    await post_message(client, tenant.auth, contact, T0 - 1000)
+    assert await worker.run_once() == 1
+    page = (await client.get(f"/v1/webhooks/{hook}/deliveries", headers=tenant.auth)).json()
+    [d] = page["data"]
+    assert d["status"] == "pending" and d["attempts"] == 1 and d["lastStatusCode"] is None
+    assert "refused" in d["lastError"]
+
+
+async def test_connects_to_the_checked_address_with_the_host_header(
+    pclient: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, worker: DeliveryWorker
+) -> None:
+    """``hooks.test`` exists only in the fake resolver: the request reached the receiver,
+    so it went to the address that was checked, naming the host in ``Host``."""
+    url = f"http://hooks.test:{receiver.port}/hook"
+    r = await pclient.post(
+        "/v1/webhooks", json={"url": url, "events": ["MessageReceived"]}, headers=tenant.auth
+    )
+    receiver.secret = r.json()["data"]["secret"]
+    contact = await make_contact(pclient, tenant.auth)
+    await post_message(pclient, tenant.auth, contact, T0 - 1000)
+    assert await worker.drain() == 1
+    [got] = receiver.received
+    assert got.headers["host"] == f"hooks.test:{receiver.port}"
+
+
+async def test_redirects_are_not_followed(
+    pclient: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, worker: DeliveryWorker
+) -> None:
+    target = Receiver().start()
+    try:
+        receiver.status = 307
+        receiver.location = target.url
+        r = await pclient.post(
+            "/v1/webhooks",
+            json={"url": receiver.url, "events": ["MessageReceived"]},
+            headers=tenant.auth,
+        )
+        hook = r.json()["data"]["webhookId"]
+        contact = await make_contact(pclient, tenant.auth)
+        await post_message(pclient, tenant.auth, contact, T0 - 1000)
+        assert await worker.run_once() == 1
+        assert target.attempts == 0
+        page = (await pclient.get(f"/v1/webhooks/{hook}/deliveries", headers=tenant.auth)).json()
+        assert page["data"][0]["lastStatusCode"] == 307
+        assert page["data"][0]["status"] == "pending"
+    finally:
+        target.stop()
+
+
+def test_address_rules() -> None:
+    import ipaddress
+
+    for addr in ["8.8.8.8", "2606:4700:4700::1111", "64:ff9b::808:808"]:
+        assert safety.is_allowed_address(ipaddress.ip_address(addr)), addr
+    for addr in ["127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254",
+                 "100.64.0.1", "0.0.0.0", "255.255.255.255", "224.0.0.1", "240.0.0.1",
+                 "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:10.0.0.1",
+                 "64:ff9b::7f00:1", "64:ff9b:1::1", "2002:7f00:1::1", "::127.0.0.1"]:  # fmt: skip
+        assert not safety.is_allowed_address(ipaddress.ip_address(addr)), addr
