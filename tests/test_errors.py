@@ -203,3 +203,35 @@ async def test_successful_responses_are_json_with_nosniff(
         assert r.headers["content-type"] == "application/json"
         assert r.headers["x-content-type-options"] == "nosniff"
         r.json()
+
+
+async def test_unexpected_errors_are_500_json_without_internals(
+    backend_settings: Settings, database: Database
+) -> None:
+    app = create_app(backend_settings, clock=lambda: T0, database=database)
+
+    async def boom() -> None:
+        raise RuntimeError("secret internals at /srv/app.py line 42")
+
+    app.add_api_route("/v1/boom", boom)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/v1/boom")
+    body = assert_error(r, 500, "internal")
+    assert "secret" not in r.text and "Traceback" not in r.text
+    assert set(body) == {"success", "error", "code"}
+
+
+async def test_an_unreachable_database_is_503_json(backend_settings: Settings) -> None:
+    settings = backend_settings.model_copy(
+        update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere"}
+    )
+    unreachable = Database(settings)
+    try:
+        app = create_app(settings, clock=lambda: T0, database=unreachable)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get(RECENT, headers={"X-API-Key": "csk_" + "A" * 40})
+        assert_error(r, 503, "unavailable")
+    finally:
+        await unreachable.dispose()

@@ -174,17 +174,22 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
+        # Starlette runs this handler in its outermost middleware, outside SecurityHeaders:
+        # the header that middleware adds to every other response is set here.
         if _is_unavailable(exc):
             log.warning("database unavailable: %s", mask(type(exc).__name__))
-            return _error_response(Unavailable("the database is unreachable; retry shortly"))
-        log.error(
-            "unhandled error on %s %s: %s",
-            request.method,
-            mask(request.url.path),
-            type(exc).__name__,
-            exc_info=exc,
-        )
-        return _error_response(ChatSessionsError("internal error"))
+            response = _error_response(Unavailable("the database is unreachable; retry shortly"))
+        else:
+            log.error(
+                "unhandled error on %s %s: %s",
+                request.method,
+                mask(request.url.path),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            response = _error_response(ChatSessionsError("internal error"))
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
 
 
 def _install_openapi(app: FastAPI) -> None:
