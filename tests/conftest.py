@@ -57,7 +57,12 @@ async def _create_pg_database() -> tuple[str, str]:
             "Start it (see README) or set CHATSESSIONS_TEST_SKIP_POSTGRES=1 locally."
         )
     try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
+        # A linguistic (ICU) default collation, unlike byte order: an id column that lost
+        # its COLLATE "C" would sort differently from SQLite and the order tests would fail.
+        await conn.execute(
+            f"CREATE DATABASE \"{name}\" TEMPLATE template0 "
+            "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
     finally:
         await conn.close()
     base = PG_ADMIN_URL.rsplit("/", 1)[0]

@@ -235,3 +235,9 @@ async def test_an_unreachable_database_is_503_json(backend_settings: Settings) -
         assert_error(r, 503, "unavailable")
     finally:
         await unreachable.dispose()
+
+
+async def test_trailing_slash_is_a_json_404_not_a_redirect(client, tenant) -> None:
+    r = await client.get("/v1/chat-sessions/recent/?hours=1", headers=tenant.auth)
+    assert r.status_code == 404
+    assert r.json()["code"] == "not_found"

@@ -120,6 +120,8 @@ def create_app(
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         lifespan=lifespan,
     )
+    # "/v1/chat-sessions/recent/" is a JSON 404, not a body-less redirect.
+    app.router.redirect_slashes = False
     app.state.settings = settings
     app.state.clock = clock
     app.state.db = database or Database(settings)

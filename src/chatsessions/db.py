@@ -116,9 +116,16 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A connection for reads; its implicit transaction is rolled back at the end."""
+    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads; its implicit transaction is rolled back at the end.
+
+        ``snapshot=True`` makes every statement of the block see one snapshot (REPEATABLE
+        READ on PostgreSQL; a SQLite read transaction in WAL mode already does), so that
+        e.g. a page of sessions and their messages agree even if a merge commits between.
+        """
         async with self.engine.connect() as conn:
+            if snapshot and not self.is_sqlite:
+                await conn.execution_options(isolation_level="REPEATABLE READ")
             yield conn
 
     @asynccontextmanager

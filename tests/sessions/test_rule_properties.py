@@ -39,7 +39,17 @@ class Simulator:
         after = [s for s in ordered if s.start > ts]
         return (before[-1] if before else None), (after[0] if after else None)
 
+    def activity(self) -> dict[str, int]:
+        return {sid: max(s.last, s.closed or s.last) for sid, s in self.sessions.items()}
+
     def add(self, ts: int, mid: str) -> None:
+        """Place one message; a surviving id's activity never moves back (cursor walks)."""
+        was = self.activity()
+        self._add(ts, mid)
+        now = self.activity()
+        assert all(now[sid] >= was[sid] for sid in was.keys() & now.keys())
+
+    def _add(self, ts: int, mid: str) -> None:
         before, after = self.neighbours(ts)
 
         def span(s: SimSession | None) -> SessionSpan | None:

@@ -122,7 +122,7 @@ async def build_export(db: Database, *, user_id: str, query: ExportQuery, now_ms
     :data:`MAX_EXPORT_MESSAGES` (+1, to tell truncation) messages of all of them.
     """
     since_ms = now_ms - query.hours * HOUR_MS
-    async with db.read() as conn:
+    async with db.read(snapshot=True) as conn:
         contacts = await store.contacts_page(
             conn, user_id=user_id, since_ms=since_ms, kind=query.filter, limit=query.limit
         )

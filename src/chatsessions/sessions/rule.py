@@ -215,31 +215,28 @@ def resegment(
 ) -> list[Recut]:
     """Re-cut the neighbouring sessions' messages plus a new one (the general case).
 
-    Ids are kept stably: each resulting session takes the id of the earliest-starting old
-    session that has messages in it and whose id is not taken yet (so a merge keeps the
-    earliest start's id, and the earlier part of a split keeps the old id); any other
-    resulting session is new.
+    Ids are kept stably. Each old session claims the resulting session that holds its
+    *last* message, unless an earlier-starting old session claimed it first (a merge: the
+    earliest start's id survives). So after a split the old id stays with the part that
+    keeps its last message and close: a session's activity never moves back, which keeps
+    cursor walks from showing it twice. Unclaimed resulting sessions are new.
     """
     ordered = sorted(sessions, key=lambda pair: pair[0].start_ms)
-    owner: dict[str, str] = {}
     all_messages: list[tuple[int, str]] = [new_message]
     closes: list[int] = []
     for span, msgs in ordered:
         all_messages.extend(msgs)
         if span.closed_at_ms is not None:
             closes.append(span.closed_at_ms)
-        for _ts, mid in msgs:
-            owner[mid] = span.session_id
-    rank = {span.session_id: i for i, (span, _) in enumerate(ordered)}
-    used: set[str] = set()
-    out: list[Recut] = []
-    for seg in segment(all_messages, closes, history):
-        present = sorted({owner[mid] for _, mid in seg.messages if mid in owner}, key=rank.__getitem__)
-        chosen = next((sid for sid in present if sid not in used), None)
-        if chosen is not None:
-            used.add(chosen)
-        out.append(Recut(chosen, seg))
-    return out
+    segments = segment(all_messages, closes, history)
+    segment_of = {mid: i for i, seg in enumerate(segments) for _ts, mid in seg.messages}
+    owner: dict[int, str] = {}
+    for span, msgs in ordered:
+        if not msgs:
+            continue
+        home = segment_of[max(msgs)[1]]
+        owner.setdefault(home, span.session_id)
+    return [Recut(owner.get(i), seg) for i, seg in enumerate(segments)]
 
 
 def is_open(*, now_ms: int, closed_at_ms: int | None, expires_ms: int) -> bool:

@@ -218,7 +218,7 @@ async def list_sessions_page(
         payload = decode_cursor(cursor, secret, user_id=user_id)
         query, window_time, after = _cursor_query(payload, params, contact_id)
     min_activity = window_time - query.hours * HOUR_MS if query.hours is not None else None
-    async with db.read() as conn:
+    async with db.read(snapshot=True) as conn:
         if contact_id is not None:
             contact = None
             if ids.is_id(contact_id):
@@ -287,7 +287,7 @@ async def get_session(
     db: Database, *, user_id: str, session_id: str, now_ms: int, message_limit: int
 ) -> dict[str, Any]:
     """One session with its newest ``message_limit`` messages."""
-    async with db.read() as conn:
+    async with db.read(snapshot=True) as conn:
         listed = await _owned_session(conn, user_id, session_id)
         return await _with_messages(
             conn, user_id, listed, now_ms=now_ms, message_limit=message_limit
