@@ -221,6 +221,11 @@ webhook_events = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "id"),
     ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+    # Erasing a contact erases its events (and, below, their deliveries) even without
+    # webhooks.store.erase_contact_events.
+    ForeignKeyConstraint(
+        ["user_id", "contact_id"], ["contacts.user_id", "contacts.id"], ondelete="CASCADE"
+    ),
     Index("ix_webhook_events_contact", "user_id", "contact_id"),
 )
 
@@ -249,6 +254,11 @@ webhook_deliveries = Table(
     ForeignKeyConstraint(
         ["user_id", "endpoint_id"],
         ["webhook_endpoints.user_id", "webhook_endpoints.id"],
+        ondelete="CASCADE",
+    ),
+    ForeignKeyConstraint(
+        ["user_id", "event_id"],
+        ["webhook_events.user_id", "webhook_events.id"],
         ondelete="CASCADE",
     ),
     Index("ix_webhook_deliveries_due", "next_attempt_ms"),

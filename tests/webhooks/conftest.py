@@ -29,14 +29,16 @@ async def _give_up_pending(database: Database) -> None:
             .where(dl.status == "pending")
             .values(status="failed", next_attempt_ms=None)
         )
+        await conn.execute(update(tables.webhook_endpoints).values(enabled=False))
 
     await database.run_write(work)
 
 
 @pytest_asyncio.fixture(autouse=True)
 async def quiet_outbox(database: Database) -> AsyncIterator[None]:
-    """The delivery queue is server-wide: each test starts and ends with nothing pending,
-    so one test's leftovers never count in another's worker rounds."""
+    """The delivery queue and the sweeper are server-wide: each test starts and ends with
+    nothing pending and no enabled endpoint, so one test's leftovers never count in
+    another's worker or sweeper rounds."""
     await _give_up_pending(database)
     yield
     await _give_up_pending(database)

@@ -194,3 +194,26 @@ async def test_erase_contact_events(
     assert {row.contact_id for row in events} == {kept}
     assert {row.contact_id for row in deliveries} == {kept}
     assert len(events) == 2 and len(deliveries) == 2
+
+
+async def test_contact_erase_through_the_api_removes_its_events(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    database: Database,
+) -> None:
+    hook = (await subscribe(pclient, tenant, receiver))["webhookId"]
+    gone = await make_contact(pclient, tenant.auth)
+    kept = await make_contact(pclient, tenant.auth)
+    for c in (gone, kept):
+        await post_message(pclient, tenant.auth, c, T0 - 1000)
+    r = await pclient.delete(f"/v1/contacts/{gone}", headers=tenant.auth)
+    assert r.status_code == 200, r.text
+    page = (await pclient.get(f"/v1/webhooks/{hook}/deliveries", headers=tenant.auth)).json()
+    ev = tables.webhook_events.c
+    async with database.read() as conn:
+        events = (
+            await conn.execute(select(ev.contact_id).where(ev.user_id == tenant.user_id))
+        ).all()
+    assert {row.contact_id for row in events} == {kept}
+    assert len(page["data"]) == 2

@@ -62,6 +62,12 @@ def upgrade() -> None:
             name=op.f("fk_webhook_events_user_id_users"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["user_id", "contact_id"],
+            ["contacts.user_id", "contacts.id"],
+            name=op.f("fk_webhook_events_user_id_contacts"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("user_id", "id", name=op.f("pk_webhook_events")),
     )
     op.create_index("ix_webhook_events_contact", "webhook_events", ["user_id", "contact_id"])
@@ -90,6 +96,12 @@ def upgrade() -> None:
             ["user_id", "endpoint_id"],
             ["webhook_endpoints.user_id", "webhook_endpoints.id"],
             name=op.f("fk_webhook_deliveries_user_id_webhook_endpoints"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id", "event_id"],
+            ["webhook_events.user_id", "webhook_events.id"],
+            name=op.f("fk_webhook_deliveries_user_id_webhook_events"),
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_webhook_deliveries")),

@@ -1,0 +1,201 @@
+"""Webhook delivery latency: event created → receiver got it, over N events.
+
+Runs ``chatsessions serve`` (its delivery loop in-process, as in production) on a fresh
+PostgreSQL database, a local receiver that verifies every signature, and posts N messages;
+each ``MessageReceived`` event's latency is the receiver's arrival time minus the event's
+``timestamp`` (set when the outbox row was written). Not part of the test suite.
+
+    .venv/bin/python bench/webhook_latency.py [--events 1000] [--concurrency 1]
+        [--admin-url postgresql://postgres@127.0.0.1:5432/test]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import asyncpg
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """Verifies signatures and records (webhook-id, event timestamp, arrival time)."""
+
+    def __init__(self) -> None:
+        self.secret = ""
+        self.arrivals: dict[str, float] = {}
+        self.created: dict[str, float] = {}
+        self.bad = 0
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                now = time.time()
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                try:
+                    body = Webhook(receiver.secret).verify(raw, headers)
+                except Exception:
+                    with receiver.lock:
+                        receiver.bad += 1
+                    self.send_response(400)
+                    self.end_headers()
+                    return
+                created = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+                with receiver.lock:
+                    receiver.arrivals.setdefault(headers["webhook-id"], now)
+                    receiver.created[headers["webhook-id"]] = created.timestamp()
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def latencies_ms(self) -> list[float]:
+        with self.lock:
+            return [(self.arrivals[k] - self.created[k]) * 1000 for k in self.arrivals]
+
+
+async def _create_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+
+
+async def _drop_database(admin_url: str, name: str) -> None:
+    admin = await asyncpg.connect(admin_url)
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+async def measure(
+    base_url: str, api_key: str, receiver: Receiver, events: int, concurrency: int
+) -> None:
+    """Subscribe, post ``events`` messages, wait for them all, print the latencies."""
+    auth = {"X-API-Key": api_key}
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as api:
+        for _ in range(300):
+            try:
+                if (await api.get("/healthz")).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+        r = await api.post(
+            "/v1/webhooks",
+            json={"url": f"http://127.0.0.1:{receiver.port}/hook", "events": ["MessageReceived"]},
+            headers=auth,
+        )
+        receiver.secret = r.json()["data"]["secret"]
+        contacts = []
+        for i in range(50):
+            r = await api.post("/v1/contacts", json={"phoneNumber": f"+1555{i:07d}"}, headers=auth)
+            contacts.append(r.json()["data"]["contactId"])
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(events):
+            queue.put_nowait(i)
+
+        async def poster() -> None:
+            while not queue.empty():
+                i = queue.get_nowait()
+                body = {"contactId": contacts[i % len(contacts)], "direction": "inbound",
+                        "content": f"message {i}"}  # fmt: skip
+                r = await api.post("/v1/messages", json=body, headers=auth)
+                assert r.status_code == 201, r.text
+
+        started = time.perf_counter()
+        await asyncio.gather(*(poster() for _ in range(concurrency)))
+        posted = time.perf_counter() - started
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(receiver.arrivals) >= events:
+                break
+            await asyncio.sleep(0.05)
+    lat = sorted(receiver.latencies_ms())
+    p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
+    print(
+        f"events={len(lat)}/{events} concurrency={concurrency} "
+        f"posted in {posted:.1f}s ({events / posted:.0f} msg/s) bad_signatures={receiver.bad}"
+    )
+    print(
+        f"latency ms: median={statistics.median(lat):.1f} p99={p99:.1f} "
+        f"max={lat[-1]:.1f} min={lat[0]:.1f}"
+    )
+
+
+def run(events: int, concurrency: int, admin_url: str) -> None:
+    """A fresh database, ``chatsessions serve`` on it, a receiver; measure; clean up."""
+    name = "cs_bench_" + secrets.token_hex(4)
+    asyncio.run(_create_database(admin_url, name))
+    env = {
+        **os.environ,
+        "CHATSESSIONS_DATABASE_URL": admin_url.rsplit("/", 1)[0] + "/" + name,
+        "CHATSESSIONS_WEBHOOK_ALLOW_PRIVATE": "true",
+        "CHATSESSIONS_LOG_LEVEL": "warning",
+    }
+    cli = [sys.executable, "-m", "chatsessions.cli"]
+    server = None
+    receiver = Receiver()
+    try:
+        user = orjson.loads(
+            subprocess.run(
+                [*cli, "users", "create", "--name", "bench", "--json"],
+                env=env, capture_output=True, check=True,
+            ).stdout
+        )  # fmt: skip
+        port = free_port()
+        server = subprocess.Popen(
+            [*cli, "serve", "--port", str(port)], env=env, start_new_session=True
+        )
+        asyncio.run(
+            measure(f"http://127.0.0.1:{port}", user["apiKey"], receiver, events, concurrency)
+        )
+    finally:
+        if server is not None:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        receiver.server.shutdown()
+        asyncio.run(_drop_database(admin_url, name))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument(
+        "--admin-url",
+        default=os.environ.get(
+            "CHATSESSIONS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+        ),
+    )
+    args = parser.parse_args()
+    run(args.events, args.concurrency, args.admin_url)
+
+
+if __name__ == "__main__":
+    main()
