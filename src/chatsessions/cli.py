@@ -90,7 +90,7 @@ def serve(
         http="httptools",
         server_header=False,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
 
 

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     webhook_allow_private: bool = False
     log_level: str = "info"
+    # SIGTERM: stop accepting, let in-flight requests finish for up to this long.
+    shutdown_grace_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("database_url")
     @classmethod
