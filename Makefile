@@ -40,3 +40,17 @@ typecheck: install
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache
+
+## make bench [SCALE=small|medium|large]: load the benchmark dataset into the local
+## PostgreSQL (database chatsessions_bench_$(SCALE), reused when already loaded with the same
+## seed), run every scenario and floor, write bench/results/ and docs/performance.md.
+SCALE      ?= small
+BENCH_SEED ?= 1
+BENCH_PG   ?= postgresql://postgres@127.0.0.1:5432
+BENCH_ARGS ?=
+bench: install
+	@$(BIN)/python -c "import matplotlib, granian, numpy" 2>/dev/null || $(BIN)/pip install -q -e '.[dev,bench]'
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python bench/generate.py --scale small --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_small
+	$(BIN)/python bench/generate.py --scale $(SCALE) --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_$(SCALE)
+	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)

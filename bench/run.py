@@ -1,0 +1,832 @@
+"""The load driver: scenarios against ``chatsessions serve``, floors, RSS, EXPLAIN.
+
+    python bench/run.py --scale small [--duration 10] [--workers 2] [--servers]
+
+Reads the tenant file written by ``bench/generate.py`` (``results/<scale>-tenant.json``),
+starts ``chatsessions serve --workers N --port 8765`` on the bench database, and measures
+each scenario with ``wrk --latency`` (Lua scripts in ``bench/lua/``) at concurrency 1 and
+32, sampling the ``VmRSS`` of every server process all along. Then, in the same run, the
+floors: (a) the service's own SQL for each listing, compiled from ``sessions/store.py``
+and executed directly with asyncpg; (b) a bare ASGI app (``floor_app.py``) under the same
+uvicorn settings returning a body of the recent response's size, driven by the same wrk
+script; (c) the ingest transaction shape written directly with asyncpg. ``--servers`` adds
+the server comparison (uvicorn vs granian, 1–4 workers) on the recent scenario.
+
+Writes ``results/<scale>-<UTC date>.json`` and regenerates ``docs/performance.md`` and
+``docs/performance.png`` from the newest result of each scale (``bench/report.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+LUA = HERE / "lua"
+RESULTS = HERE / "results"
+PORT = 8765
+BASE = f"http://127.0.0.1:{PORT}"
+VENV_BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE))
+
+from generate import pg_dsn, tenant_file  # noqa: E402
+
+RECENT = "/v1/chat-sessions/recent?hours=24&limit=100"
+RECENT_MSGS = RECENT + "&includeMessages=true"
+
+
+def log(text: str) -> None:
+    """Progress to stderr."""
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {text}", file=sys.stderr, flush=True)
+
+
+# -- processes ----------------------------------------------------------------------------
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(_children(p))
+    return out
+
+
+def vm_rss_kb(pid: int) -> int | None:
+    """``VmRSS`` of a process in kB (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+class RssSampler:
+    """Samples ``VmRSS`` of every process of a server's tree twice a second."""
+
+    def __init__(self, root_pid: int, label: str) -> None:
+        self.root = root_pid
+        self.label = label
+        self.peak: dict[int, int] = {}
+        self.last: dict[int, int] = {}
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in process_tree(self.root):
+                kb = vm_rss_kb(pid)
+                if kb is not None:
+                    self.peak[pid] = max(self.peak.get(pid, 0), kb)
+                    self.last[pid] = kb
+            self.samples += 1
+            self._stop.wait(0.5)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict[str, Any]:
+        """Peak and final RSS (MB) per process; workers are the processes that serve."""
+        workers = [p for p in self.peak if p != self.root] or [self.root]
+        return {
+            "label": self.label,
+            "samples": self.samples,
+            "processes": {
+                str(p): {
+                    "peak_mb": round(self.peak[p] / 1024, 1),
+                    "last_mb": round(self.last.get(p, 0) / 1024, 1),
+                    "role": "worker" if p in workers else "supervisor",
+                }
+                for p in self.peak
+            },
+            "worker_peak_mb": round(max(self.peak[p] for p in workers) / 1024, 1),
+        }
+
+
+def server_env(database_url: str) -> dict[str, str]:
+    """The service's environment for the bench: its database, defaults otherwise."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")}
+    env["CHATSESSIONS_DATABASE_URL"] = database_url
+    return env
+
+
+def server_command(kind: str, workers: int) -> list[str]:
+    """The command line of one server under test."""
+    if kind == "uvicorn":
+        return [
+            str(VENV_BIN / "chatsessions"),
+            "serve",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(workers),
+        ]
+    if kind == "granian":
+        return [
+            str(VENV_BIN / "granian"),
+            "--interface",
+            "asgi",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--no-ws",
+            "--log-level",
+            "info",
+            "--access-log",
+            "chatsessions.app:create_app",
+        ]
+    if kind == "floor":
+        # The same uvicorn settings as ``chatsessions serve`` (cli.py), on the bare app.
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "floor_app:create_app",
+            "--app-dir",
+            str(HERE),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--workers",
+            str(workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-server-header",
+            "--log-level",
+            "info",
+            "--timeout-graceful-shutdown",
+            "30",
+        ]
+    raise ValueError(kind)
+
+
+@contextmanager
+def server(kind: str, workers: int, env: dict[str, str], label: str) -> Iterator[RssSampler]:
+    """Start a server on port 8765, wait until it answers, sample its RSS, stop it."""
+    log_path = RESULTS / f"server-{kind}.log"
+    with open(log_path, "ab") as errlog:
+        proc = subprocess.Popen(
+            server_command(kind, workers),
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=errlog,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        path = "/healthz" if kind != "floor" else "/"
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind} exited with {proc.returncode}; see {log_path}")
+            try:
+                if httpx.get(BASE + path, timeout=2).status_code < 500:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} did not start in 60 s; see {log_path}")
+            time.sleep(0.2)
+        # Workers of a multi-process server come up one by one: give them a moment.
+        time.sleep(1.0 if workers > 1 else 0.2)
+        with RssSampler(proc.pid, label) as sampler:
+            yield sampler
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=40)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+# -- wrk ------------------------------------------------------------------------------------
+
+
+def wrk(
+    path: str, script: str, *, connections: int, duration: int, env: dict[str, str]
+) -> dict[str, Any]:
+    """Run wrk once (``--latency``) and return the summary its Lua ``done()`` wrote."""
+    out = RESULTS / f"wrk-{os.getpid()}.json.tmp"
+    out.unlink(missing_ok=True)
+    threads = 1 if connections == 1 else 2
+    cmd = [
+        "wrk",
+        "--latency",
+        "-t",
+        str(threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "--timeout",
+        "30s",
+        "-s",
+        str(LUA / script),
+        BASE + path,
+    ]
+    full_env = {**os.environ, **env, "BENCH_OUT": str(out), "BENCH_LUA_DIR": str(LUA)}
+    proc = subprocess.run(
+        cmd, env=full_env, capture_output=True, text=True, timeout=duration + 60, check=False
+    )
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
+    result: dict[str, Any] = json.loads(out.read_text())
+    out.unlink()
+    result["errors"] = sum(result[k] for k in result if k.startswith("errors_"))
+    result["connections"] = connections
+    return result
+
+
+# -- paging ---------------------------------------------------------------------------------
+
+
+def paging(api_key: str, sessions_wanted: int = 10_000, limit: int = 100) -> dict[str, Any]:
+    """Page through ``sessions_wanted`` sessions (every session ever: hours=876000)."""
+    times: list[float] = []
+    seen = 0
+    errors = 0
+    url = f"{BASE}/v1/chat-sessions/recent?hours=876000&limit={limit}"
+    t0 = time.perf_counter()
+    with httpx.Client(headers={"X-API-Key": api_key}, timeout=30) as client:
+        cursor = None
+        while seen < sessions_wanted:
+            t = time.perf_counter()
+            r = client.get(url + (f"&cursor={cursor}" if cursor else ""))
+            times.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                errors += 1
+                break
+            body = r.json()
+            seen += body["count"]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+    total = time.perf_counter() - t0
+    return {
+        "sessions": seen,
+        "pages": len(times),
+        "total_s": round(total, 3),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "errors": errors,
+    }
+
+
+def percentile(values: list[float], p: float) -> float:
+    """The ``p``-th percentile (nearest rank)."""
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(p / 100 * len(ordered)) - 1))
+    return ordered[k]
+
+
+# -- floors ---------------------------------------------------------------------------------
+
+
+class _NoRows:
+    """An empty result (what a captured statement "returns")."""
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(())
+
+    def first(self) -> None:
+        return None
+
+    def all(self) -> list[Any]:
+        return []
+
+
+class _Capture:
+    """Stands in for a connection: records the statements a store function executes."""
+
+    def __init__(self) -> None:
+        from sqlalchemy.dialects.postgresql.asyncpg import dialect
+
+        self.dialect = dialect()
+        self.statements: list[Any] = []
+
+    async def execute(self, stmt: Any, *args: Any, **kwargs: Any) -> _NoRows:
+        self.statements.append(stmt)
+        return _NoRows()
+
+
+def compiled(stmt: Any, dialect: Any) -> tuple[str, list[Any]]:
+    """SQL text (as the service's asyncpg dialect renders it) and positional arguments."""
+    comp = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+    params = comp.construct_params()
+    return comp.string, [params[name] for name in comp.positiontup]
+
+
+async def service_statements(
+    conn: asyncpg.Connection, tenant: dict[str, Any]
+) -> dict[str, tuple[str, list[Any]]]:
+    """The SQL behind each read scenario, compiled from the service's own store functions."""
+    from chatsessions.auth import service as auth_service
+    from chatsessions.auth import store as auth_store
+    from chatsessions.contacts import store as contacts_store
+    from chatsessions.sessions import store
+
+    now = int(time.time() * 1000)
+    user = tenant["user_id"]
+    out: dict[str, tuple[str, list[Any]]] = {}
+
+    async def capture(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, list[Any]]:
+        cap = _Capture()
+        await fn(cap, *args, **kwargs)
+        return compiled(cap.statements[0], cap.dialect)
+
+    out["auth: key by hash"] = await capture(
+        auth_store.find_key_by_hash, auth_service.hash_key(tenant["api_key"])
+    )
+    out["recent: list_sessions"] = await capture(
+        store.list_sessions,
+        user_id=user,
+        contact_id=None,
+        min_activity_ms=now - 24 * 3_600_000,
+        status=None,
+        now_ms=now,
+        after=None,
+        limit=101,
+    )
+    sql, args = out["recent: list_sessions"]
+    ids = [r["id"] for r in await conn.fetch(sql, *args)][:100]
+    out["recent: messages_for_sessions"] = await capture(
+        store.messages_for_sessions, user, ids, 100
+    )
+    out["contact: get_contact"] = await capture(
+        contacts_store.get_contact, user, tenant["heavy_contact_id"]
+    )
+    out["contact: list_sessions"] = await capture(
+        store.list_sessions,
+        user_id=user,
+        contact_id=tenant["heavy_contact_id"],
+        min_activity_ms=None,
+        status=None,
+        now_ms=now,
+        after=None,
+        limit=101,
+    )
+    return out
+
+
+async def db_floor(
+    dsn: str,
+    statements: dict[str, tuple[str, list[Any]]],
+    *,
+    duration: float,
+    concurrency: int,
+    names: list[str],
+) -> dict[str, Any]:
+    """Run ``names`` back to back (one 'request') on ``concurrency`` connections; p50/p99."""
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    times: list[float] = []
+    stop = time.monotonic() + duration
+
+    async def loop() -> None:
+        async with pool.acquire() as conn:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                for name in names:
+                    sql, args = statements[name]
+                    await conn.fetch(sql, *args)
+                times.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await pool.close()
+    return {
+        "statements": names,
+        "connections": concurrency,
+        "requests": len(times),
+        "rps": round(len(times) / elapsed, 1),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+    }
+
+
+async def explain_all(dsn: str, statements: dict[str, tuple[str, list[Any]]]) -> dict[str, str]:
+    """``EXPLAIN (ANALYZE, BUFFERS)`` of each statement (after one warm-up execution)."""
+    conn = await asyncpg.connect(dsn)
+    out = {}
+    try:
+        for name, (sql, args) in statements.items():
+            await conn.fetch(sql, *args)
+            rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args)
+            out[name] = "\n".join(r[0] for r in rows)
+    finally:
+        await conn.close()
+    return out
+
+
+async def ingest_floor(
+    dsn: str, tenant: dict[str, Any], *, duration: float, concurrency: int, run_id: str
+) -> dict[str, Any]:
+    """One message per transaction, written directly in the service's transaction shape:
+    lock the contact row, read the timeout, select the neighbouring sessions, insert or
+    update the session (the rule decides), insert the message."""
+    from chatsessions.ids import new_id
+    from chatsessions.sessions import rule
+    from chatsessions.sessions.rule import PlacementKind, SessionSpan, TimeoutHistory
+
+    user = tenant["ingest_user_id"]
+    contacts = tenant["ingest_contact_ids"]
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    cols = (
+        "id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms, "
+        "message_count, inbound_count, outbound_count"
+    )
+    times: list[float] = []
+    errors = 0
+    stop = time.monotonic() + duration
+    counter = 0
+    rng = random.Random(run_id)
+
+    async def one(conn: asyncpg.Connection) -> None:
+        nonlocal counter
+        counter += 1
+        n = counter
+        contact = rng.choice(contacts)
+        ts = int(time.time() * 1000) - rng.randint(0, 999)
+        inbound = rng.random() < 0.5
+        async with conn.transaction():
+            await conn.fetch(
+                "SELECT id FROM contacts WHERE user_id = $1 AND id IN ($2) ORDER BY id FOR UPDATE",
+                user,
+                contact,
+            )
+            changes = await conn.fetch(
+                "SELECT effective_from_ms, timeout_ms FROM timeout_changes WHERE user_id = $1", user
+            )
+            history = TimeoutHistory(tuple((r[0], r[1]) for r in changes))
+            before = await conn.fetchrow(
+                f"SELECT {cols} FROM sessions WHERE user_id = $1 AND contact_id = $2 AND start_ms <= $3 "
+                "ORDER BY start_ms DESC LIMIT 1",
+                user,
+                contact,
+                ts,
+            )
+            after = await conn.fetchrow(
+                f"SELECT {cols} FROM sessions WHERE user_id = $1 AND contact_id = $2 AND start_ms > $3 "
+                "ORDER BY start_ms ASC LIMIT 1",
+                user,
+                contact,
+                ts,
+            )
+
+            def span(r: Any) -> SessionSpan | None:
+                return (
+                    SessionSpan(r["id"], r["start_ms"], r["last_ms"], r["closed_at_ms"])
+                    if r
+                    else None
+                )
+
+            placement = rule.place_message(ts, span(before), span(after), history)
+            now = int(time.time() * 1000)
+            if (
+                placement.kind is PlacementKind.JOIN
+                and before is not None
+                and placement.target == before["id"]
+            ):
+                sid = before["id"]
+                last = max(before["last_ms"], ts)
+                closed = before["closed_at_ms"]
+                await conn.execute(
+                    "UPDATE sessions SET start_ms=$3, last_ms=$4, expires_ms=$5, closed_at_ms=$6, "
+                    "activity_ms=$7, message_count=$8, inbound_count=$9, outbound_count=$10, "
+                    "updated_at_ms=$11 WHERE user_id=$1 AND id=$2",
+                    user,
+                    sid,
+                    min(before["start_ms"], ts),
+                    last,
+                    history.expires(last),
+                    closed,
+                    max(last, closed or last),
+                    before["message_count"] + 1,
+                    before["inbound_count"] + inbound,
+                    before["outbound_count"] + (not inbound),
+                    now,
+                )
+            else:  # NEW (a message stamped now has no later session to join or merge)
+                sid = new_id()
+                await conn.execute(
+                    "INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms, "
+                    "closed_at_ms, activity_ms, message_count, inbound_count, outbound_count, "
+                    "created_at_ms, updated_at_ms) VALUES ($1,$2,$3,$4,$4,$5,NULL,$4,1,$6,$7,$8,$8)",
+                    user,
+                    sid,
+                    contact,
+                    ts,
+                    history.expires(ts),
+                    int(inbound),
+                    int(not inbound),
+                    now,
+                )
+            await conn.execute(
+                "INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type, "
+                "content, media_url, ts_ms, external_id, created_at_ms) "
+                "VALUES ($1,$2,$3,$4,$5,$6,'text',$7,NULL,$8,$9,$10)",
+                user,
+                new_id(),
+                contact,
+                sid,
+                "inbound" if inbound else "outbound",
+                "user" if inbound else "assistant",
+                f"floor message {n}",
+                ts,
+                f"floor-{run_id}-{n}",
+                now,
+            )
+
+    async def loop() -> None:
+        nonlocal errors
+        async with pool.acquire() as conn:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                try:
+                    await one(conn)
+                except asyncpg.PostgresError as exc:
+                    errors += 1
+                    if errors == 1:
+                        log(f"ingest floor error: {exc!r}")
+                    continue
+                times.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await pool.close()
+    return {
+        "connections": concurrency,
+        "messages": len(times),
+        "msg_per_s": round(len(times) / elapsed, 1),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "errors": errors,
+    }
+
+
+# -- the run --------------------------------------------------------------------------------
+
+
+def response_size(path: str, api_key: str) -> int:
+    """Bytes of one response body."""
+    r = httpx.get(BASE + path, headers={"X-API-Key": api_key}, timeout=30)
+    r.raise_for_status()
+    return len(r.content)
+
+
+def warm(path: str, api_key: str, n: int = 20) -> None:
+    """A few requests so that every worker has its pool and statement cache warm."""
+    with httpx.Client(headers={"X-API-Key": api_key}, timeout=30) as c:
+        for _ in range(n):
+            c.get(BASE + path)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Every scenario and floor of one scale; returns the results document."""
+    tenant = json.loads(tenant_file(args.scale).read_text())
+    url = args.database_url or tenant["database_url"]
+    dsn = pg_dsn(url)
+    env = server_env(url)
+    key = tenant["api_key"]
+    run_id = f"{int(time.time())}"
+    contacts_file = RESULTS / f"{args.scale}-contacts.txt.tmp"
+    # Writes go to the ingest tenant, so that the read scenarios of the next run see the
+    # data as loaded.
+    contacts_file.write_text("\n".join(tenant["ingest_contact_ids"]) + "\n")
+    lua_env = {"BENCH_API_KEY": key, "BENCH_RUN_ID": run_id}
+    write_env = {
+        "BENCH_API_KEY": tenant["ingest_api_key"],
+        "BENCH_CONTACTS_FILE": str(contacts_file),
+        "BENCH_RUN_ID": run_id,
+    }
+    d = args.duration
+    started = datetime.now(UTC)
+    res: dict[str, Any] = {
+        "scale": args.scale,
+        "started": started.isoformat(timespec="seconds"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "loadavg_start": os.getloadavg(),
+        },
+        "dataset": tenant["loaded"],
+        "data_now_ms": tenant["now_ms"],
+        "server": {
+            "kind": "uvicorn",
+            "workers": args.workers,
+            "command": " ".join(server_command("uvicorn", args.workers)),
+        },
+        "duration_s": d,
+        "scenarios": {},
+        "floors": {},
+        "rss": [],
+    }
+    sc = res["scenarios"]
+    heavy = f"/v1/chat-sessions/{tenant['heavy_contact_id']}"
+    reads = {"recent": RECENT, "recent_messages": RECENT_MSGS, "contact": heavy}
+    with server("uvicorn", args.workers, env, "service (all scenarios)") as rss:
+        for path in reads.values():
+            warm(path, key)
+        res["response_bytes"] = {name: response_size(path, key) for name, path in reads.items()}
+        for name, path in reads.items():
+            for c in (1, 32):
+                log(f"{name} c={c}")
+                sc[f"{name}@c{c}"] = wrk(path, "get.lua", connections=c, duration=d, env=lua_env)
+        log("paging")
+        sc["paging"] = paging(key)
+        if not args.skip_writes:
+            for c in (1, 32):
+                log(f"post message c={c}")
+                r = wrk(
+                    "/v1/messages", "post_message.lua", connections=c, duration=d, env=write_env
+                )
+                r["msg_per_s"] = r["rps"]
+                sc[f"post_message@c{c}"] = r
+            for c in (1, 32):
+                log(f"post batch c={c}")
+                r = wrk(
+                    "/v1/messages/batch", "post_batch.lua", connections=c, duration=d, env=write_env
+                )
+                r["msg_per_s"] = round(r["rps"] * 1000, 1)
+                sc[f"post_batch@c{c}"] = r
+        res["rss"].append(rss.summary())
+
+    log("floors: database")
+    fl = res["floors"]
+
+    async def db_part() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            stmts = await service_statements(conn, tenant)
+        finally:
+            await conn.close()
+        res["statements"] = {name: sql for name, (sql, _) in stmts.items()}
+        groups = {
+            "recent": ["recent: list_sessions"],
+            "recent_messages": ["recent: list_sessions", "recent: messages_for_sessions"],
+            "contact": ["contact: get_contact", "contact: list_sessions"],
+            "auth": ["auth: key by hash"],
+        }
+        for name, names in groups.items():
+            for c in (1, 32):
+                fl[f"db:{name}@c{c}"] = await db_floor(
+                    dsn, stmts, duration=min(d, 5), concurrency=c, names=names
+                )
+        res["explain"] = await explain_all(dsn, stmts)
+        if not args.skip_writes:
+            log("floors: ingest")
+            for c in (1, 32):
+                fl[f"ingest@c{c}"] = await ingest_floor(
+                    dsn, tenant, duration=d, concurrency=c, run_id=f"{run_id}{c}"
+                )
+
+    asyncio.run(db_part())
+
+    log("floors: http")
+    for name in ("recent", "recent_messages"):
+        floor_env = {**os.environ, "FLOOR_BODY_BYTES": str(res["response_bytes"][name])}
+        with server("floor", args.workers, floor_env, f"http floor ({name})") as rss:
+            warm("/", key)
+            for c in (1, 32):
+                fl[f"http:{name}@c{c}"] = wrk(
+                    RECENT, "get.lua", connections=c, duration=d, env=lua_env
+                )
+            res["rss"].append(rss.summary())
+
+    base = args.baseline
+    if base and base != args.scale and tenant_file(base).exists():
+        # The recent scenario on the baseline dataset, in this run (the ratio target).
+        other = json.loads(tenant_file(base).read_text())
+        base_env = {**lua_env, "BENCH_API_KEY": other["api_key"]}
+        res["baseline"] = {base: {"dataset": other["loaded"]}}
+        with server(
+            "uvicorn", args.workers, server_env(other["database_url"]), f"service ({base})"
+        ) as rss:
+            warm(RECENT, other["api_key"])
+            for c in (1, 32):
+                log(f"baseline {base}: recent c={c}")
+                res["baseline"][base][f"recent@c{c}"] = wrk(
+                    RECENT, "get.lua", connections=c, duration=d, env=base_env
+                )
+            res["rss"].append(rss.summary())
+
+    if args.servers:
+        res["servers"] = compare_servers(env, lua_env, d, key)
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    res["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
+    contacts_file.unlink(missing_ok=True)
+    return res
+
+
+def compare_servers(
+    env: dict[str, str], lua_env: dict[str, str], d: int, key: str
+) -> list[dict[str, Any]]:
+    """The recent scenario (c=1 and c=32) under uvicorn and granian with 1–4 workers."""
+    out = []
+    for workers in (1, 2, 3, 4):
+        for kind in ("uvicorn", "granian"):
+            log(f"servers: {kind} x{workers}")
+            # Up to 4 workers x 32 connections: keep the pools within max_connections.
+            srv_env = {**env, "CHATSESSIONS_DATABASE_POOL_SIZE": "10" if workers <= 2 else "6"}
+            with server(kind, workers, srv_env, f"{kind} x{workers}") as rss:
+                warm(RECENT, key, 10 * workers)
+                row: dict[str, Any] = {"server": kind, "workers": workers}
+                for c in (1, 32):
+                    r = wrk(RECENT, "get.lua", connections=c, duration=d, env=lua_env)
+                    row[f"c{c}"] = {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
+                row["worker_peak_mb"] = rss.summary()["worker_peak_mb"]
+            out.append(row)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line entry point."""
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--scale", default="small")
+    p.add_argument("--database-url", default=None, help="default: the one the tenant file names")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--workers", type=int, default=2, help="server workers for the scenarios")
+    p.add_argument("--servers", action="store_true", help="add the uvicorn/granian comparison")
+    p.add_argument(
+        "--baseline",
+        default="small",
+        help="also measure the recent scenario on this scale's dataset in the same run",
+    )
+    p.add_argument("--skip-writes", action="store_true", help="read scenarios only")
+    p.add_argument("--no-report", action="store_true", help="do not regenerate docs/performance.md")
+    a = p.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    res = run(a)
+    path = RESULTS / f"{a.scale}-{datetime.now(UTC):%Y-%m-%d}.json"
+    path.write_text(json.dumps(res, indent=1) + "\n")
+    log(f"wrote {path}")
+    if not a.no_report:
+        import report
+
+        report.main([])
+
+
+if __name__ == "__main__":
+    main()
