@@ -14,7 +14,7 @@ import orjson
 
 from chatsessions.config import Settings
 from chatsessions.db import Database
-from chatsessions.webhooks.worker import Background, DeliveryWorker, refresh_gauges
+from chatsessions.webhooks.worker import Background, DeliveryWorker, purge_once, refresh_gauges
 from tests.conftest import T0, FakeClock, Tenant
 from tests.factories import make_contact, post_message
 from tests.webhooks.conftest import subscribe
@@ -104,3 +104,27 @@ async def test_cli_lists_deliveries(
     )
     assert b"MessageReceived" in table.stdout
     assert b"1 pending, 1 delivered, 0 failed" in table.stderr
+
+
+async def test_done_deliveries_are_forgotten_after_the_retention(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    worker: DeliveryWorker,
+    database: Database,
+    clock: FakeClock,
+) -> None:
+    hook = (await subscribe(pclient, tenant, receiver, ["MessageReceived"]))["webhookId"]
+    contact = await make_contact(pclient, tenant.auth)
+    await post_message(pclient, tenant.auth, contact, T0 - 1000)
+    await worker.drain()
+    clock.advance(29 * 86_400_000)
+    await post_message(pclient, tenant.auth, contact, clock() - 1000)  # pending, recent
+    url = f"/v1/webhooks/{hook}/deliveries"
+    assert await purge_once(database, now_ms=clock()) == 0
+    clock.advance(2 * 86_400_000)
+    await purge_once(database, now_ms=clock())
+    page = (await pclient.get(url, headers=tenant.auth)).json()
+    assert [d["status"] for d in page["data"]] == ["pending"]
+    await worker.drain()
+    assert len(receiver.unique()) == 2

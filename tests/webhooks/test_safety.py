@@ -3,12 +3,17 @@ delivery, connecting to the checked address; the private-address flag opens it u
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+from pathlib import Path
+
 import httpx
 import pytest
 
+from chatsessions.db import Database
 from chatsessions.webhooks import safety
 from chatsessions.webhooks.worker import DeliveryWorker
-from tests.conftest import T0, Tenant
+from tests.conftest import T0, FakeClock, Tenant
 from tests.factories import make_contact, post_message
 from tests.webhooks.receiver import Receiver
 
@@ -160,3 +165,74 @@ def test_address_rules() -> None:
                  "::1", "::", "fe80::1", "fc00::1", "ff02::1", "::ffff:10.0.0.1",
                  "64:ff9b::7f00:1", "64:ff9b:1::1", "2002:7f00:1::1", "::127.0.0.1"]:  # fmt: skip
         assert not safety.is_allowed_address(ipaddress.ip_address(addr)), addr
+
+
+def _self_signed(tmp_path: Path, host: str) -> tuple[Path, Path]:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", f"/CN={host}", "-addext", f"subjectAltName=DNS:{host}",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=30,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_to_the_checked_address_with_sni_and_certificate_check(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    database: Database,
+    clock: FakeClock,
+    tmp_path: Path,
+) -> None:
+    """https: the request goes to the checked IP, yet TLS asks for (SNI) and verifies the
+    certificate of the URL's host name."""
+    cert, key = _self_signed(tmp_path, "hooks.test")
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    receiver = Receiver(tls=server_ctx).start()
+    trusting = httpx.AsyncClient(
+        verify=ssl.create_default_context(cafile=str(cert)), trust_env=False, timeout=10
+    )
+    worker = DeliveryWorker(database, clock=clock, allow_private=True, client=trusting)
+    try:
+        r = await pclient.post(
+            "/v1/webhooks",
+            json={"url": f"https://hooks.test:{receiver.port}/hook", "events": ["MessageReceived"]},
+            headers=tenant.auth,
+        )
+        receiver.secret = r.json()["data"]["secret"]
+        contact = await make_contact(pclient, tenant.auth)
+        await post_message(pclient, tenant.auth, contact, T0 - 1000)
+        assert await worker.drain() == 1
+        assert receiver.sni == ["hooks.test"]
+        [got] = receiver.received
+        assert got.headers["host"] == f"hooks.test:{receiver.port}"
+        # A certificate for another name is refused (no delivery, retried later).
+        (tmp_path / "other").mkdir()
+        receiver2_cert, receiver2_key = _self_signed(tmp_path / "other", "other.test")
+        other_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        other_ctx.load_cert_chain(receiver2_cert, receiver2_key)
+        impostor = Receiver(tls=other_ctx, secret=receiver.secret).start()
+        try:
+            r = await pclient.post(
+                "/v1/webhooks",
+                json={
+                    "url": f"https://hooks.test:{impostor.port}/hook",
+                    "events": ["MessageReceived"],
+                },
+                headers=tenant.auth,
+            )
+            other_hook = r.json()["data"]["webhookId"]
+            await post_message(pclient, tenant.auth, contact, T0 - 999)
+            await worker.drain()
+            assert impostor.received == []
+            page = (
+                await pclient.get(f"/v1/webhooks/{other_hook}/deliveries", headers=tenant.auth)
+            ).json()
+            assert page["data"][0]["status"] == "pending" and page["data"][0]["lastError"]
+        finally:
+            impostor.stop()
+    finally:
+        await trusting.aclose()
+        receiver.stop()

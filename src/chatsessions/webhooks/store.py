@@ -555,3 +555,25 @@ async def count_user_deliveries(
         conds.append(dl.endpoint_id == endpoint_id)
     rows = await conn.execute(select(dl.status, func.count()).where(*conds).group_by(dl.status))
     return {row[0]: int(row[1]) for row in rows}
+
+
+async def purge_done(conn: AsyncConnection, *, before_ms: int, limit: int) -> int:
+    """Delete up to ``limit`` delivered or failed deliveries created before ``before_ms``
+    (the oldest first, by primary key) and the events left without deliveries."""
+    rows = (
+        await conn.execute(
+            select(dl.id, dl.user_id, dl.event_id, dl.status, dl.created_at_ms)
+            .order_by(dl.id)
+            .limit(limit)
+        )
+    ).all()
+    old = [r for r in rows if r.status != PENDING and r.created_at_ms < before_ms]
+    if not old:
+        return 0
+    await conn.execute(delete(tables.webhook_deliveries).where(dl.id.in_([r.id for r in old])))
+    by_user: dict[str, list[str]] = {}
+    for r in old:
+        by_user.setdefault(r.user_id, []).append(r.event_id)
+    for user_id, event_ids in by_user.items():
+        await _delete_orphan_events(conn, user_id, event_ids)
+    return len(old)

@@ -38,6 +38,7 @@ __all__ = [
     "RETRIED_TOTAL",
     "Background",
     "DeliveryWorker",
+    "purge_once",
     "refresh_gauges",
     "sweep_once",
 ]
@@ -59,8 +60,9 @@ OLDEST_PENDING_AGE = Gauge(
 
 DAY_MS = 86_400_000
 FAILING_DISABLE_AFTER_MS = 5 * DAY_MS
-LEASE_MS = 30_000  # > the longest attempt (12 s); a dead worker's rows return after it
+LEASE_MS = 30_000  # > the longest attempt (5 s DNS + 12 s); a dead worker's rows return after it
 SWEEP_BATCH = 200
+RETENTION_MS = 30 * DAY_MS  # delivered and failed deliveries are kept this long
 
 
 class DeliveryWorker:
@@ -246,6 +248,18 @@ async def _sweep_user(
     return emitted, len(candidates) >= SWEEP_BATCH
 
 
+async def purge_once(db: Database, *, now_ms: int, batch: int = 1000) -> int:
+    """Forget deliveries (and their events) done more than the retention period ago."""
+    total = 0
+    while True:
+        purged = await db.run_write(
+            functools.partial(store.purge_done, before_ms=now_ms - RETENTION_MS, limit=batch)
+        )
+        total += purged
+        if purged < batch:
+            return total
+
+
 async def refresh_gauges(db: Database, *, now_ms: int) -> None:
     """Set the pending and oldest-pending-age gauges from the database."""
     async with db.read() as conn:
@@ -293,6 +307,7 @@ class Background:
             asyncio.create_task(
                 self._periodic(self.gauge_interval_s, self._gauges), name="webhook-gauges"
             ),
+            asyncio.create_task(self._periodic(3600, self._purge), name="webhook-purge"),
         ]
         if not self.db.is_sqlite:
             self._tasks.append(asyncio.create_task(self._listen(), name="webhook-listen"))
@@ -366,6 +381,9 @@ class Background:
 
     async def _gauges(self) -> None:
         await refresh_gauges(self.db, now_ms=self.clock())
+
+    async def _purge(self) -> None:
+        await purge_once(self.db, now_ms=self.clock())
 
     async def _listen(self) -> None:
         """PostgreSQL: wake on ``NOTIFY`` (sent at commit by :func:`events.emit`)."""
