@@ -143,6 +143,12 @@ async def test_rotate_secret_and_test_ping(
     r = await pclient.post(f"/v1/webhooks/{hook}/test", headers=tenant.auth)
     assert r.json()["data"]["delivered"] is False
     assert len(receiver.rejected) == 1
+    # Both pings are in the deliveries log, done (a ping is not retried).
+    page = (await pclient.get(f"/v1/webhooks/{hook}/deliveries", headers=tenant.auth)).json()
+    assert [(d["type"], d["status"], d["lastStatusCode"]) for d in page["data"]] == [
+        ("WebhookTest", "failed", 400),
+        ("WebhookTest", "delivered", 200),
+    ]
 
 
 async def test_deliveries_listing_pages(

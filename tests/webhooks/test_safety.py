@@ -42,6 +42,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
         "mixed.example": ["93.184.216.34", "192.168.1.1"],
         "public.example": ["93.184.216.34"],
         "hooks.test": ["127.0.0.1"],
+        "dual.test": ["::1", "127.0.0.1"],  # like localhost on many systems
     }
 
     async def resolve(host: str, port: int) -> list[str]:
@@ -129,6 +130,22 @@ async def test_connects_to_the_checked_address_with_the_host_header(
     assert await worker.drain() == 1
     [got] = receiver.received
     assert got.headers["host"] == f"hooks.test:{receiver.port}"
+
+
+async def test_next_checked_address_when_one_is_unreachable(
+    pclient: httpx.AsyncClient, tenant: Tenant, receiver: Receiver, worker: DeliveryWorker
+) -> None:
+    """The receiver listens on 127.0.0.1 only; ``dual.test`` resolves to ::1 first."""
+    r = await pclient.post(
+        "/v1/webhooks",
+        json={"url": f"http://dual.test:{receiver.port}/hook", "events": ["MessageReceived"]},
+        headers=tenant.auth,
+    )
+    receiver.secret = r.json()["data"]["secret"]
+    contact = await make_contact(pclient, tenant.auth)
+    await post_message(pclient, tenant.auth, contact, T0 - 1000)
+    assert await worker.drain() == 1
+    assert len(receiver.received) == 1
 
 
 async def test_redirects_are_not_followed(

@@ -116,6 +116,7 @@ async def test_webhook(
         )
     async with delivery.new_client() as client:
         result = await service.send_test(
+            db,
             endpoint,
             client=client,
             allow_private=_allow_private(request),

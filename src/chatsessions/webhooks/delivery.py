@@ -99,8 +99,8 @@ def new_client() -> httpx.AsyncClient:
     )
 
 
-def _request_url(target: safety.CheckedTarget) -> httpx.URL:
-    return httpx.URL(target.url).copy_with(host=target.address)
+def _request_url(target: safety.CheckedTarget, address: str) -> httpx.URL:
+    return httpx.URL(target.url).copy_with(host=address)
 
 
 async def send(
@@ -133,21 +133,16 @@ async def send(
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     try:
         async with asyncio.timeout(TIMEOUT_S + 2):
-            async with client.stream(
-                "POST",
-                _request_url(target),
-                content=body.encode(),
-                headers=headers,
-                extensions=extensions,
-            ) as response:
-                kept = bytearray()
-                async for chunk in response.aiter_raw():
-                    kept += chunk[: MAX_RESPONSE_BYTES - len(kept)]
-                    if len(kept) >= MAX_RESPONSE_BYTES:
-                        break
-                return AttemptResult(
-                    response.status_code, None, bytes(kept).decode("utf-8", "replace")
-                )
+            # Every address was checked; the next is tried only when one cannot be reached
+            # (e.g. ``localhost`` → ::1 while the receiver listens on 127.0.0.1 only).
+            for i, address in enumerate(target.addresses):
+                try:
+                    return await _post(
+                        client, _request_url(target, address), body, headers, extensions
+                    )
+                except httpx.ConnectError:
+                    if i == len(target.addresses) - 1:
+                        raise
     except TimeoutError:
         return AttemptResult(None, "timeout", None)
     except httpx.TimeoutException:
@@ -158,3 +153,22 @@ async def send(
         return AttemptResult(None, f"http error: {type(exc).__name__}", None)
     except OSError as exc:
         return AttemptResult(None, f"network error: {type(exc).__name__}", None)
+    raise AssertionError("unreachable: a checked target has at least one address")
+
+
+async def _post(
+    client: httpx.AsyncClient,
+    url: httpx.URL,
+    body: str,
+    headers: dict[str, str],
+    extensions: dict[str, str],
+) -> AttemptResult:
+    async with client.stream(
+        "POST", url, content=body.encode(), headers=headers, extensions=extensions
+    ) as response:
+        kept = bytearray()
+        async for chunk in response.aiter_raw():
+            kept += chunk[: MAX_RESPONSE_BYTES - len(kept)]
+            if len(kept) >= MAX_RESPONSE_BYTES:
+                break
+        return AttemptResult(response.status_code, None, bytes(kept).decode("utf-8", "replace"))

@@ -42,13 +42,13 @@ class UnsafeUrl(ValueError):
 
 @dataclass(frozen=True)
 class CheckedTarget:
-    """A URL and the address it was checked to resolve to (the one to connect to)."""
+    """A URL and the addresses it was checked to resolve to (the ones to connect to)."""
 
     url: str
     scheme: str
     host: str
     port: int
-    address: str
+    addresses: tuple[str, ...]
 
 
 def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -143,4 +143,4 @@ async def check_url(url: str, *, allow_private: bool) -> CheckedTarget:
             ip = ipaddress.ip_address(addr.split("%", 1)[0])
             if not is_allowed_address(ip):
                 raise UnsafeUrl("must resolve to public internet addresses only")
-    return CheckedTarget(url=url, scheme=scheme, host=host, port=port, address=addresses[0])
+    return CheckedTarget(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))

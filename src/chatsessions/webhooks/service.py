@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import ids
+from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.sessions.cursor import decode_cursor, encode_cursor
 from chatsessions.timeutil import format_ms
@@ -120,10 +121,10 @@ async def rotate_secret(
 
 
 async def send_test(
-    endpoint: EndpointRow, *, client: Any, allow_private: bool, now_ms: int
+    db: Database, endpoint: EndpointRow, *, client: Any, allow_private: bool, now_ms: int
 ) -> dict[str, Any]:
-    """Send a signed ``WebhookTest`` ping now; report whether it got a 2xx (never the
-    receiver's body)."""
+    """Send a signed ``WebhookTest`` ping now and log it among the deliveries; report whether
+    it got a 2xx (never the receiver's body)."""
     event_id = ids.new_id()
     body = events.event_body(
         TEST_EVENT, now_ms, {"webhookId": endpoint.id, "message": "test event from chatsessions"}
@@ -136,6 +137,23 @@ async def send_test(
         body=body.decode(),
         allow_private=allow_private,
     )
+
+    async def log(conn: AsyncConnection) -> None:
+        await store.record_sent(
+            conn,
+            user_id=endpoint.user_id,
+            endpoint_id=endpoint.id,
+            event_id=event_id,
+            type_=TEST_EVENT,
+            payload=body,
+            ok=result.ok,
+            status_code=result.status_code,
+            error=result.error,
+            response=result.response,
+            now_ms=now_ms,
+        )
+
+    await db.run_write(log)
     return {
         "eventId": event_id,
         "delivered": result.ok,

@@ -577,3 +577,47 @@ async def purge_done(conn: AsyncConnection, *, before_ms: int, limit: int) -> in
     for user_id, event_ids in by_user.items():
         await _delete_orphan_events(conn, user_id, event_ids)
     return len(old)
+
+
+async def record_sent(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    endpoint_id: str,
+    event_id: str,
+    type_: str,
+    payload: bytes,
+    ok: bool,
+    status_code: int | None,
+    error: str | None,
+    response: str | None,
+    now_ms: int,
+) -> None:
+    """Log an event sent at once (the test ping) as a finished delivery (never retried)."""
+    await conn.execute(
+        tables.webhook_events.insert().values(
+            user_id=user_id,
+            id=event_id,
+            contact_id=None,
+            type=type_,
+            payload=payload.decode(),
+            created_at_ms=now_ms,
+        )
+    )
+    await conn.execute(
+        tables.webhook_deliveries.insert().values(
+            user_id=user_id,
+            endpoint_id=endpoint_id,
+            event_id=event_id,
+            contact_id=None,
+            type=type_,
+            status=DELIVERED if ok else FAILED,
+            attempts=1,
+            next_attempt_ms=None,
+            last_status_code=status_code,
+            last_error=error,
+            last_response=response,
+            created_at_ms=now_ms,
+            updated_at_ms=now_ms,
+        )
+    )
