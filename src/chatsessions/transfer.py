@@ -107,9 +107,7 @@ async def export_jsonl(
     """
     u, c, m = tables.users.c, tables.contacts.c, tables.messages.c
     stats = ExportStats()
-    async with db.engine.connect() as conn:
-        if conn.dialect.name == "postgresql":
-            await conn.execution_options(isolation_level="REPEATABLE READ")
+    async with db.read(snapshot=True) as conn:
         if user_id is not None:
             if not await auth_store.user_exists(conn, user_id):
                 raise LookupError("no such user")
