@@ -20,7 +20,14 @@ from chatsessions.web import (
     validate_body,
 )
 from chatsessions.webhooks import delivery, service, store
-from chatsessions.webhooks.schemas import WebhookIn
+from chatsessions.webhooks.schemas import (
+    DeliveriesPage,
+    TestResultResponse,
+    WebhookCreatedResponse,
+    WebhookIn,
+    WebhookListResponse,
+    WebhookResponse,
+)
 from chatsessions.webhooks.store import EndpointRow
 
 router = APIRouter(prefix="/v1", tags=["webhooks"])
@@ -35,7 +42,13 @@ def _allow_private(request: Request) -> bool:
     return bool(request.app.state.settings.webhook_allow_private)
 
 
-@router.post("/webhooks", openapi_extra=schema_of(WebhookIn), summary="Create a webhook endpoint")
+@router.post(
+    "/webhooks",
+    openapi_extra=schema_of(WebhookIn),
+    response_model=WebhookCreatedResponse,
+    status_code=201,
+    summary="Create a webhook endpoint",
+)
 async def create_webhook(
     request: Request, caller: CurrentUser, db: DB, clock: ClockDep
 ) -> Response:
@@ -55,7 +68,7 @@ async def create_webhook(
     )
 
 
-@router.get("/webhooks", summary="List webhook endpoints")
+@router.get("/webhooks", response_model=WebhookListResponse, summary="List webhook endpoints")
 async def list_webhooks(caller: CurrentUser, db: DB) -> Response:
     """Every endpoint of the caller, without secrets."""
     async with db.read() as conn:
@@ -65,7 +78,9 @@ async def list_webhooks(caller: CurrentUser, db: DB) -> Response:
     )
 
 
-@router.get("/webhooks/{webhookId}", summary="Read a webhook endpoint")
+@router.get(
+    "/webhooks/{webhookId}", response_model=WebhookResponse, summary="Read a webhook endpoint"
+)
 async def read_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> Response:
     """The endpoint, without its secret."""
     async with db.read() as conn:
@@ -87,7 +102,11 @@ async def delete_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> R
     return json_response({"success": True})
 
 
-@router.post("/webhooks/{webhookId}/rotate-secret", summary="Rotate a webhook's secret")
+@router.post(
+    "/webhooks/{webhookId}/rotate-secret",
+    response_model=WebhookCreatedResponse,
+    summary="Rotate a webhook's secret",
+)
 async def rotate_secret(
     caller: CurrentUser, db: DB, clock: ClockDep, webhookId: WebhookId
 ) -> Response:
@@ -104,7 +123,11 @@ async def rotate_secret(
     )
 
 
-@router.post("/webhooks/{webhookId}/test", summary="Send a signed test event")
+@router.post(
+    "/webhooks/{webhookId}/test",
+    response_model=TestResultResponse,
+    summary="Send a signed test event",
+)
 async def test_webhook(
     request: Request, caller: CurrentUser, db: DB, clock: ClockDep, webhookId: WebhookId
 ) -> Response:
@@ -125,7 +148,11 @@ async def test_webhook(
     return json_response({"success": True, "data": result})
 
 
-@router.get("/webhooks/{webhookId}/deliveries", summary="List a webhook's deliveries")
+@router.get(
+    "/webhooks/{webhookId}/deliveries",
+    response_model=DeliveriesPage,
+    summary="List a webhook's deliveries",
+)
 async def list_deliveries(
     request: Request, caller: CurrentUser, db: DB, webhookId: WebhookId
 ) -> Response:
