@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     and_,
+    case,
     or_,
 )
 
@@ -269,7 +270,9 @@ webhook_deliveries = Table(
 )
 
 # Sessions that may still owe a ChatSessionClosed (inactivity): not explicitly closed and
-# not announced for their current expiry. Partial, so the sweeper reads only those.
+# not announced for their current expiry. The sweeper reads them by user and by when the
+# close is due: the later of the expiry and the time the session was stored (a back-filled
+# session past its timeout is due at once). Partial, so only those sessions are indexed.
 SESSION_CLOSE_PENDING = and_(
     sessions.c.closed_at_ms.is_(None),
     or_(
@@ -277,17 +280,14 @@ SESSION_CLOSE_PENDING = and_(
         sessions.c.close_notified_ms < sessions.c.expires_ms,
     ),
 )
-Index(
-    "ix_sessions_close_pending_expires",
-    sessions.c.user_id,
-    sessions.c.expires_ms,
-    postgresql_where=SESSION_CLOSE_PENDING,
-    sqlite_where=SESSION_CLOSE_PENDING,
+SESSION_CLOSE_DUE = case(
+    (sessions.c.expires_ms >= sessions.c.created_at_ms, sessions.c.expires_ms),
+    else_=sessions.c.created_at_ms,
 )
 Index(
-    "ix_sessions_close_pending_created",
+    "ix_sessions_close_due",
     sessions.c.user_id,
-    sessions.c.created_at_ms,
+    SESSION_CLOSE_DUE,
     postgresql_where=SESSION_CLOSE_PENDING,
     sqlite_where=SESSION_CLOSE_PENDING,
 )

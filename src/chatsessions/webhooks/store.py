@@ -471,20 +471,17 @@ async def sessions_owing_close(
 ) -> list[tuple[str, str]]:
     """``(session id, contact id)`` of sessions closed by silence and not yet announced.
 
-    Two range reads of the partial ``ix_sessions_close_pending_*`` indexes: sessions that
-    expired since ``since_ms``, and sessions stored since then already past their expiry
-    (back-filled). Sessions that went silent before anyone subscribed are left alone.
+    One range read of the partial ``ix_sessions_close_due`` index: sessions whose close
+    fell due between ``since_ms`` and now. Sessions that went silent before anyone
+    subscribed are left alone.
     """
-    base = select(s.id, s.contact_id).where(s.user_id == user_id, tables.SESSION_CLOSE_PENDING)
-    by_expiry = base.where(s.expires_ms >= since_ms, s.expires_ms <= now_ms).limit(limit)
-    backfilled = base.where(
-        s.created_at_ms >= since_ms, s.created_at_ms <= now_ms, s.expires_ms < since_ms
-    ).limit(limit)
-    out: dict[str, str] = {}
-    for stmt in (by_expiry, backfilled):
-        for row in await conn.execute(stmt):
-            out[row.id] = row.contact_id
-    return sorted(out.items())
+    due = tables.SESSION_CLOSE_DUE
+    rows = await conn.execute(
+        select(s.id, s.contact_id)
+        .where(s.user_id == user_id, tables.SESSION_CLOSE_PENDING, due >= since_ms, due <= now_ms)
+        .limit(limit)
+    )
+    return [(row.id, row.contact_id) for row in rows]
 
 
 async def mark_close_notified(

@@ -25,6 +25,11 @@ _CLOSE_PENDING = sa.text(
 )
 
 
+_CLOSE_DUE = sa.text(
+    "(CASE WHEN expires_ms >= created_at_ms THEN expires_ms ELSE created_at_ms END)"
+)
+
+
 def upgrade() -> None:
     op.create_table(
         "webhook_endpoints",
@@ -126,24 +131,16 @@ def upgrade() -> None:
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("close_notified_ms", sa.BigInteger(), nullable=True))
     op.create_index(
-        "ix_sessions_close_pending_expires",
+        "ix_sessions_close_due",
         "sessions",
-        ["user_id", "expires_ms"],
-        postgresql_where=_CLOSE_PENDING,
-        sqlite_where=_CLOSE_PENDING,
-    )
-    op.create_index(
-        "ix_sessions_close_pending_created",
-        "sessions",
-        ["user_id", "created_at_ms"],
+        ["user_id", _CLOSE_DUE],
         postgresql_where=_CLOSE_PENDING,
         sqlite_where=_CLOSE_PENDING,
     )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_sessions_close_pending_created", table_name="sessions")
-    op.drop_index("ix_sessions_close_pending_expires", table_name="sessions")
+    op.drop_index("ix_sessions_close_due", table_name="sessions")
     with op.batch_alter_table("sessions", schema=None) as batch_op:
         batch_op.drop_column("close_notified_ms")
     for name in (
