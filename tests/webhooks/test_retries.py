@@ -54,6 +54,9 @@ async def test_down_then_failing_then_up_delivers_everything_in_order(
     tried = [d for d in page["data"] if d["attempts"] == 1]
     assert len(tried) == 3 and all(d["status"] == "pending" for d in tried)
     assert all(d["lastStatusCode"] is None for d in tried)
+    # the rest of each chain is held until its head's retry (not re-read by every scan)
+    retry_at = min(d["nextAttemptAt"] for d in tried)
+    assert all(d["nextAttemptAt"] >= retry_at for d in page["data"])
 
     revived = Receiver(secret=receiver.secret, port=port, status=500, record_failures=True)
     revived.start()

@@ -294,6 +294,7 @@ class ClaimedDelivery:
     user_id: str
     endpoint_id: str
     event_id: str
+    contact_id: str | None
     attempts: int  # attempts made before this one
     created_at_ms: int
     url: str
@@ -340,6 +341,7 @@ async def claim_due(
             dl.user_id,
             dl.endpoint_id,
             dl.event_id,
+            dl.contact_id,
             dl.attempts,
             dl.created_at_ms,
             ep.url,
@@ -360,6 +362,7 @@ async def claim_due(
             user_id=row.user_id,
             endpoint_id=row.endpoint_id,
             event_id=row.event_id,
+            contact_id=row.contact_id,
             attempts=row.attempts,
             created_at_ms=row.created_at_ms,
             url=row.url,
@@ -395,6 +398,31 @@ async def record_attempt(
             last_response=response,
             updated_at_ms=now_ms,
         )
+    )
+
+
+async def hold_chain(
+    conn: AsyncConnection,
+    *,
+    endpoint_id: str,
+    contact_id: str,
+    after_id: int,
+    until_ms: int,
+    now_ms: int,
+) -> None:
+    """Hold the later pending deliveries of a chain until its head's next attempt, so the
+    due scan does not keep reading rows that must wait anyway (a receiver down for hours
+    with a busy contact)."""
+    await conn.execute(
+        update(tables.webhook_deliveries)
+        .where(
+            dl.endpoint_id == endpoint_id,
+            dl.contact_id == contact_id,
+            dl.status == PENDING,
+            dl.id > after_id,
+            dl.next_attempt_ms < until_ms,
+        )
+        .values(next_attempt_ms=until_ms, updated_at_ms=now_ms)
     )
 
 

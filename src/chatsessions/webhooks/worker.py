@@ -164,6 +164,15 @@ class DeliveryWorker:
                 response=result.response,
                 now_ms=now,
             )
+            if status == PENDING and next_ms is not None and item.contact_id is not None:
+                await store.hold_chain(
+                    conn,
+                    endpoint_id=item.endpoint_id,
+                    contact_id=item.contact_id,
+                    after_id=item.id,
+                    until_ms=next_ms,
+                    now_ms=now,
+                )
             failing_since = await store.mark_endpoint_health(
                 conn, user_id=item.user_id, endpoint_id=item.endpoint_id, ok=result.ok, now_ms=now
             )
