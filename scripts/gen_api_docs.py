@@ -153,14 +153,24 @@ def render_operation(method: str, path: str, op: dict[str, Any]) -> list[str]:
         out += [f"Request body (JSON{', ' + title if title else ''}; unknown fields ignored):", ""]
         out += fields_table(body_schema)
     responses = {k: v for k, v in op.get("responses", {}).items() if k != "422"}
+    errors: list[str] = []
+    error_types: set[str] = set()
     for status, response in responses.items():
         schema = _body_schema(response)
+        if status.isdigit() and int(status) >= 400:
+            errors.append(status)
+            if schema and "$ref" in schema:
+                error_types.add(type_of(schema))
+            continue
         line = f"Response **{status}**"
         if schema and "$ref" in schema:
             line += f": {type_of(schema)}"
         elif response.get("description") and response["description"] != "Successful Response":
             line += f": {response['description']}"
         out += [line, ""]
+    if errors:
+        shape = f" ({', '.join(sorted(error_types))})" if error_types else ""
+        out += [f"Errors{shape}: {', '.join(errors)}", ""]
     return out
 
 
