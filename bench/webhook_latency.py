@@ -1,7 +1,8 @@
 """Webhook delivery latency: event created → receiver got it, over N events.
 
 Runs ``chatsessions serve`` (its delivery loop in-process, as in production) on a fresh
-PostgreSQL database, a local receiver that verifies every signature, and posts N messages;
+PostgreSQL database, a local receiver (its own process; every signature is verified), and
+posts N messages;
 each ``MessageReceived`` event's latency is the receiver's arrival time minus the event's
 ``timestamp`` (set when the outbox row was written). Not part of the test suite.
 
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import secrets
+import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from datetime import datetime
@@ -38,48 +42,73 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _serve(conn: Any, path: str) -> None:
+    """The receiver process: answer 204 at once, append each request to ``path``."""
+    lock = threading.Lock()
+    out = open(path, "ab")  # noqa: SIM115 - closed when the process ends
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            arrived = time.time()
+            raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(204)
+            self.end_headers()
+            record = {"t": arrived, "h": {k.lower(): v for k, v in self.headers.items()}}
+            record["b"] = raw.decode()
+            with lock:
+                out.write(orjson.dumps(record) + b"\n")
+                out.flush()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    conn.send(server.server_address[1])
+    server.serve_forever()
+
+
 class Receiver:
-    """Verifies signatures and records (webhook-id, event timestamp, arrival time)."""
+    """A receiver in its own process (so its timing does not share the poster's GIL);
+    signatures are verified afterwards, from what it recorded."""
 
-    def __init__(self) -> None:
+    def __init__(self, path: str) -> None:
+        self.path = path
         self.secret = ""
-        self.arrivals: dict[str, float] = {}
-        self.created: dict[str, float] = {}
-        self.bad = 0
-        self.lock = threading.Lock()
-        receiver = self
+        parent, child = multiprocessing.Pipe()
+        self.proc = multiprocessing.get_context("fork").Process(
+            target=_serve, args=(child, path), daemon=True
+        )
+        self.proc.start()
+        self.port = int(parent.recv())
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                now = time.time()
-                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
-                headers = {k.lower(): v for k, v in self.headers.items()}
+    def count(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                return sum(1 for _ in f)
+        except FileNotFoundError:
+            return 0
+
+    def latencies_ms(self) -> tuple[list[float], int]:
+        """Latency of each event's first arrival, and how many signatures failed."""
+        first: dict[str, float] = {}
+        bad = 0
+        with open(self.path, "rb") as f:
+            for line in f:
+                rec = orjson.loads(line)
                 try:
-                    body = Webhook(receiver.secret).verify(raw, headers)
+                    body = Webhook(self.secret).verify(rec["b"], rec["h"])
                 except Exception:
-                    with receiver.lock:
-                        receiver.bad += 1
-                    self.send_response(400)
-                    self.end_headers()
-                    return
+                    bad += 1
+                    continue
                 created = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
-                with receiver.lock:
-                    receiver.arrivals.setdefault(headers["webhook-id"], now)
-                    receiver.created[headers["webhook-id"]] = created.timestamp()
-                self.send_response(204)
-                self.end_headers()
+                latency = (rec["t"] - created.timestamp()) * 1000
+                first.setdefault(rec["h"]["webhook-id"], latency)
+        return list(first.values()), bad
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def latencies_ms(self) -> list[float]:
-        with self.lock:
-            return [(self.arrivals[k] - self.created[k]) * 1000 for k in self.arrivals]
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.join(timeout=10)
 
 
 async def _create_database(admin_url: str, name: str) -> None:
@@ -133,14 +162,15 @@ async def measure(
         posted = time.perf_counter() - started
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if len(receiver.arrivals) >= events:
+            if receiver.count() >= events:
                 break
             await asyncio.sleep(0.05)
-    lat = sorted(receiver.latencies_ms())
+    latencies, bad = receiver.latencies_ms()
+    lat = sorted(latencies)
     p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
     print(
         f"events={len(lat)}/{events} concurrency={concurrency} "
-        f"posted in {posted:.1f}s ({events / posted:.0f} msg/s) bad_signatures={receiver.bad}"
+        f"posted in {posted:.1f}s ({events / posted:.0f} msg/s) bad_signatures={bad}"
     )
     print(
         f"latency ms: median={statistics.median(lat):.1f} p99={p99:.1f} "
@@ -160,7 +190,8 @@ def run(events: int, concurrency: int, admin_url: str) -> None:
     }
     cli = [sys.executable, "-m", "chatsessions.cli"]
     server = None
-    receiver = Receiver()
+    workdir = tempfile.mkdtemp(prefix="webhook-bench-")
+    receiver = Receiver(os.path.join(workdir, "received.jsonl"))
     try:
         user = orjson.loads(
             subprocess.run(
@@ -179,7 +210,8 @@ def run(events: int, concurrency: int, admin_url: str) -> None:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-        receiver.server.shutdown()
+        receiver.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
         asyncio.run(_drop_database(admin_url, name))
 
 
