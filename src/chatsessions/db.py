@@ -51,6 +51,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
             path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(
             url,
+            hide_parameters=True,  # error logs must never show user ids or other values
             connect_args={"timeout": 30},
             pool_size=settings.database_pool_size,
             max_overflow=0,
@@ -59,6 +60,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         return engine
     return create_async_engine(
         url,
+        hide_parameters=True,  # error logs must never show user ids or other values
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         pool_timeout=settings.database_connect_timeout,

@@ -151,3 +151,17 @@ def test_access_and_error_logs_mask_keys_and_user_ids(caplog: pytest.LogCaptureF
     assert key not in text
     assert "Yc3pQm0aZ8LrT1uVw2Xn" not in text
     assert "apiKey=***" in text and "userId=***" in text
+
+
+async def test_database_errors_never_show_parameter_values(database: Database, tenant: Tenant) -> None:
+    """A failing statement's exception (what an error log prints) hides its bound values."""
+    from sqlalchemy.exc import IntegrityError
+
+    async def duplicate_user(conn: Any) -> None:
+        await conn.execute(
+            tables.users.insert().values(id=tenant.user_id, name="dup", created_at_ms=0)
+        )
+
+    with pytest.raises(IntegrityError) as info:
+        await database.run_write(duplicate_user, attempts=1)
+    assert tenant.user_id not in str(info.value)
