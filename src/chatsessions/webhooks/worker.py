@@ -29,8 +29,9 @@ from chatsessions import tables
 from chatsessions.contacts import store as contacts_store
 from chatsessions.db import Database
 from chatsessions.timeutil import Clock, system_clock
-from chatsessions.webhooks import delivery, events, store
-from chatsessions.webhooks.store import DELIVERED, FAILED, PENDING, ClaimedDelivery
+from chatsessions.webhooks import delivery, events, queue
+from chatsessions.webhooks.queue import ClaimedDelivery
+from chatsessions.webhooks.store import DELIVERED, FAILED, PENDING
 
 __all__ = [
     "DELIVERED_TOTAL",
@@ -106,7 +107,7 @@ class DeliveryWorker:
         now = self.clock()
 
         async def work(conn: AsyncConnection) -> list[ClaimedDelivery]:
-            return await store.claim_due(
+            return await queue.claim_due(
                 conn, now_ms=now, lease_ms=LEASE_MS, limit=limit or self.batch_size
             )
 
@@ -153,7 +154,7 @@ class DeliveryWorker:
             status, next_ms = (FAILED, None) if delay is None else (PENDING, now + delay)
 
         async def work(conn: AsyncConnection) -> None:
-            await store.record_attempt(
+            await queue.record_attempt(
                 conn,
                 delivery_id=item.id,
                 status=status,
@@ -165,7 +166,7 @@ class DeliveryWorker:
                 now_ms=now,
             )
             if status == PENDING and next_ms is not None and item.contact_id is not None:
-                await store.hold_chain(
+                await queue.hold_chain(
                     conn,
                     endpoint_id=item.endpoint_id,
                     contact_id=item.contact_id,
@@ -173,7 +174,7 @@ class DeliveryWorker:
                     until_ms=next_ms,
                     now_ms=now,
                 )
-            failing_since = await store.mark_endpoint_health(
+            failing_since = await queue.mark_endpoint_health(
                 conn, user_id=item.user_id, endpoint_id=item.endpoint_id, ok=result.ok, now_ms=now
             )
             reason = None
@@ -182,7 +183,7 @@ class DeliveryWorker:
             elif failing_since is not None and now - failing_since >= FAILING_DISABLE_AFTER_MS:
                 reason = "failing"
             if reason is not None:
-                await store.disable_endpoint(
+                await queue.disable_endpoint(
                     conn,
                     user_id=item.user_id,
                     endpoint_id=item.endpoint_id,
@@ -207,7 +208,7 @@ async def sweep_once(db: Database, *, now_ms: int) -> int:
     contact's lock, so concurrent sweepers announce it once. Returns how many were emitted.
     """
     async with db.read() as conn:
-        subscribers = await store.close_subscribers(conn)
+        subscribers = await queue.close_subscribers(conn)
     total = 0
     for user_id, since_ms in subscribers:
         while True:
@@ -223,7 +224,7 @@ async def sweep_once(db: Database, *, now_ms: int) -> int:
 async def _sweep_user(
     conn: AsyncConnection, *, user_id: str, since_ms: int, now_ms: int
 ) -> tuple[int, bool]:
-    candidates = await store.sessions_owing_close(
+    candidates = await queue.sessions_owing_close(
         conn, user_id=user_id, since_ms=since_ms, now_ms=now_ms, limit=SWEEP_BATCH
     )
     if not candidates:
@@ -250,7 +251,7 @@ async def _sweep_user(
             events=[events.SessionEvent("ChatSessionClosed", session_id)],
             now_ms=now_ms,
         )
-        await store.mark_close_notified(
+        await queue.mark_close_notified(
             conn, user_id=user_id, session_id=session_id, expires_ms=row.expires_ms
         )
         emitted += 1
@@ -262,7 +263,7 @@ async def purge_once(db: Database, *, now_ms: int, batch: int = 1000) -> int:
     total = 0
     while True:
         purged = await db.run_write(
-            functools.partial(store.purge_done, before_ms=now_ms - RETENTION_MS, limit=batch)
+            functools.partial(queue.purge_done, before_ms=now_ms - RETENTION_MS, limit=batch)
         )
         total += purged
         if purged < batch:
@@ -272,7 +273,7 @@ async def purge_once(db: Database, *, now_ms: int, batch: int = 1000) -> int:
 async def refresh_gauges(db: Database, *, now_ms: int) -> None:
     """Set the pending and oldest-pending-age gauges from the database."""
     async with db.read() as conn:
-        pending, oldest = await store.pending_stats(conn)
+        pending, oldest = await queue.pending_stats(conn)
     PENDING_GAUGE.set(pending)
     OLDEST_PENDING_AGE.set(0 if oldest is None else max(0, now_ms - oldest) / 1000)
 
