@@ -15,6 +15,7 @@ from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.messages.schemas import MessageIn
 from chatsessions.sessions import rule
 from chatsessions.sessions import store as sessions_store
+from chatsessions.sessions.recut import recut_sessions
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
 from chatsessions.sessions.store import SessionRow
 from chatsessions.settings import service as settings_service
@@ -235,54 +236,18 @@ async def _resegment(
     """The general case: re-cut the neighbours' messages with the new one (rare: only when
     the timeout changed inside the affected range). The new message (not stored yet) is
     inserted by the caller into the session returned."""
-    by_session = await sessions_store.message_keys(conn, user_id, [o.id for o in olds])
-    direction = {mid: d for rows in by_session.values() for (_ts, mid, d) in rows}
-    direction[message_id] = msg.direction
-    was_open = any(
-        rule.is_open(now_ms=now_ms, closed_at_ms=o.closed_at_ms, expires_ms=o.expires_ms) for o in olds
+    done = await recut_sessions(
+        conn,
+        user_id=user_id,
+        contact_id=contact_id,
+        olds=olds,
+        history=history,
+        now_ms=now_ms,
+        new_message=(msg.ts_ms, message_id, msg.direction),
     )
-    recuts = rule.resegment(
-        [(o.span(), [(ts, mid) for ts, mid, _d in by_session.get(o.id, [])]) for o in olds],
-        (msg.ts_ms, message_id),
-        history,
-    )
-    kept = {r.session_id for r in recuts if r.session_id is not None}
-    absorbed = [o.id for o in olds if o.id not in kept]
-    created_at = {o.id: o.created_at_ms for o in olds}
-    new_message_session = ""
-    opened = False
-    created: list[str] = []
-    for recut in recuts:
-        seg = recut.segment
-        inbound = sum(1 for _ts, mid in seg.messages if direction[mid] == "inbound")
-        row = SessionRow(
-            id=recut.session_id or ids.new_id(),
-            contact_id=contact_id,
-            start_ms=seg.start_ms,
-            last_ms=seg.last_ms,
-            expires_ms=history.expires(seg.last_ms),
-            closed_at_ms=seg.closed_at_ms,
-            activity_ms=max(seg.last_ms, seg.closed_at_ms or seg.last_ms),
-            message_count=len(seg.messages),
-            inbound_count=inbound,
-            outbound_count=len(seg.messages) - inbound,
-            created_at_ms=created_at.get(recut.session_id or "", now_ms),
-        )
-        if recut.session_id is None:
-            created.append(row.id)
-            await sessions_store.insert_session(conn, user_id, row, now_ms=now_ms)
-        else:
-            await sessions_store.update_session(conn, user_id, row, now_ms=now_ms)
-        await sessions_store.assign_messages(
-            conn, user_id, [mid for _ts, mid in seg.messages if mid != message_id], row.id
-        )
-        if any(mid == message_id for _ts, mid in seg.messages):
-            new_message_session = row.id
-            now_open = rule.is_open(now_ms=now_ms, closed_at_ms=row.closed_at_ms, expires_ms=row.expires_ms)
-            opened = recut.session_id is None or (not was_open and now_open)
-    for sid in absorbed:
-        await sessions_store.delete_session(conn, user_id, sid)
-    return new_message_session, opened, absorbed, [c for c in created if c != new_message_session]
+    assert done.new_message_session is not None
+    others = [c for c in done.created if c != done.new_message_session]
+    return done.new_message_session, done.new_message_opened, done.absorbed, others
 
 
 async def ingest(

@@ -210,7 +210,7 @@ class Recut:
 
 def resegment(
     sessions: Sequence[tuple[SessionSpan, Sequence[tuple[int, str]]]],
-    new_message: tuple[int, str],
+    new_message: tuple[int, str] | None,
     history: TimeoutHistory,
 ) -> list[Recut]:
     """Re-cut the neighbouring sessions' messages plus a new one (the general case).
@@ -222,7 +222,7 @@ def resegment(
     cursor walks from showing it twice. Unclaimed resulting sessions are new.
     """
     ordered = sorted(sessions, key=lambda pair: pair[0].start_ms)
-    all_messages: list[tuple[int, str]] = [new_message]
+    all_messages: list[tuple[int, str]] = [new_message] if new_message is not None else []
     closes: list[int] = []
     for span, msgs in ordered:
         all_messages.extend(msgs)

@@ -138,6 +138,21 @@ async def neighbours(
     )
 
 
+async def sessions_reaching(
+    conn: AsyncConnection, user_id: str, from_ms: int
+) -> list[SessionRow]:
+    """Sessions whose last message is at or after ``from_ms``, by contact then start.
+
+    Served by the activity index (activity ≥ last message).
+    """
+    stmt = (
+        select(*_SESSION_COLUMNS)
+        .where(s.user_id == user_id, s.activity_ms >= from_ms, s.last_ms >= from_ms)
+        .order_by(s.contact_id, s.start_ms)
+    )
+    return [SessionRow.from_row(row) for row in await conn.execute(stmt)]
+
+
 async def insert_session(
     conn: AsyncConnection, user_id: str, row: SessionRow, *, now_ms: int
 ) -> None:
