@@ -191,3 +191,50 @@ async def test_two_workers_share_without_duplicates(
         assert [g.body["data"]["message"]["content"] for g in mine[1:]] == [
             f"{c}:{i}" for i in range(4)
         ]
+
+
+async def test_worker_command_delivers_and_stops_on_sigterm(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    backend_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    await subscribe(pclient, tenant, receiver)
+    contact = await make_contact(pclient, tenant.auth)
+    r = await pclient.post(
+        "/v1/messages",
+        json={"contactId": contact, "direction": "outbound", "content": "hi", "timestamp": T0},
+        headers=tenant.auth,
+    )
+    assert r.status_code == 201, r.text
+    log = tmp_path / "worker.log"
+    env = {
+        **os.environ,
+        "CHATSESSIONS_DATABASE_URL": backend_settings.database_url,
+        "CHATSESSIONS_WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatsessions.cli", "worker"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+
+        async def arrived() -> bool:
+            return len(receiver.unique()) >= 3
+
+        # The message is at the test clock's T0, days before the worker's real clock: its
+        # sweeper announces the silence close at once, after the first two.
+        await _wait_for(arrived, 20)
+        assert receiver.types() == ["ChatSessionOpened", "MessageReceived", "ChatSessionClosed"]
+        closed = receiver.unique()[2].body["data"]["session"]
+        assert closed["closed_reason"] == "inactivity"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    assert code == 0, log.read_text()[-2000:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import secrets
 from typing import Any
 
@@ -117,7 +118,7 @@ async def rotate_secret(
     endpoint = await get_owned_endpoint(conn, user_id=user_id, endpoint_id=endpoint_id)
     secret = new_secret()
     await store.set_secret(conn, user_id, endpoint_id, secret, now_ms=now_ms)
-    return EndpointRow(**{**endpoint.__dict__, "secret": secret})
+    return dataclasses.replace(endpoint, secret=secret)
 
 
 async def send_test(
