@@ -115,7 +115,7 @@ class Scale:
 
 
 SCALES = {
-    "small": Scale(contacts=300, messages=10_000, span_days=30, small_tenants=10),
+    "small": Scale(contacts=300, messages=10_000, span_days=7, small_tenants=10),
     "medium": Scale(contacts=10_000, messages=1_000_000, span_days=90, small_tenants=100),
     "large": Scale(contacts=100_000, messages=10_000_000, span_days=180, small_tenants=1000),
 }

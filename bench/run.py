@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -251,10 +251,8 @@ def server(kind: str, workers: int, env: dict[str, str], label: str) -> Iterator
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=40)
         except (ProcessLookupError, subprocess.TimeoutExpired):
-            try:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
 
@@ -436,9 +434,18 @@ async def db_floor(
     duration: float,
     concurrency: int,
     names: list[str],
+    custom_plans: bool = False,
 ) -> dict[str, Any]:
-    """Run ``names`` back to back (one 'request') on ``concurrency`` connections; p50/p99."""
-    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    """Run ``names`` back to back (one 'request') on ``concurrency`` connections; p50/p99.
+
+    As the service runs them: prepared statements (asyncpg's statement cache, as under
+    SQLAlchemy), so PostgreSQL may switch to a generic plan from the sixth execution on.
+    ``custom_plans`` sets ``plan_cache_mode = force_custom_plan``: a plan for the values.
+    """
+    settings = {"plan_cache_mode": "force_custom_plan"} if custom_plans else {}
+    pool = await asyncpg.create_pool(
+        dsn, min_size=concurrency, max_size=concurrency, server_settings=settings
+    )
     times: list[float] = []
     stop = time.monotonic() + duration
 
@@ -477,6 +484,215 @@ async def explain_all(dsn: str, statements: dict[str, tuple[str, list[Any]]]) ->
     finally:
         await conn.close()
     return out
+
+
+async def explain_generic(dsn: str, statements: dict[str, tuple[str, list[Any]]]) -> dict[str, str]:
+    """The plan a prepared statement settles on: ``EXPLAIN (ANALYZE, BUFFERS) EXECUTE`` after
+    six executions (PostgreSQL may then switch to a generic plan, as it does for the
+    service's statements, which SQLAlchemy's asyncpg dialect prepares)."""
+    conn = await asyncpg.connect(dsn)
+    out = {}
+    try:
+        for name, (sql, args) in statements.items():
+            values = ", ".join(
+                str(a) if isinstance(a, int) else "'" + a.replace("'", "''") + "'" for a in args
+            )
+            await conn.execute(f"PREPARE bench_stmt AS {sql}")
+            try:
+                for _ in range(6):
+                    await conn.execute(f"EXECUTE bench_stmt({values})")
+                rows = await conn.fetch(f"EXPLAIN (ANALYZE, BUFFERS) EXECUTE bench_stmt({values})")
+                out[name] = "\n".join(r[0] for r in rows)
+            finally:
+                await conn.execute("DEALLOCATE bench_stmt")
+    finally:
+        await conn.close()
+    return out
+
+
+async def ingest_batch_floor(
+    dsn: str,
+    tenant: dict[str, Any],
+    *,
+    duration: float,
+    concurrency: int,
+    run_id: str,
+    size: int = 1000,
+) -> dict[str, Any]:
+    """A batch of ``size`` messages per transaction, set-based (what a batch could cost):
+    lock every contact of the batch (one statement), read the timeout, look up the
+    externalIds (one), each contact's latest session (one, LATERAL), place the messages in
+    memory with the session rule, then insert/update sessions and insert messages with
+    pipelined ``executemany``. Messages are stamped now, as in the batch scenario, so a
+    later session never exists and the latest one is the only neighbour."""
+    from chatsessions.ids import new_id
+    from chatsessions.sessions import rule
+    from chatsessions.sessions.rule import PlacementKind, SessionSpan, TimeoutHistory
+
+    user = tenant["ingest_user_id"]
+    contacts = tenant["ingest_contact_ids"]
+    pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
+    times: list[float] = []
+    errors = 0
+    stop = time.monotonic() + duration
+    rng = random.Random(run_id)
+    counter = 0
+
+    async def one(conn: asyncpg.Connection) -> None:
+        nonlocal counter
+        now = int(time.time() * 1000)
+        items = []
+        for _ in range(size):
+            counter += 1
+            items.append(
+                (
+                    rng.choice(contacts),
+                    now - rng.randint(0, 59_999),
+                    rng.random() < 0.5,
+                    f"floorb-{run_id}-{counter}",
+                )
+            )
+        wanted = sorted({it[0] for it in items})
+        async with conn.transaction():
+            await conn.fetch(
+                "SELECT id FROM contacts WHERE user_id = $1 AND id = ANY($2::varchar[]) "
+                "ORDER BY id FOR UPDATE",
+                user,
+                wanted,
+            )
+            changes = await conn.fetch(
+                "SELECT effective_from_ms, timeout_ms FROM timeout_changes WHERE user_id = $1", user
+            )
+            history = TimeoutHistory(tuple((r[0], r[1]) for r in changes))
+            await conn.fetch(
+                "SELECT external_id, id, session_id FROM messages WHERE user_id = $1 "
+                "AND external_id = ANY($2::varchar[])",
+                user,
+                [it[3] for it in items],
+            )
+            latest = await conn.fetch(
+                "SELECT s.id, s.contact_id, s.start_ms, s.last_ms, s.closed_at_ms, s.message_count, "
+                "s.inbound_count, s.outbound_count FROM unnest($2::varchar[]) AS c(id) CROSS JOIN "
+                "LATERAL (SELECT * FROM sessions WHERE user_id = $1 AND contact_id = c.id "
+                "ORDER BY start_ms DESC LIMIT 1) s",
+                user,
+                wanted,
+            )
+            current = {r["contact_id"]: dict(r) for r in latest}
+            new_sessions: dict[str, dict[str, Any]] = {}
+            messages = []
+            for contact, ts, inbound, ext in sorted(items, key=lambda it: it[1]):
+                cur = current.get(contact)
+                span = (
+                    SessionSpan(cur["id"], cur["start_ms"], cur["last_ms"], cur["closed_at_ms"])
+                    if cur
+                    else None
+                )
+                if rule.place_message(ts, span, None, history).kind is PlacementKind.JOIN:
+                    assert cur is not None
+                    cur["last_ms"] = max(cur["last_ms"], ts)
+                    cur["message_count"] += 1
+                    cur["inbound_count"] += inbound
+                    cur["outbound_count"] += not inbound
+                    cur["dirty"] = True
+                else:
+                    cur = {
+                        "id": new_id(),
+                        "contact_id": contact,
+                        "start_ms": ts,
+                        "last_ms": ts,
+                        "closed_at_ms": None,
+                        "message_count": 1,
+                        "inbound_count": int(inbound),
+                        "outbound_count": int(not inbound),
+                    }
+                    current[contact] = new_sessions[cur["id"]] = cur
+                messages.append(
+                    (
+                        user,
+                        new_id(),
+                        contact,
+                        cur["id"],
+                        "inbound" if inbound else "outbound",
+                        "user" if inbound else "assistant",
+                        "floor batch message",
+                        ts,
+                        ext,
+                        now,
+                    )
+                )
+            await conn.executemany(
+                "INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms, "
+                "closed_at_ms, activity_ms, message_count, inbound_count, outbound_count, "
+                "created_at_ms, updated_at_ms) VALUES ($1,$2,$3,$4,$5,$6,NULL,$5,$7,$8,$9,$10,$10)",
+                [
+                    (
+                        user,
+                        x["id"],
+                        x["contact_id"],
+                        x["start_ms"],
+                        x["last_ms"],
+                        history.expires(x["last_ms"]),
+                        x["message_count"],
+                        x["inbound_count"],
+                        x["outbound_count"],
+                        now,
+                    )
+                    for x in new_sessions.values()
+                ],
+            )
+            await conn.executemany(
+                "UPDATE sessions SET last_ms=$3, expires_ms=$4, activity_ms=$3, message_count=$5, "
+                "inbound_count=$6, outbound_count=$7, updated_at_ms=$8 WHERE user_id=$1 AND id=$2",
+                [
+                    (
+                        user,
+                        x["id"],
+                        x["last_ms"],
+                        history.expires(x["last_ms"]),
+                        x["message_count"],
+                        x["inbound_count"],
+                        x["outbound_count"],
+                        now,
+                    )
+                    for x in current.values()
+                    if x.get("dirty") and x["id"] not in new_sessions
+                ],
+            )
+            await conn.executemany(
+                "INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type, "
+                "content, media_url, ts_ms, external_id, created_at_ms) "
+                "VALUES ($1,$2,$3,$4,$5,$6,'text',$7,NULL,$8,$9,$10)",
+                messages,
+            )
+
+    async def loop() -> None:
+        nonlocal errors
+        async with pool.acquire() as conn:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                try:
+                    await one(conn)
+                except asyncpg.PostgresError as exc:
+                    errors += 1
+                    if errors == 1:
+                        log(f"batch floor error: {exc!r}")
+                    continue
+                times.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await pool.close()
+    return {
+        "connections": concurrency,
+        "batches": len(times),
+        "batch_size": size,
+        "msg_per_s": round(len(times) * size / elapsed, 1),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "errors": errors,
+    }
 
 
 async def ingest_floor(
@@ -734,12 +950,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 fl[f"db:{name}@c{c}"] = await db_floor(
                     dsn, stmts, duration=min(d, 5), concurrency=c, names=names
                 )
+                fl[f"dbcustom:{name}@c{c}"] = await db_floor(
+                    dsn, stmts, duration=min(d, 5), concurrency=c, names=names, custom_plans=True
+                )
         res["explain"] = await explain_all(dsn, stmts)
+        res["explain_generic"] = await explain_generic(dsn, stmts)
         if not args.skip_writes:
             log("floors: ingest")
             for c in (1, 32):
                 fl[f"ingest@c{c}"] = await ingest_floor(
                     dsn, tenant, duration=d, concurrency=c, run_id=f"{run_id}{c}"
+                )
+            for c in (1, 32):
+                fl[f"ingest_batch@c{c}"] = await ingest_batch_floor(
+                    dsn, tenant, duration=d, concurrency=c, run_id=f"{run_id}b{c}"
                 )
 
     asyncio.run(db_part())
@@ -773,11 +997,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             res["rss"].append(rss.summary())
 
     if args.servers:
+        # Keep what is measured so far, should the comparison fail.
+        results_path(args.scale).write_text(json.dumps(res, indent=1) + "\n")
         res["servers"] = compare_servers(env, lua_env, d, key)
     res["machine"]["loadavg_end"] = os.getloadavg()
     res["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     contacts_file.unlink(missing_ok=True)
     return res
+
+
+def results_path(scale: str) -> Path:
+    """Where a run's results go: ``results/<scale>-<UTC date>.json``."""
+    return RESULTS / f"{scale}-{datetime.now(UTC):%Y-%m-%d}.json"
 
 
 def compare_servers(
@@ -790,13 +1021,18 @@ def compare_servers(
             log(f"servers: {kind} x{workers}")
             # Up to 4 workers x 32 connections: keep the pools within max_connections.
             srv_env = {**env, "CHATSESSIONS_DATABASE_POOL_SIZE": "10" if workers <= 2 else "6"}
-            with server(kind, workers, srv_env, f"{kind} x{workers}") as rss:
-                warm(RECENT, key, 10 * workers)
-                row: dict[str, Any] = {"server": kind, "workers": workers}
-                for c in (1, 32):
-                    r = wrk(RECENT, "get.lua", connections=c, duration=d, env=lua_env)
-                    row[f"c{c}"] = {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
-                row["worker_peak_mb"] = rss.summary()["worker_peak_mb"]
+            row: dict[str, Any] = {"server": kind, "workers": workers}
+            try:
+                with server(kind, workers, srv_env, f"{kind} x{workers}") as rss:
+                    warm(RECENT, key, 10 * workers)
+                    for c in (1, 32):
+                        r = wrk(RECENT, "get.lua", connections=c, duration=d, env=lua_env)
+                        row[f"c{c}"] = {k: r[k] for k in ("rps", "p50_ms", "p99_ms", "errors")}
+                    row["worker_peak_mb"] = rss.summary()["worker_peak_mb"]
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                log(f"servers: {kind} x{workers} failed: {exc}")
+                row["error"] = str(exc)[:300]
+                continue
             out.append(row)
     return out
 
@@ -819,7 +1055,7 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     res = run(a)
-    path = RESULTS / f"{a.scale}-{datetime.now(UTC):%Y-%m-%d}.json"
+    path = results_path(a.scale)
     path.write_text(json.dumps(res, indent=1) + "\n")
     log(f"wrote {path}")
     if not a.no_report:
