@@ -134,9 +134,13 @@ async def emit(
             now_ms=now_ms,
         )
         written = True
-    if written:
-        if conn.dialect.name == "postgresql":
-            # Delivered to every listening worker when (and only if) the transaction commits.
-            await conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
+    if not written:
+        return
+    if conn.dialect.name == "postgresql":
+        # Delivered to every listening worker, in every process, when (and only if) the
+        # transaction commits.
+        await conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
+    else:
+        # SQLite: this process's loops; their claim waits for this transaction's commit.
         for listener in list(_wake_listeners):
             listener()

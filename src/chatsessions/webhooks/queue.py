@@ -20,6 +20,7 @@ from chatsessions.webhooks.store import FAILED, PENDING, delete_orphan_events
 
 __all__ = [
     "ClaimedDelivery",
+    "any_due",
     "claim_due",
     "close_subscribers",
     "disable_endpoint",
@@ -52,6 +53,12 @@ class ClaimedDelivery:
     url: str
     secret: str
     payload: str
+
+
+async def any_due(conn: AsyncConnection, *, now_ms: int) -> bool:
+    """Whether any delivery is due (one probe of the due index; no lock taken)."""
+    row = (await conn.execute(select(dl.id).where(dl.next_attempt_ms <= now_ms).limit(1))).first()
+    return row is not None
 
 
 async def claim_due(

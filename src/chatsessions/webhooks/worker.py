@@ -102,9 +102,18 @@ class DeliveryWorker:
             await self._client.aclose()
             self._client = None
 
-    async def claim(self, limit: int | None = None) -> list[ClaimedDelivery]:
-        """Lease the due deliveries (heads of their contact's chain) for this worker."""
+    async def claim(self, limit: int | None = None, *, probe: bool = True) -> list[ClaimedDelivery]:
+        """Lease the due deliveries (heads of their contact's chain) for this worker.
+
+        ``probe`` first looks without a lock, so an idle poll takes no write transaction
+        (SQLite's database lock). A wake-up from a write in this process skips it: on SQLite
+        the claim then waits for that write's commit, where a probe would run before it.
+        """
         now = self.clock()
+        if probe:
+            async with self.db.read() as conn:
+                if not await queue.any_due(conn, now_ms=now):
+                    return []
 
         async def work(conn: AsyncConnection) -> list[ClaimedDelivery]:
             return await queue.claim_due(
@@ -209,8 +218,17 @@ async def sweep_once(db: Database, *, now_ms: int) -> int:
     """
     async with db.read() as conn:
         subscribers = await queue.close_subscribers(conn)
+        # A read first: the write transaction (the SQLite write lock) only for users that
+        # have something to announce.
+        owing = [
+            (user_id, since_ms)
+            for user_id, since_ms in subscribers
+            if await queue.sessions_owing_close(
+                conn, user_id=user_id, since_ms=since_ms, now_ms=now_ms, limit=1
+            )
+        ]
     total = 0
-    for user_id, since_ms in subscribers:
+    for user_id, since_ms in owing:
         while True:
             emitted, more = await db.run_write(
                 functools.partial(_sweep_user, user_id=user_id, since_ms=since_ms, now_ms=now_ms)
@@ -347,13 +365,16 @@ class Background:
 
     async def _delivery_loop(self) -> None:
         failures = 0
+        woken = True
         while not self._stopping:
             self._wake.clear()
             room = self.worker.concurrency - len(self._inflight)
             claimed: list[ClaimedDelivery] = []
             if room > 0:
                 try:
-                    claimed = await self.worker.claim(min(room, self.worker.batch_size))
+                    claimed = await self.worker.claim(
+                        min(room, self.worker.batch_size), probe=not woken
+                    )
                     failures = 0
                 except Exception as exc:  # the database is down: back off and retry
                     failures += 1
@@ -365,9 +386,13 @@ class Background:
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
             if claimed and len(claimed) >= min(room, self.worker.batch_size):
+                woken = True
                 continue  # more may be due
-            with contextlib.suppress(TimeoutError):
+            try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                woken = True
+            except TimeoutError:
+                woken = False
 
     async def _deliver(self, item: ClaimedDelivery) -> None:
         try:
