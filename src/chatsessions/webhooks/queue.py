@@ -52,6 +52,7 @@ class ClaimedDelivery:
     created_at_ms: int
     url: str
     secret: str
+    endpoint_failing: bool  # its endpoint's last attempt failed (a success clears that)
     payload: str
 
 
@@ -79,22 +80,6 @@ async def claim_due(
         earlier.c.id < dl.id,
     )
     stmt = (
-        select(dl.id)
-        .where(dl.next_attempt_ms <= now_ms, ~blocked)
-        .order_by(dl.next_attempt_ms, dl.id)
-        .limit(limit)
-    )
-    if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True, of=tables.webhook_deliveries)
-    ids = [row.id for row in await conn.execute(stmt)]
-    if not ids:
-        return []
-    await conn.execute(
-        update(tables.webhook_deliveries)
-        .where(dl.id.in_(ids))
-        .values(next_attempt_ms=now_ms + lease_ms, updated_at_ms=now_ms)
-    )
-    rows = await conn.execute(
         select(
             dl.id,
             dl.user_id,
@@ -105,6 +90,7 @@ async def claim_due(
             dl.created_at_ms,
             ep.url,
             ep.secret,
+            ep.failing_since_ms,
             ev.payload,
         )
         .join(
@@ -112,8 +98,19 @@ async def claim_due(
             and_(ep.user_id == dl.user_id, ep.id == dl.endpoint_id),
         )
         .join(tables.webhook_events, and_(ev.user_id == dl.user_id, ev.id == dl.event_id))
-        .where(dl.id.in_(ids))
-        .order_by(dl.id)
+        .where(dl.next_attempt_ms <= now_ms, ~blocked)
+        .order_by(dl.next_attempt_ms, dl.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=tables.webhook_deliveries)
+    rows = (await conn.execute(stmt)).all()
+    if not rows:
+        return []
+    await conn.execute(
+        update(tables.webhook_deliveries)
+        .where(dl.id.in_([row.id for row in rows]))
+        .values(next_attempt_ms=now_ms + lease_ms, updated_at_ms=now_ms)
     )
     return [
         ClaimedDelivery(
@@ -126,6 +123,7 @@ async def claim_due(
             created_at_ms=row.created_at_ms,
             url=row.url,
             secret=row.secret,
+            endpoint_failing=row.failing_since_ms is not None,
             payload=row.payload,
         )
         for row in rows

@@ -183,9 +183,15 @@ class DeliveryWorker:
                     until_ms=next_ms,
                     now_ms=now,
                 )
-            failing_since = await queue.mark_endpoint_health(
-                conn, user_id=item.user_id, endpoint_id=item.endpoint_id, ok=result.ok, now_ms=now
-            )
+            failing_since = None
+            if not result.ok or item.endpoint_failing:
+                failing_since = await queue.mark_endpoint_health(
+                    conn,
+                    user_id=item.user_id,
+                    endpoint_id=item.endpoint_id,
+                    ok=result.ok,
+                    now_ms=now,
+                )
             reason = None
             if result.gone:
                 reason = "gone"
