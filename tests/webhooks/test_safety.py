@@ -74,21 +74,23 @@ async def test_allowed_with_the_flag(pclient: httpx.AsyncClient, tenant: Tenant,
     assert r.status_code == 201, r.text
 
 
-async def test_public_https_accepted_and_unresolvable_refused(
-    client: httpx.AsyncClient, tenant: Tenant
+async def test_public_https_and_unresolvable_names_accepted(
+    client: httpx.AsyncClient, tenant: Tenant, worker: DeliveryWorker
 ) -> None:
-    ok = await client.post(
-        "/v1/webhooks",
-        json={"url": "https://public.example/hook", "events": ["MessageReceived"]},
-        headers=tenant.auth,
-    )
-    assert ok.status_code == 201, ok.text
-    bad = await client.post(
-        "/v1/webhooks",
-        json={"url": "https://nowhere.example/hook", "events": ["MessageReceived"]},
-        headers=tenant.auth,
-    )
-    assert bad.status_code == 400 and bad.json()["error"].startswith("url")
+    """A name that does not resolve (yet) is accepted: each delivery checks it again."""
+    for url in ("https://public.example/hook", "https://nowhere.example/hook"):
+        r = await client.post(
+            "/v1/webhooks", json={"url": url, "events": ["MessageReceived"]}, headers=tenant.auth
+        )
+        assert r.status_code == 201, r.text
+    hook = r.json()["data"]["webhookId"]
+    contact = await make_contact(client, tenant.auth)
+    await post_message(client, tenant.auth, contact, T0 - 1000)
+    worker.allow_private = False
+    await worker.run_once()
+    page = (await client.get(f"/v1/webhooks/{hook}/deliveries", headers=tenant.auth)).json()
+    [d] = page["data"]
+    assert d["status"] == "pending" and "does not resolve" in d["lastError"]
 
 
 async def test_checked_again_at_delivery(

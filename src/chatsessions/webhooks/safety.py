@@ -21,7 +21,9 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "CheckedTarget",
+    "Unresolvable",
     "UnsafeUrl",
+    "check_new_url",
     "check_url",
     "is_allowed_address",
     "parse_webhook_url",
@@ -34,6 +36,7 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # RFC 8215 local-use: never global
 _SIX_TO_FOUR = ipaddress.ip_network("2002::/16")
 MAX_URL_LENGTH = 2048
+RESOLVE_TIMEOUT_S = 5.0
 
 
 class UnsafeUrl(ValueError):
@@ -118,11 +121,16 @@ def parse_webhook_url(url: str, *, allow_private: bool) -> tuple[str, str, int]:
     return scheme, host, port if port is not None else (443 if scheme == "https" else 80)
 
 
+class Unresolvable(UnsafeUrl):
+    """The host does not resolve (no such name, no DNS answer in time)."""
+
+
 async def check_url(url: str, *, allow_private: bool) -> CheckedTarget:
     """Validate ``url`` and resolve its host; every address must be allowed.
 
     With ``allow_private`` (``CHATSESSIONS_WEBHOOK_ALLOW_PRIVATE``) http and non-global
-    addresses pass too. Raises :class:`UnsafeUrl`.
+    addresses pass too. Raises :class:`UnsafeUrl` (:class:`Unresolvable` when the host
+    does not resolve).
     """
     scheme, host, port = parse_webhook_url(url, allow_private=allow_private)
     try:
@@ -133,14 +141,27 @@ async def check_url(url: str, *, allow_private: bool) -> CheckedTarget:
         addresses = [str(literal)]
     else:
         try:
-            addresses = await resolve_host(host, port)
-        except (OSError, UnicodeError):
-            raise UnsafeUrl(f"host {host!r} does not resolve") from None
+            async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+                addresses = await resolve_host(host, port)
+        except (OSError, UnicodeError, TimeoutError):
+            raise Unresolvable(f"host {host!r} does not resolve") from None
         if not addresses:
-            raise UnsafeUrl(f"host {host!r} does not resolve")
+            raise Unresolvable(f"host {host!r} does not resolve")
     if not allow_private:
         for addr in addresses:
             ip = ipaddress.ip_address(addr.split("%", 1)[0])
             if not is_allowed_address(ip):
                 raise UnsafeUrl("must resolve to public internet addresses only")
     return CheckedTarget(url=url, scheme=scheme, host=host, port=port, addresses=tuple(addresses))
+
+
+async def check_new_url(url: str, *, allow_private: bool) -> None:
+    """The check when an endpoint is created: as :func:`check_url`, except that a host name
+    that does not resolve yet is accepted (a domain being set up, or no DNS here). That is
+    safe because every delivery checks again and connects only to checked addresses; a
+    literal address, or a name resolving to any non-global address, is refused now.
+    """
+    try:
+        await check_url(url, allow_private=allow_private)
+    except Unresolvable:
+        return

@@ -58,7 +58,7 @@ def validate_events(names: list[str]) -> list[str]:
 async def check_url(url: str, *, allow_private: bool) -> None:
     """400 naming ``url`` unless webhooks may be sent there."""
     try:
-        await safety.check_url(url.strip(), allow_private=allow_private)
+        await safety.check_new_url(url.strip(), allow_private=allow_private)
     except safety.UnsafeUrl as exc:
         raise InvalidParameter("url", str(exc)) from None
 
