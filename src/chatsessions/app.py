@@ -194,6 +194,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
 
+_POSITIVE_INT = {"type": "integer", "minimum": 1}
+_QUERY_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
+    "hours": _POSITIVE_INT,
+    "limit": _POSITIVE_INT,
+    "messageLimit": _POSITIVE_INT,
+    "includeMessages": {"type": "boolean"},
+    "format": {"type": "string", "enum": ["json", "txt"]},
+    "filter": {"type": "string", "enum": ["all", "media", "tool_use", "text"]},
+    "status": {
+        "type": "string",
+        "enum": ["ChatSessionOpened", "ChatSessionClosed", "open", "opened", "closed"],
+    },
+}
+
+
 def _install_openapi(app: FastAPI) -> None:
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -248,6 +263,14 @@ def _install_openapi(app: FastAPI) -> None:
         }
         for path, path_item in schema.get("paths", {}).items():
             for op in path_item.values():
+                for param in op.get("parameters", []):
+                    # Parsed by hand (strictly, 400 naming the parameter), declared here
+                    # with their real types for clients and generators.
+                    typed = _QUERY_PARAM_SCHEMAS.get(param.get("name", ""))
+                    if typed is not None and param.get("in") == "query":
+                        param["schema"] = typed
+                        if param["name"] == "hours" and path.endswith("/recent"):
+                            param["required"] = True
                 responses = op.setdefault("responses", {})
                 responses.pop("422", None)  # validation failures are 400, never 422
                 for code, text in described.items():
