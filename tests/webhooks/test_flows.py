@@ -132,6 +132,60 @@ async def test_silence_close_and_reopen_by_late_message(
     )
 
 
+async def test_new_session_after_silence_gives_the_close_first(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    worker: DeliveryWorker,
+    clock: FakeClock,
+    database: Database,
+) -> None:
+    """A message after the timeout, before the sweeper ran: the old session's Closed comes
+    before the new one's Opened, and the sweeper does not announce it again."""
+    await subscribe(pclient, tenant, receiver)
+    contact = await make_contact(pclient, tenant.auth)
+    first = await post_message(pclient, tenant.auth, contact, T0)
+    clock.advance(61 * MIN)
+    second = await post_message(pclient, tenant.auth, contact, clock())
+    assert second["sessionId"] != first["sessionId"]
+    assert await sweep_once(database, now_ms=clock()) == 0
+    await worker.drain()
+    got = [(g.type, g.body["data"]["session"]["session_id"]) for g in receiver.unique()]
+    assert got == [
+        ("ChatSessionOpened", first["sessionId"]),
+        ("MessageReceived", first["sessionId"]),
+        ("ChatSessionClosed", first["sessionId"]),
+        ("ChatSessionOpened", second["sessionId"]),
+        ("MessageReceived", second["sessionId"]),
+    ]
+    assert receiver.unique()[2].body["data"]["session"]["closed_reason"] == "inactivity"
+
+
+async def test_backfill_into_a_closed_session_does_not_close_it_again(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    worker: DeliveryWorker,
+    clock: FakeClock,
+    database: Database,
+) -> None:
+    await subscribe(pclient, tenant, receiver)
+    contact = await make_contact(pclient, tenant.auth)
+    await post_message(pclient, tenant.auth, contact, T0)
+    clock.advance(200 * MIN)
+    assert await sweep_once(database, now_ms=clock()) == 1
+    # An older message extends the closed session (its expiry moves, still in the past).
+    await post_message(pclient, tenant.auth, contact, T0 + 10 * MIN)
+    assert await sweep_once(database, now_ms=clock()) == 0
+    await worker.drain()
+    assert receiver.types() == [
+        "ChatSessionOpened",
+        "MessageReceived",
+        "ChatSessionClosed",
+        "MessageReceived",
+    ]
+
+
 async def test_backfilled_session_past_its_timeout_is_opened_then_closed(
     pclient: httpx.AsyncClient,
     tenant: Tenant,
@@ -143,7 +197,7 @@ async def test_backfilled_session_past_its_timeout_is_opened_then_closed(
     await subscribe(pclient, tenant, receiver)
     contact = await make_contact(pclient, tenant.auth)
     await post_message(pclient, tenant.auth, contact, T0 - 5 * 60 * MIN)
-    assert await sweep_once(database, now_ms=clock()) == 1  # at once
+    assert await sweep_once(database, now_ms=clock()) == 0  # already announced, at once
     await worker.drain()
     assert receiver.types() == ["ChatSessionOpened", "MessageReceived", "ChatSessionClosed"]
 

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatsessions import ids, tables
 from chatsessions.sessions import store as sessions_store
 from chatsessions.timeutil import format_ms
-from chatsessions.webhooks import store
+from chatsessions.webhooks import queue, store
 
 __all__ = [
     "EVENT_TYPES",
@@ -34,6 +34,7 @@ __all__ = [
 ]
 
 EVENT_TYPES = ("ChatSessionOpened", "ChatSessionClosed", "ChatSessionMerged", "MessageReceived")
+OPENED, CLOSED = "ChatSessionOpened", "ChatSessionClosed"
 NOTIFY_CHANNEL = "chatsessions_webhooks"
 
 _wake_listeners: list[Callable[[], None]] = []
@@ -93,6 +94,49 @@ def event_body(type_: str, now_ms: int, data: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": type_, "timestamp": format_ms(now_ms), "data": data})
 
 
+async def _with_silence_closes(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    contact_id: str,
+    events: list[SessionEvent],
+    subscriptions: list[store.Subscription],
+    now_ms: int,
+) -> list[SessionEvent]:
+    """``events`` with the ``ChatSessionClosed`` (inactivity) the contact owes, in place.
+
+    What the sweeper would announce later is announced here when the contact changes, so
+    that receivers see it in order: the close of a session that went silent before this
+    change comes first; a session this change opened already past its timeout (back-filled)
+    is closed right after its events; one that had been announced closed and only got an
+    older message is not announced again.
+    """
+    closers = [sub.created_at_ms for sub in subscriptions if CLOSED in sub.events]
+    if not closers:
+        return events
+    owed = await queue.contact_owing_close(
+        conn, user_id=user_id, contact_id=contact_id, since_ms=min(closers), now_ms=now_ms
+    )
+    if not owed:
+        return events
+    touched = {event.session_id for event in events}
+    opened = {event.session_id for event in events if event.type == OPENED}
+    closing = {event.session_id for event in events if event.type == CLOSED}
+    before: list[SessionEvent] = []
+    after: list[SessionEvent] = []
+    for session_id, expires_ms, notified_ms in owed:
+        if session_id in closing:
+            pass  # the caller (the sweeper) announces it
+        elif session_id not in touched:
+            before.append(SessionEvent(CLOSED, session_id))
+        elif session_id in opened or notified_ms is None:
+            after.append(SessionEvent(CLOSED, session_id))
+        await queue.mark_close_notified(
+            conn, user_id=user_id, session_id=session_id, expires_ms=expires_ms
+        )
+    return [*before, *events, *after]
+
+
 async def emit(
     conn: AsyncConnection,
     *,
@@ -101,17 +145,30 @@ async def emit(
     events: list[SessionEvent],
     now_ms: int,
 ) -> None:
-    """Record ``events`` (in order) for every endpoint of the user subscribed to them."""
+    """Record ``events`` (in order) for every endpoint of the user subscribed to them.
+
+    Call it with the contact locked (the write paths do), so that one contact's events are
+    stored in the order they happened, with the silence closes the sweeper has not
+    announced yet put in their place (see :func:`_with_silence_closes`).
+    """
     if not events:
         return
-    endpoints = await store.subscribed_endpoints(conn, user_id)
+    subscriptions = await store.subscribed_endpoints(conn, user_id)
     wanted = {event.type for event in events}
-    if not any(wanted.intersection(types) for _id, types in endpoints):
+    if not any(wanted.intersection(sub.events) for sub in subscriptions):
         return
+    events = await _with_silence_closes(
+        conn,
+        user_id=user_id,
+        contact_id=contact_id,
+        events=events,
+        subscriptions=subscriptions,
+        now_ms=now_ms,
+    )
     sessions: dict[str, dict[str, Any] | None] = {}
     written = False
     for event in events:
-        targets = [endpoint_id for endpoint_id, types in endpoints if event.type in types]
+        targets = [sub.endpoint_id for sub in subscriptions if event.type in sub.events]
         if not targets:
             continue
         if event.session_id not in sessions:

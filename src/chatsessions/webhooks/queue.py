@@ -23,6 +23,7 @@ __all__ = [
     "any_due",
     "claim_due",
     "close_subscribers",
+    "contact_owing_close",
     "disable_endpoint",
     "hold_chain",
     "mark_close_notified",
@@ -267,6 +268,27 @@ async def sessions_owing_close(
         .limit(limit)
     )
     return [(row.id, row.contact_id) for row in rows]
+
+
+async def contact_owing_close(
+    conn: AsyncConnection, *, user_id: str, contact_id: str, since_ms: int, now_ms: int
+) -> list[tuple[str, int, int | None]]:
+    """``(session id, expires_ms, close_notified_ms)`` of one contact's sessions closed by
+    silence and not announced for their current expiry, oldest first: the user's few
+    not-yet-swept ones, read through the same partial index as the sweep."""
+    due = tables.SESSION_CLOSE_DUE
+    rows = await conn.execute(
+        select(s.id, s.expires_ms, s.close_notified_ms)
+        .where(
+            s.user_id == user_id,
+            tables.SESSION_CLOSE_PENDING,
+            due >= since_ms,
+            due <= now_ms,
+            s.contact_id == contact_id,
+        )
+        .order_by(s.start_ms)
+    )
+    return [(row.id, row.expires_ms, row.close_notified_ms) for row in rows]
 
 
 async def mark_close_notified(

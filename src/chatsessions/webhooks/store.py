@@ -22,6 +22,7 @@ __all__ = [
     "PENDING",
     "DeliveryRow",
     "EndpointRow",
+    "Subscription",
     "UserDelivery",
     "count_user_deliveries",
     "delete_endpoint",
@@ -162,12 +163,23 @@ async def delete_orphan_events(
         )
 
 
-async def subscribed_endpoints(conn: AsyncConnection, user_id: str) -> list[tuple[str, list[str]]]:
-    """``(id, events)`` of the user's enabled endpoints: one primary-key range read."""
+@dataclass(frozen=True)
+class Subscription:
+    """An enabled endpoint as :func:`events.emit` needs it."""
+
+    endpoint_id: str
+    events: list[str]
+    created_at_ms: int
+
+
+async def subscribed_endpoints(conn: AsyncConnection, user_id: str) -> list[Subscription]:
+    """The user's enabled endpoints: one primary-key range read."""
     rows = await conn.execute(
-        select(ep.id, ep.events).where(ep.user_id == user_id, ep.enabled.is_(True))
+        select(ep.id, ep.events, ep.created_at_ms).where(
+            ep.user_id == user_id, ep.enabled.is_(True)
+        )
     )
-    return [(row.id, list(orjson.loads(row.events))) for row in rows]
+    return [Subscription(row.id, list(orjson.loads(row.events)), row.created_at_ms) for row in rows]
 
 
 async def insert_event(

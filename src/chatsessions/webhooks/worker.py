@@ -240,7 +240,7 @@ async def sweep_once(db: Database, *, now_ms: int) -> int:
                 functools.partial(_sweep_user, user_id=user_id, since_ms=since_ms, now_ms=now_ms)
             )
             total += emitted
-            if not more:
+            if not more or not emitted:
                 break
     return total
 
@@ -268,15 +268,15 @@ async def _sweep_user(
             continue
         if row.close_notified_ms is not None and row.close_notified_ms >= row.expires_ms:
             continue
+        await queue.mark_close_notified(
+            conn, user_id=user_id, session_id=session_id, expires_ms=row.expires_ms
+        )
         await events.emit(
             conn,
             user_id=user_id,
             contact_id=contact_id,
             events=[events.SessionEvent("ChatSessionClosed", session_id)],
             now_ms=now_ms,
-        )
-        await queue.mark_close_notified(
-            conn, user_id=user_id, session_id=session_id, expires_ms=row.expires_ms
         )
         emitted += 1
     return emitted, len(candidates) >= SWEEP_BATCH
