@@ -350,3 +350,40 @@ async def test_import_of_a_bad_file_names_the_line_and_writes_nothing(tmp_path: 
             "/v1/contacts?phoneNumber=%2B15551230000", headers={"X-API-Key": user["apiKey"]}
         )
         assert r.status_code == 404, r.text
+
+
+def test_default_timeout_setting_applies_to_new_users(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/timeout.db"
+    env = {**os.environ, "CHATSESSIONS_DATABASE_URL": url, "CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES": "15"}
+    out = subprocess.run(
+        [sys.executable, "-m", "chatsessions.cli", "users", "create", "--name", "t", "--json"],
+        env=env,
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    key = json.loads(out)["apiKey"]
+    settings = Settings(database_url=url)
+
+    async def read() -> int:
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/v1/settings", headers={"X-API-Key": key})
+        await app.state.db.dispose()
+        return int(r.json()["data"]["sessionTimeoutMinutes"])
+
+    assert asyncio.run(read()) == 15
+
+
+def test_in_memory_sqlite_is_refused_with_a_clear_message() -> None:
+    env = {**os.environ, "CHATSESSIONS_DATABASE_URL": "sqlite:///:memory:"}
+    done = subprocess.run(
+        [sys.executable, "-m", "chatsessions.cli", "migrate"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert b"CHATSESSIONS_DATABASE_URL" in done.stderr
+    assert b"Traceback" not in done.stderr

@@ -104,16 +104,22 @@ def worker_command() -> None:
 def users_create(
     name: Annotated[str, typer.Option(help="the account's name")],
     timeout_minutes: Annotated[
-        int, typer.Option(min=1, max=43200, help="session timeout in minutes")
-    ] = 60,
+        int | None,
+        typer.Option(
+            min=1,
+            max=43200,
+            help="session timeout in minutes [default: CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES, 60]",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="print {userId, apiKey} as JSON")] = False,
 ) -> None:
     """Create a user and its first API key (the key is shown once)."""
+    minutes = timeout_minutes or _settings().default_timeout_minutes
 
     async def work(db: Database) -> auth_service.NewUser:
         async def tx(conn: AsyncConnection) -> auth_service.NewUser:
             return await auth_service.create_user(
-                conn, name=name, timeout_minutes=timeout_minutes, now_ms=system_clock()
+                conn, name=name, timeout_minutes=minutes, now_ms=system_clock()
             )
 
         return await db.run_write(tx)

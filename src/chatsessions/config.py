@@ -80,7 +80,14 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str) -> str:
-        normalise_database_url(value)
+        normalised = normalise_database_url(value)
+        if normalised.startswith("sqlite") and (
+            normalised.endswith(":memory:") or normalised.rstrip("/").endswith("aiosqlite:")
+        ):
+            raise ValueError(
+                "CHATSESSIONS_DATABASE_URL: an in-memory SQLite database is not shared between "
+                "connections or processes; use a file, e.g. sqlite:///./data/chatsessions.db"
+            )
         return value.strip()
 
     @field_validator("trusted_proxies", "cors_origins", mode="before")
