@@ -387,3 +387,34 @@ def test_in_memory_sqlite_is_refused_with_a_clear_message() -> None:
     assert done.returncode != 0
     assert b"CHATSESSIONS_DATABASE_URL" in done.stderr
     assert b"Traceback" not in done.stderr
+
+
+def test_backup_writes_a_consistent_copy_of_sqlite(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/live.db"
+    env = {**os.environ, "CHATSESSIONS_DATABASE_URL": url}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, "-m", "chatsessions.cli", *args],
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+
+    user = json.loads(cli("users", "create", "--name", "b", "--json").stdout)
+    copy = tmp_path / "copy.db"
+    done = cli("backup", str(copy))
+    assert done.returncode == 0, done.stderr
+    # The copy is a working database holding the user (its key authenticates there).
+    settings = Settings(database_url=f"sqlite:///{copy}")
+
+    async def check() -> int:
+        app = create_app(settings)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/v1/settings", headers={"X-API-Key": user["apiKey"]})
+        await app.state.db.dispose()
+        return r.status_code
+
+    assert asyncio.run(check()) == 200
+    assert cli("backup", str(copy)).returncode == 1  # never overwrites

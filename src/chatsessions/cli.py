@@ -325,5 +325,47 @@ def import_command(
         )
 
 
+
+@app.command("backup")
+def backup_command(
+    dest: Annotated[Path, typer.Argument(help="file to write the SQLite backup to")],
+) -> None:
+    """Write a consistent copy of the SQLite database while it is in use.
+
+    Uses SQLite's online backup, which copies committed data only (the ``-wal`` file
+    included). For PostgreSQL use ``pg_dump`` (see docs/operations.md).
+    """
+    import sqlite3
+
+    from sqlalchemy.engine import make_url
+
+    settings = _settings()
+    if not settings.is_sqlite:
+        err.print(
+            "[red]backup copies the embedded SQLite database;[/red] for PostgreSQL run "
+            'pg_dump --format=custom --file=backup.dump "$CHATSESSIONS_DATABASE_URL"'
+        )
+        raise typer.Exit(2)
+    asyncio.run(migrate(settings))
+    source_path = make_url(settings.async_database_url).database or ""
+    if dest.exists():
+        err.print(f"[red]{dest} exists; choose a new file[/red]")
+        raise typer.Exit(1)
+    source = sqlite3.connect(source_path)
+    target = sqlite3.connect(dest)
+    try:
+        with _progress() as progress:
+            task = progress.add_task("backup", total=None)
+
+            def step(_status: int, remaining: int, total: int) -> None:
+                progress.update(task, total=total, completed=total - remaining)
+
+            source.backup(target, pages=1024, progress=step)
+    finally:
+        target.close()
+        source.close()
+    err.print(f"[green]backup written to {dest}[/green]")
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
