@@ -25,8 +25,8 @@ def format_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
     seconds, millis = divmod(ms, 1000)
-    dt = datetime.fromtimestamp(seconds, tz=UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{millis:03d}Z"
+    # time.gmtime + strftime is ~2x faster than datetime here (hot in every listing).
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
 
 
 def parse_iso_ms(value: str) -> int:

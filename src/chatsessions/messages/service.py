@@ -59,6 +59,18 @@ class StoredMessage:
     merged_session_ids: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Placed:
+    """Where one message went: its session, whether it opened, what merged or split off,
+    and the session's status when known without another read."""
+
+    session_id: str
+    opened: bool
+    absorbed: list[str]
+    split_off: list[str]
+    status: str | None
+
+
 def parse_timestamp(value: int | str | None, *, now_ms: int, name: str) -> int:
     """Epoch ms from an ISO 8601 time with a zone or integer epoch ms (default: now)."""
     if value is None:
@@ -154,12 +166,8 @@ async def _place(
     message_id: str,
     history: TimeoutHistory,
     now_ms: int,
-) -> tuple[str, bool, list[str], list[str]]:
-    """Apply the session rule for one message.
-
-    Returns (its session id, whether that session opened, absorbed session ids, ids of
-    other sessions a re-cut created).
-    """
+) -> _Placed:
+    """Apply the session rule for one message."""
     before, after = await sessions_store.neighbours(conn, user_id, contact_id, msg.ts_ms)
     placement = rule.place_message(
         msg.ts_ms, before.span() if before else None, after.span() if after else None, history
@@ -192,7 +200,8 @@ async def _place(
             created_at_ms=now_ms,
         )
         await sessions_store.insert_session(conn, user_id, sess, now_ms=now_ms)
-        return sess.id, True, [], []
+        status = rule.status_of(now_ms=now_ms, closed_at_ms=None, expires_ms=sess.expires_ms)
+        return _Placed(sess.id, True, [], [], status)
     target = before if before is not None and placement.target == before.id else after
     assert target is not None
     was_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
@@ -219,7 +228,8 @@ async def _place(
     target.outbound_count += 1 - inbound
     await sessions_store.update_session(conn, user_id, target, now_ms=now_ms)
     now_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
-    return target.id, (not was_open and now_open), absorbed_ids, []
+    status = rule.OPENED if now_open else rule.CLOSED
+    return _Placed(target.id, not was_open and now_open, absorbed_ids, [], status)
 
 
 async def _resegment(
@@ -232,7 +242,7 @@ async def _resegment(
     message_id: str,
     history: TimeoutHistory,
     now_ms: int,
-) -> tuple[str, bool, list[str], list[str]]:
+) -> _Placed:
     """The general case: re-cut the neighbours' messages with the new one (rare: only when
     the timeout changed inside the affected range). The new message (not stored yet) is
     inserted by the caller into the session returned."""
@@ -247,7 +257,7 @@ async def _resegment(
     )
     assert done.new_message_session is not None
     others = [c for c in done.created if c != done.new_message_session]
-    return done.new_message_session, done.new_message_opened, done.absorbed, others
+    return _Placed(done.new_message_session, done.new_message_opened, done.absorbed, others, None)
 
 
 async def ingest(
@@ -262,6 +272,8 @@ async def ingest(
     history = await settings_service.timeout_history(conn, user_id)
     results: list[StoredMessage] = []
     seen_in_batch: dict[str, StoredMessage] = {}
+    # One message that merged nothing already knows its final session and status.
+    settled = len(items) == 1
     m = tables.messages
     for msg, contact_id in zip(items, contact_ids, strict=True):
         if msg.external_id is not None:
@@ -274,7 +286,7 @@ async def ingest(
                 results.append(StoredMessage(existing[0], existing[1], True))
                 continue
         message_id = ids.new_id()
-        session_id, opened, absorbed, split_off = await _place(
+        placed = await _place(
             conn,
             user_id=user_id,
             contact_id=contact_id,
@@ -283,6 +295,8 @@ async def ingest(
             history=history,
             now_ms=now_ms,
         )
+        session_id, opened, absorbed = placed.session_id, placed.opened, placed.absorbed
+        split_off = placed.split_off
         await conn.execute(
             m.insert().values(
                 user_id=user_id,
@@ -314,13 +328,16 @@ async def ingest(
             session_id,
             False,
             session_opened=opened,
+            session_status=placed.status or rule.CLOSED,
             contact_id=contact_id,
             merged_session_ids=absorbed,
         )
+        settled = settled and placed.status is not None and not absorbed and not split_off
         results.append(stored)
         if msg.external_id is not None:
             seen_in_batch[msg.external_id] = stored
-    await _refresh_sessions(conn, user_id, results, now_ms)
+    if not (settled and results and not results[0].duplicate):
+        await _refresh_sessions(conn, user_id, results, now_ms)
     return results
 
 

@@ -137,6 +137,22 @@ async def _with_silence_closes(
     return [*before, *events, *after]
 
 
+async def _subscriptions_in_transaction(
+    conn: AsyncConnection, user_id: str
+) -> list[store.Subscription]:
+    """The user's subscriptions, read once per transaction (a batch of 1,000 messages
+    emits 1,000 times; endpoints do not change inside a write transaction)."""
+    transaction = conn.sync_connection.get_transaction() if conn.sync_connection else None
+    cached = conn.info.get("chatsessions.subscriptions")
+    if cached is not None and transaction is not None:
+        cached_txn, cached_user, subscriptions = cached
+        if cached_txn is transaction and cached_user == user_id:
+            return list(subscriptions)
+    subscriptions = await store.subscribed_endpoints(conn, user_id)
+    conn.info["chatsessions.subscriptions"] = (transaction, user_id, subscriptions)
+    return list(subscriptions)
+
+
 async def emit(
     conn: AsyncConnection,
     *,
@@ -153,7 +169,7 @@ async def emit(
     """
     if not events:
         return
-    subscriptions = await store.subscribed_endpoints(conn, user_id)
+    subscriptions = await _subscriptions_in_transaction(conn, user_id)
     wanted = {event.type for event in events}
     if not any(wanted.intersection(sub.events) for sub in subscriptions):
         return
