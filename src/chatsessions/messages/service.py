@@ -146,15 +146,23 @@ async def _resolve_contacts(
 
 
 async def _existing_by_external_id(
-    conn: AsyncConnection, user_id: str, external_id: str
-) -> tuple[str, str] | None:
+    conn: AsyncConnection, user_id: str, external_ids: list[str]
+) -> dict[str, tuple[str, str]]:
+    """``externalId → (message id, session id)`` of the stored ones, in one query per
+    500 ids (the request's contacts are locked, so no concurrent writer adds one for them
+    meanwhile; a clash from another contact's writer fails the insert and is retried)."""
     m = tables.messages.c
-    row = (
-        await conn.execute(
-            select(m.id, m.session_id).where(m.user_id == user_id, m.external_id == external_id)
+    found: dict[str, tuple[str, str]] = {}
+    unique = sorted(set(external_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = await conn.execute(
+            select(m.external_id, m.id, m.session_id).where(
+                m.user_id == user_id, m.external_id.in_(chunk)
+            )
         )
-    ).first()
-    return (row.id, row.session_id) if row else None
+        found.update({row.external_id: (row.id, row.session_id) for row in rows})
+    return found
 
 
 async def _place(
@@ -274,6 +282,9 @@ async def ingest(
     seen_in_batch: dict[str, StoredMessage] = {}
     # One message that merged nothing already knows its final session and status.
     settled = len(items) == 1
+    stored_before = await _existing_by_external_id(
+        conn, user_id, [it.external_id for it in items if it.external_id is not None]
+    )
     m = tables.messages
     for msg, contact_id in zip(items, contact_ids, strict=True):
         if msg.external_id is not None:
@@ -281,7 +292,7 @@ async def ingest(
             if earlier is not None:
                 results.append(StoredMessage(earlier.message_id, earlier.session_id, True))
                 continue
-            existing = await _existing_by_external_id(conn, user_id, msg.external_id)
+            existing = stored_before.get(msg.external_id)
             if existing is not None:
                 results.append(StoredMessage(existing[0], existing[1], True))
                 continue
