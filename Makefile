@@ -29,7 +29,7 @@ test: install
 
 ## make resilience: the full fault-injection set (longer runs, more crashes).
 resilience: install
-	CHATSESSIONS_RESILIENCE_FULL=1 $(BIN)/pytest -q tests/resilience
+	CHATSESSIONS_RESILIENCE_FULL=1 $(BIN)/pytest -q -s tests/resilience
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -29,9 +29,13 @@ KILLS = 8 if FULL else 3
 CLIENTS = 8
 
 
+stats: dict[str, int] = {}
+
+
 async def _send_all(server: Server, key: str, plan: list[dict[str, object]]) -> dict[str, str]:
     """Post every message, retrying each until a 2xx; returns externalId → messageId."""
     acknowledged: dict[str, str] = {}
+    stats["attempts"] = stats["failed"] = 0
     queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
@@ -41,17 +45,20 @@ async def _send_all(server: Server, key: str, plan: list[dict[str, object]]) -> 
             while not queue.empty():
                 item = queue.get_nowait()
                 while True:
+                    stats["attempts"] += 1
                     try:
                         r = await http.post(
                             server.base_url + "/v1/messages", json=item, headers={"X-API-Key": key}
                         )
                     except httpx.HTTPError:
+                        stats["failed"] += 1
                         await asyncio.sleep(0.05)
                         continue
                     if r.status_code in (200, 201):
                         acknowledged[str(item["externalId"])] = r.json()["messageId"]
                         break
                     assert r.status_code >= 500, r.text  # only the crash may fail a request
+                    stats["failed"] += 1
                     await asyncio.sleep(0.05)
 
     await asyncio.gather(*(client() for _ in range(CLIENTS)))
@@ -139,6 +146,11 @@ async def test_acknowledged_messages_survive_sigkill(backend_name: str, tmp_path
             got.setdefault(r.session_id, []).append((r.ts_ms, r.id))
         assert {tuple(sorted(v)) for v in got.values()} == expected
         assert sorted(r.message_count for r in session_rows) == sorted(len(v) for v in got.values())
+        print(
+            f"\ncrash[{backend_name}]: {kills} SIGKILLs survived, {stats['attempts']} requests "
+            f"sent ({stats['failed']} failed by the crashes and retried), {len(acknowledged)} "
+            f"acknowledged, {len(acknowledged) - len(set(by_external) & set(acknowledged))} lost"
+        )
     finally:
         if pg_name is not None:
             await _drop_pg_database(pg_name)
