@@ -1,4 +1,4 @@
-"""Per-tenant request limits (``CHATSESSIONS_RATE_LIMIT``, e.g. ``600/minute``).
+"""Per-key request limits (``CHATSESSIONS_RATE_LIMIT``, e.g. ``600/minute``).
 
 Fixed windows whose counters every process shares, so the limit holds however many
 processes serve: in Redis when ``CHATSESSIONS_REDIS_URL`` is set, otherwise in the

@@ -117,3 +117,31 @@ async def test_rate_limit_holds_across_processes(
     for db in dbs:
         await db.dispose()
     assert codes == [200, 200, 200, 200, 429, 429]
+
+
+async def test_rate_limit_is_per_key_and_can_live_in_redis(
+    backend_settings: Settings, database: Database, tenant: Tenant
+) -> None:
+    """Each key has its own budget; with CHATSESSIONS_REDIS_URL the counters are in Redis."""
+    import uuid
+
+    from chatsessions.auth import service as auth_service
+
+    async def second_key(conn: object) -> str:
+        return await auth_service.create_key(conn, user_id=tenant.user_id, now_ms=0)  # type: ignore[arg-type]
+
+    other_key = await database.run_write(second_key)
+    settings = backend_settings.model_copy(
+        update={"rate_limit": "2/minute", "redis_url": "redis://127.0.0.1:6379/0"}
+    )
+    # A clock of its own makes a fresh window in Redis for this run.
+    clock = FakeClock(1_900_000_000_000 + uuid.uuid4().int % 10**6 * 60_000)
+    app = create_app(settings, clock=clock, database=database)
+    async with _client(app) as c:
+        url = "/v1/chat-sessions/recent?hours=1"
+        first = [(await c.get(url, headers=tenant.auth)).status_code for _ in range(3)]
+        second = [
+            (await c.get(url, headers={"X-API-Key": other_key})).status_code for _ in range(3)
+        ]
+    assert first == [200, 200, 429]
+    assert second == [200, 200, 429]

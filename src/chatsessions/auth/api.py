@@ -120,7 +120,7 @@ async def authenticate(request: Request) -> Caller:
         raise
     limiter = state.rate_limiter
     if limiter is not None:
-        await limiter.check(caller.user_id, now_ms=state.clock())
+        await limiter.check(caller.rate_limit_bucket, now_ms=state.clock())
     request.state.user_id = caller.user_id
     return caller
 

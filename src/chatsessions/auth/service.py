@@ -27,9 +27,15 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Caller:
-    """The authenticated tenant of a request."""
+    """The authenticated tenant of a request, and the key it used (if any)."""
 
     user_id: str
+    key_id: str | None = None
+
+    @property
+    def rate_limit_bucket(self) -> str:
+        """What the per-key request limit counts: the key, or the user for ``userId`` auth."""
+        return f"k:{self.key_id}" if self.key_id else f"u:{self.user_id}"
 
 
 @dataclass(frozen=True)
@@ -103,6 +109,7 @@ async def resolve_credentials(db: Database, creds: Credentials) -> Caller:
     if creds.empty:
         raise Unauthorized()
     users: set[str] = set()
+    key_ids: list[str] = []
     async with db.read() as conn:
         for key in creds.api_keys:
             if not ids.API_KEY_RE.match(key):
@@ -114,10 +121,11 @@ async def resolve_credentials(db: Database, creds: Credentials) -> Caller:
             if row is None or row.revoked_at_ms is not None:
                 raise Unauthorized()
             users.add(row.user_id)
+            key_ids.append(row.key_id)
         for user_id in creds.user_ids:
             if not ids.is_id(user_id) or not await store.user_exists(conn, user_id):
                 raise Unauthorized()
             users.add(user_id)
     if len(users) != 1:
         raise Unauthorized()
-    return Caller(users.pop())
+    return Caller(users.pop(), key_ids[0] if key_ids else None)
