@@ -92,8 +92,8 @@ def floor_table(r: dict[str, Any]) -> list[str]:
     for name in ("recent", "recent_messages", "contact"):
         for c in (1, 32):
             for kind, how in (
-                ("db", "prepared, as the service runs it"),
-                ("dbcustom", "with plan_cache_mode=force_custom_plan"),
+                ("db", "prepared, default plan cache"),
+                ("dbcustom", "plan_cache_mode=force_custom_plan"),
             ):
                 db, api = fl.get(f"{kind}:{name}@c{c}"), sc.get(f"{name}@c{c}")
                 if db and api:
@@ -310,11 +310,13 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
     ]
     for s, r in runs.items():
         d = r["dataset"]
-        load = f"{d['total_s']:.0f} s" if d.get("total_s") else "–"
+        secs = d.get("total_s") or sum(d.get(k, 0) for k in ("copy_s", "index_s", "vacuum_s"))
+        load = f"{secs:.0f} s" if secs else "–"
         out.append(
             f"| {s} | {d['contacts']:,} | {d['sessions']:,} | {d['messages']:,} | "
             f"{d.get('small_tenants', '–')} | {load} | `{r['_file']}` ({r['server']['kind']}, "
-            f"{r['server']['workers']} workers, {r['duration_s']} s per wrk run) |"
+            f"{r['server']['workers']} workers, {r['duration_s']} s per wrk run; service at "
+            f"{r.get('service_commit') or 'an earlier commit (before 844098e)'}) |"
         )
     out += [
         "",
@@ -354,7 +356,16 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
     if not compared:
         out += ["Not measured yet (`python bench/run.py --servers`).", ""]
     for s in compared:
-        out += [f"### {s} (`{runs[s]['_file']}`)", "", *servers_table(runs[s]), ""]
+        src = runs[s].get("servers_from") or {}
+        when = (
+            (
+                f", measured {src.get('started')} with the service at "
+                f"{src.get('service_commit') or 'a commit before 844098e'}"
+            )
+            if src
+            else ""
+        )
+        out += [f"### {s} (`{runs[s]['_file']}`{when})", "", *servers_table(runs[s]), ""]
     for s in reversed(SCALES):
         if runs.get(s, {}).get("servers_custom_plans"):
             out += [
@@ -395,8 +406,9 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 generic = (r.get("explain_generic") or {}).get(name)
                 if generic and "$1" in generic:
                     out += [
-                        "The prepared statement after six executions (PostgreSQL switched to "
-                        "a generic plan; the service runs this from then on):",
+                        "The same statement prepared, after six executions under the default "
+                        "`plan_cache_mode` (PostgreSQL switched to a generic plan; the service "
+                        "ran this before it set `force_custom_plan`):",
                         "",
                         "```",
                         generic,

@@ -361,15 +361,18 @@ class _Capture:
         from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
         self.dialect = dialect()
-        self.statements: list[Any] = []
+        self.statements: list[tuple[Any, dict[str, Any] | None]] = []
 
-    async def execute(self, stmt: Any, *args: Any, **kwargs: Any) -> _NoRows:
-        self.statements.append(stmt)
+    async def execute(self, stmt: Any, params: dict[str, Any] | None = None, **kw: Any) -> _NoRows:
+        self.statements.append((stmt, params))
         return _NoRows()
 
 
-def compiled(stmt: Any, dialect: Any) -> tuple[str, list[Any]]:
+def compiled(stmt: Any, dialect: Any, given: dict[str, Any] | None = None) -> tuple[str, list[Any]]:
     """SQL text (as the service's asyncpg dialect renders it) and positional arguments."""
+    if given:
+        # Values passed at execution (text() statements): bind them before compiling.
+        stmt = stmt.params(**given)
     comp = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
     params = comp.construct_params()
     return comp.string, [params[name] for name in comp.positiontup]
@@ -391,7 +394,7 @@ async def service_statements(
     async def capture(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, list[Any]]:
         cap = _Capture()
         await fn(cap, *args, **kwargs)
-        return compiled(cap.statements[0], cap.dialect)
+        return compiled(*cap.statements[0][:1], cap.dialect, cap.statements[0][1])
 
     out["auth: key by hash"] = await capture(
         auth_store.find_key_by_hash, auth_service.hash_key(tenant["api_key"])
@@ -486,6 +489,15 @@ async def explain_all(dsn: str, statements: dict[str, tuple[str, list[Any]]]) ->
     return out
 
 
+def _literal(value: Any) -> str:
+    """A SQL literal for EXECUTE (ints, strings, lists of strings)."""
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "'{" + ",".join(value) + "}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
 async def explain_generic(dsn: str, statements: dict[str, tuple[str, list[Any]]]) -> dict[str, str]:
     """The plan a prepared statement settles on: ``EXPLAIN (ANALYZE, BUFFERS) EXECUTE`` after
     six executions (PostgreSQL may then switch to a generic plan, as it does for the
@@ -494,9 +506,7 @@ async def explain_generic(dsn: str, statements: dict[str, tuple[str, list[Any]]]
     out = {}
     try:
         for name, (sql, args) in statements.items():
-            values = ", ".join(
-                str(a) if isinstance(a, int) else "'" + a.replace("'", "''") + "'" for a in args
-            )
+            values = ", ".join(_literal(a) for a in args)
             await conn.execute(f"PREPARE bench_stmt AS {sql}")
             try:
                 for _ in range(6):
@@ -879,7 +889,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     }
     d = args.duration
     started = datetime.now(UTC)
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--", "src"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     res: dict[str, Any] = {
+        "service_commit": commit + (" + uncommitted changes in src/" if dirty else ""),
         "scale": args.scale,
         "started": started.isoformat(timespec="seconds"),
         "machine": {
@@ -1056,6 +1081,19 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     res = run(a)
     path = results_path(a.scale)
+    if path.exists() and not a.servers:
+        # Keep a server comparison measured earlier today (it is labelled with its commit).
+        earlier = json.loads(path.read_text())
+        for key in ("servers", "servers_custom_plans"):
+            if key in earlier:
+                res[key] = earlier[key]
+                res.setdefault(
+                    "servers_from",
+                    {
+                        "started": earlier.get("started"),
+                        "service_commit": earlier.get("service_commit"),
+                    },
+                )
     path.write_text(json.dumps(res, indent=1) + "\n")
     log(f"wrote {path}")
     if not a.no_report:
