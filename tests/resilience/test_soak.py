@@ -70,7 +70,14 @@ async def test_mixed_load_has_no_server_errors(tmp_path: Path) -> None:
                     elif roll < 0.6:
                         r = await http.get(
                             "/v1/chat-sessions/recent",
-                            params={"hours": 24, "limit": 50, "includeMessages": "true"},
+                            # Bounded pages (≤ 50 × 20 messages): the response size reaches a
+                            # steady state, so memory growth would mean a leak, not bigger data.
+                            params={
+                                "hours": 24,
+                                "limit": 50,
+                                "includeMessages": "true",
+                                "messageLimit": 20,
+                            },
                             headers=headers,
                         )
                     elif roll < 0.85:
@@ -95,10 +102,12 @@ async def test_mixed_load_has_no_server_errors(tmp_path: Path) -> None:
         assert not errors, statuses
         assert set(statuses) <= {200, 201}, statuses
         assert sum(statuses.values()) > 100  # the load really ran
+        trajectory = [kb for t, kb in rss][:: max(1, len(rss) // 10)]
+        print(f"\nsoak RSS (kB, every ~{DURATION_S / 10:.0f} s): {trajectory}")
         if FULL:
-            warm = [kb for t, kb in rss if t >= DURATION_S * 0.2]
+            warm = [kb for t, kb in rss if t >= DURATION_S * 0.3]
             assert max(warm) <= warm[0] * 1.10, (warm[0], max(warm))
-            first = sorted(s for t, s in latencies if DURATION_S * 0.2 <= t < DURATION_S * 0.4)
+            first = sorted(s for t, s in latencies if DURATION_S * 0.3 <= t < DURATION_S * 0.5)
             last = sorted(s for t, s in latencies if t >= DURATION_S * 0.8)
             p99 = lambda xs: xs[int(len(xs) * 0.99)]  # noqa: E731
             assert p99(last) <= 2 * p99(first), (p99(first), p99(last))
