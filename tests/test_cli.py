@@ -28,7 +28,7 @@ import pytest
 from chatsessions.app import create_app
 from chatsessions.config import Settings
 from chatsessions.db import Database
-from tests.conftest import SKIP_PG, _create_pg_database, _drop_pg_database
+from tests.conftest import BACKENDS, _create_pg_database, _drop_pg_database
 
 _SCRIPT = Path(sys.executable).with_name("chatsessions")
 CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "chatsessions.cli"]
@@ -107,14 +107,12 @@ def parse_json_line(stdout: str) -> dict[str, str]:
     return dict(data)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=BACKENDS)
 async def any_db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     """A fresh, empty database URL of each backend (nothing migrated: the CLI does it)."""
     if request.param == "sqlite":
         yield sqlite_url(tmp_path)
         return
-    if SKIP_PG:
-        pytest.skip("CHATSESSIONS_TEST_SKIP_POSTGRES=1")
     name, url = await _create_pg_database()
     try:
         yield url
