@@ -129,6 +129,21 @@ def test_any_arrival_order_gives_the_offline_segmentation(
     assert sim.snapshot() == offline(messages, [], history)
 
 
+def test_a_split_keeps_the_old_id_with_its_close() -> None:
+    """Found by the property below: a close at 60001 on {0}; after the timeout drops to
+    1 minute at t=1, back-filled messages at 1 and 60001 split the session, and the close
+    (the old session's activity) lands on the later piece, which keeps the old id."""
+    history = TimeoutHistory(((-(2**62), 60 * MIN), (1, MIN)))
+    sim = Simulator(history)
+    sim.add(0, "a0")
+    [sid] = sim.sessions
+    assert sim.close(sid, 60_001) == 60_001
+    sim.add(1, "b0")
+    sim.add(60_001, "b1")  # the split: would move the old id's activity back from 60001 to 1
+    assert sim.sessions[sid].closed == 60_001
+    assert offline([(0, "a0"), (1, "b0"), (60_001, "b1")], [60_001], history) == sim.snapshot()
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     first=timestamps,

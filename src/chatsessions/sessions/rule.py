@@ -216,7 +216,7 @@ def resegment(
     """Re-cut the neighbouring sessions' messages plus a new one (the general case).
 
     Ids are kept stably. Each old session claims the resulting session that holds its
-    *last* message, unless an earlier-starting old session claimed it first (a merge: the
+    explicit close, or else its *last* message, unless an earlier-starting old session claimed it first (a merge: the
     earliest start's id survives). So after a split the old id stays with the part that
     keeps its last message and close: a session's activity never moves back, which keeps
     cursor walks from showing it twice. Unclaimed resulting sessions are new.
@@ -230,11 +230,16 @@ def resegment(
             closes.append(span.closed_at_ms)
     segments = segment(all_messages, closes, history)
     segment_of = {mid: i for i, seg in enumerate(segments) for _ts, mid in seg.messages}
+    segment_closed_at = {seg.closed_at_ms: i for i, seg in enumerate(segments) if seg.closed_at_ms}
     owner: dict[int, str] = {}
     for span, msgs in ordered:
         if not msgs:
             continue
-        home = segment_of[max(msgs)[1]]
+        # Home: the piece holding the old session's close (its activity) if it has one,
+        # else the piece holding its last message.
+        home = segment_closed_at.get(span.closed_at_ms) if span.closed_at_ms is not None else None
+        if home is None:
+            home = segment_of[max(msgs)[1]]
         owner.setdefault(home, span.session_id)
     return [Recut(owner.get(i), seg) for i, seg in enumerate(segments)]
 
