@@ -182,6 +182,28 @@ async def subscribed_endpoints(conn: AsyncConnection, user_id: str) -> list[Subs
     return [Subscription(row.id, list(orjson.loads(row.events)), row.created_at_ms) for row in rows]
 
 
+async def _insert_event_row(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    event_id: str,
+    contact_id: str | None,
+    type_: str,
+    payload: bytes,
+    now_ms: int,
+) -> None:
+    await conn.execute(
+        tables.webhook_events.insert().values(
+            user_id=user_id,
+            id=event_id,
+            contact_id=contact_id,
+            type=type_,
+            payload=payload.decode(),
+            created_at_ms=now_ms,
+        )
+    )
+
+
 async def insert_event(
     conn: AsyncConnection,
     *,
@@ -194,15 +216,14 @@ async def insert_event(
     now_ms: int,
 ) -> None:
     """Store one event and a pending delivery (due now) per endpoint."""
-    await conn.execute(
-        tables.webhook_events.insert().values(
-            user_id=user_id,
-            id=event_id,
-            contact_id=contact_id,
-            type=type_,
-            payload=payload.decode(),
-            created_at_ms=now_ms,
-        )
+    await _insert_event_row(
+        conn,
+        user_id=user_id,
+        event_id=event_id,
+        contact_id=contact_id,
+        type_=type_,
+        payload=payload,
+        now_ms=now_ms,
     )
     await conn.execute(
         tables.webhook_deliveries.insert(),
@@ -373,15 +394,14 @@ async def record_sent(
     now_ms: int,
 ) -> None:
     """Log an event sent at once (the test ping) as a finished delivery (never retried)."""
-    await conn.execute(
-        tables.webhook_events.insert().values(
-            user_id=user_id,
-            id=event_id,
-            contact_id=None,
-            type=type_,
-            payload=payload.decode(),
-            created_at_ms=now_ms,
-        )
+    await _insert_event_row(
+        conn,
+        user_id=user_id,
+        event_id=event_id,
+        contact_id=None,
+        type_=type_,
+        payload=payload,
+        now_ms=now_ms,
     )
     await conn.execute(
         tables.webhook_deliveries.insert().values(
