@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -12,12 +12,15 @@ from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts import store as contacts_store
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.errors import InvalidParameter, NotFound
+from chatsessions.messages import store as messages_store
+from chatsessions.messages.placement import ContactPlacement, Placed
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.messages.store import Loaded, MessageWrite, StoredExternal, Writes
 from chatsessions.sessions import rule
 from chatsessions.sessions import store as sessions_store
 from chatsessions.sessions.recut import recut_sessions
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
-from chatsessions.sessions.store import SessionRow
+from chatsessions.sessions.store import MessageRow, SessionRow
 from chatsessions.settings import service as settings_service
 from chatsessions.timeutil import parse_iso_ms
 from chatsessions.webhooks import events as webhook_events
@@ -112,57 +115,6 @@ def prepare_message(item: MessageIn, *, now_ms: int, prefix: str = "") -> NewMes
         ts_ms=parse_timestamp(item.timestamp, now_ms=now_ms, name=prefix + "timestamp"),
         external_id=item.externalId or item.messageSid,
     )
-
-
-async def _resolve_contacts(
-    conn: AsyncConnection, user_id: str, items: list[NewMessage], now_ms: int
-) -> list[str]:
-    given = {it.contact_id for it in items if it.contact_id is not None}
-    existing: set[str] = set()
-    if given:
-        valid = [cid for cid in given if ids.is_id(cid)]
-        existing = await contacts_store.lock_contacts(conn, user_id, valid)
-    for it in items:
-        if it.contact_id is not None and it.contact_id not in existing:
-            raise NotFound(
-                f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
-            )
-    resolved: list[str] = []
-    created: set[str] = set()
-    for it in items:
-        if it.contact_id is not None:
-            resolved.append(it.contact_id)
-            continue
-        assert it.contact is not None
-        contact, was_created = await contacts_service.find_or_create_contact(
-            conn, user_id=user_id, fields=it.contact, now_ms=now_ms, prefix=it.prefix + "contact."
-        )
-        if was_created:
-            created.add(contact.id)
-        resolved.append(contact.id)
-    # Found-by-identifier contacts are locked too; created ones are ours until commit.
-    await contacts_store.lock_contacts(conn, user_id, set(resolved) - existing - created)
-    return resolved
-
-
-async def _existing_by_external_id(
-    conn: AsyncConnection, user_id: str, external_ids: list[str]
-) -> dict[str, tuple[str, str]]:
-    """``externalId → (message id, session id)`` of the stored ones, in one query per
-    500 ids (the request's contacts are locked, so no concurrent writer adds one for them
-    meanwhile; a clash from another contact's writer fails the insert and is retried)."""
-    m = tables.messages.c
-    found: dict[str, tuple[str, str]] = {}
-    unique = sorted(set(external_ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        rows = await conn.execute(
-            select(m.external_id, m.id, m.session_id).where(
-                m.user_id == user_id, m.external_id.in_(chunk)
-            )
-        )
-        found.update({row.external_id: (row.id, row.session_id) for row in rows})
-    return found
 
 
 async def _place(
@@ -268,88 +220,242 @@ async def _resegment(
     return _Placed(done.new_message_session, done.new_message_opened, done.absorbed, others, None)
 
 
+async def _store_one(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    contact_id: str,
+    msg: NewMessage,
+    message_id: str,
+    history: TimeoutHistory,
+    now_ms: int,
+) -> StoredMessage:
+    """Store one message against the database (the per-message path: kept for a contact
+    whose messages need a re-cut)."""
+    placed = await _place(
+        conn,
+        user_id=user_id,
+        contact_id=contact_id,
+        msg=msg,
+        message_id=message_id,
+        history=history,
+        now_ms=now_ms,
+    )
+    session_id, opened, absorbed = placed.session_id, placed.opened, placed.absorbed
+    await conn.execute(
+        tables.messages.insert().values(
+            user_id=user_id,
+            id=message_id,
+            contact_id=contact_id,
+            session_id=session_id,
+            direction=msg.direction,
+            role=msg.role,
+            type=msg.type,
+            content=msg.content,
+            media_url=msg.media_url,
+            ts_ms=msg.ts_ms,
+            external_id=msg.external_id,
+            created_at_ms=now_ms,
+        )
+    )
+    events = [SessionEvent("ChatSessionOpened", sid) for sid in placed.split_off]
+    events += _events_of(session_id, opened, absorbed, message_id)
+    await webhook_events.emit(
+        conn, user_id=user_id, contact_id=contact_id, events=events, now_ms=now_ms
+    )
+    return StoredMessage(
+        message_id,
+        session_id,
+        False,
+        session_opened=opened,
+        session_status=placed.status or rule.CLOSED,
+        contact_id=contact_id,
+        merged_session_ids=absorbed,
+    )
+
+
+def _events_of(
+    session_id: str, opened: bool, absorbed: list[str], message_id: str
+) -> list[SessionEvent]:
+    events = [SessionEvent("ChatSessionOpened", session_id)] if opened else []
+    events += [
+        SessionEvent("ChatSessionMerged", session_id, merged_session_id=gone) for gone in absorbed
+    ]
+    events.append(SessionEvent("MessageReceived", session_id, message_id=message_id))
+    return events
+
+
 async def ingest(
     conn: AsyncConnection, *, user_id: str, items: list[NewMessage], now_ms: int
 ) -> list[StoredMessage]:
-    """Store messages in one transaction, in request order; replays return the original.
+    """Store messages in one transaction; the result is that of storing them one by one
+    in request order (replays by externalId return the original with its current session).
 
     Contacts are locked first (in id order), so concurrent writers for one contact apply
-    the session rule one after another and never split or duplicate a session.
+    the session rule one after another and never split or duplicate a session. The rule
+    is then applied in memory to each contact's sessions around the request's timestamps
+    (read in one statement) and the net result written in one (``messages.store``); a
+    contact whose messages need a re-cut (the timeout changed inside the range) takes the
+    per-message path instead.
     """
-    contact_ids = await _resolve_contacts(conn, user_id, items, now_ms)
-    history = await settings_service.timeout_history(conn, user_id)
-    results: list[StoredMessage] = []
-    seen_in_batch: dict[str, StoredMessage] = {}
-    # One message that merged nothing already knows its final session and status.
-    settled = len(items) == 1
-    stored_before = await _existing_by_external_id(
-        conn, user_id, [it.external_id for it in items if it.external_id is not None]
+    contact_ids, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
+    history = (
+        TimeoutHistory(tuple(loaded.timeout_changes))
+        if loaded.timeout_changes
+        else TimeoutHistory.constant(settings_service.DEFAULT_TIMEOUT_MS)
     )
-    m = tables.messages
-    for msg, contact_id in zip(items, contact_ids, strict=True):
-        if msg.external_id is not None:
-            earlier = seen_in_batch.get(msg.external_id)
-            if earlier is not None:
-                results.append(StoredMessage(earlier.message_id, earlier.session_id, True))
+    subscriptions = loaded.subscriptions
+    webhook_events.remember_subscriptions(conn, user_id, subscriptions)
+    ranges: dict[str, tuple[int, int]] = {}
+    for msg, cid in zip(items, contact_ids, strict=True):
+        lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
+        ranges[cid] = (min(lo, msg.ts_ms), max(hi, msg.ts_ms))
+    state = await messages_store.read_state(
+        conn,
+        user_id,
+        ranges=ranges,
+        external_ids=[it.external_id for it in items if it.external_id is not None],
+        owing_since_ms=webhook_events.close_subscribers_since(subscriptions),
+        now_ms=now_ms,
+    )
+
+    # Replays: of a stored message, or of an earlier item of this request.
+    first_of: dict[str, int] = {}
+    repeat_of: dict[int, int] = {}
+    replayed: dict[int, StoredExternal] = {}
+    fresh: list[int] = []
+    for i, msg in enumerate(items):
+        ext = msg.external_id
+        if ext is not None:
+            if ext in first_of:
+                repeat_of[i] = first_of[ext]
                 continue
-            existing = stored_before.get(msg.external_id)
-            if existing is not None:
-                results.append(StoredMessage(existing[0], existing[1], True))
+            if ext in state.external:
+                replayed[i] = state.external[ext]
                 continue
-        message_id = ids.new_id()
-        placed = await _place(
-            conn,
-            user_id=user_id,
-            contact_id=contact_id,
-            msg=msg,
-            message_id=message_id,
-            history=history,
-            now_ms=now_ms,
+            first_of[ext] = i
+        fresh.append(i)
+
+    contacts = {
+        cid: ContactPlacement(cid, sessions, history=history, now_ms=now_ms)
+        for cid, sessions in state.sessions.items()
+    }
+    message_ids = {i: ids.new_id() for i in fresh}
+    placed: dict[int, Placed] = {}
+    per_message: set[str] = set()  # contacts that need a re-cut
+    for i in fresh:
+        msg, cid = items[i], contact_ids[i]
+        if cid in per_message:
+            continue
+        where = contacts[cid].place(msg.ts_ms, msg.direction)
+        if where is None:
+            per_message.add(cid)
+            continue
+        placed[i] = where
+        row = MessageWrite(
+            message_ids[i], cid, where.session_id, msg.direction, msg.role, msg.type,
+            msg.content, msg.media_url, msg.ts_ms, msg.external_id,
         )
-        session_id, opened, absorbed = placed.session_id, placed.opened, placed.absorbed
-        split_off = placed.split_off
-        await conn.execute(
-            m.insert().values(
-                user_id=user_id,
-                id=message_id,
-                contact_id=contact_id,
-                session_id=session_id,
-                direction=msg.direction,
-                role=msg.role,
-                type=msg.type,
-                content=msg.content,
-                media_url=msg.media_url,
-                ts_ms=msg.ts_ms,
-                external_id=msg.external_id,
-                created_at_ms=now_ms,
+        contacts[cid].add_message(row)
+        if subscriptions:
+            contacts[cid].emit(
+                _events_of(where.session_id, where.opened, where.absorbed, row.id),
+                subscriptions=subscriptions,
+                contact=loaded.contacts.get(cid),
+                message=MessageRow(*astuple(row)),
             )
-        )
-        events = [SessionEvent("ChatSessionOpened", sid) for sid in split_off]
-        if opened:
-            events.append(SessionEvent("ChatSessionOpened", session_id))
-        events += [
-            SessionEvent("ChatSessionMerged", session_id, merged_session_id=gone) for gone in absorbed
-        ]
-        events.append(SessionEvent("MessageReceived", session_id, message_id=message_id))
-        await webhook_events.emit(
-            conn, user_id=user_id, contact_id=contact_id, events=events, now_ms=now_ms
-        )
-        stored = StoredMessage(
-            message_id,
+    writes = Writes()
+    for cid, placement in contacts.items():
+        if cid not in per_message:
+            placement.collect(writes)
+    await messages_store.write(
+        conn, user_id, writes, now_ms=now_ms, channel=webhook_events.NOTIFY_CHANNEL
+    )
+    if writes.outbox and conn.dialect.name != "postgresql":
+        webhook_events.wake_listeners()
+
+    results: dict[int, StoredMessage] = {}
+    stale: list[StoredMessage] = []  # placed by the per-message path: re-read at the end
+    for i in fresh:
+        cid = contact_ids[i]
+        if cid in per_message:
+            results[i] = await _store_one(
+                conn,
+                user_id=user_id,
+                contact_id=cid,
+                msg=items[i],
+                message_id=message_ids[i],
+                history=history,
+                now_ms=now_ms,
+            )
+            stale.append(results[i])
+            continue
+        where, placement = placed[i], contacts[cid]
+        session_id = placement.resolve(where.session_id)
+        results[i] = StoredMessage(
+            message_ids[i],
             session_id,
             False,
-            session_opened=opened,
-            session_status=placed.status or rule.CLOSED,
-            contact_id=contact_id,
-            merged_session_ids=absorbed,
+            session_opened=where.opened,
+            session_status=placement.status(session_id) or rule.CLOSED,
+            contact_id=cid,
+            merged_session_ids=where.absorbed,
         )
-        settled = settled and placed.status is not None and not absorbed and not split_off
-        results.append(stored)
-        if msg.external_id is not None:
-            seen_in_batch[msg.external_id] = stored
-    if not (settled and results and not results[0].duplicate):
-        await _refresh_sessions(conn, user_id, results, now_ms)
-    return results
+    for i, found in replayed.items():
+        replay = StoredMessage(found.message_id, found.session_id, True)
+        placement_of = contacts.get(found.contact_id)
+        status = placement_of.status(found.session_id) if placement_of else None
+        if found.contact_id in per_message:
+            stale.append(replay)
+        elif placement_of is not None and status is not None:
+            replay.session_id = placement_of.resolve(found.session_id)
+            replay.session_status = status
+        else:
+            replay.session_status = rule.status_of(
+                now_ms=now_ms, closed_at_ms=found.closed_at_ms, expires_ms=found.expires_ms
+            )
+        results[i] = replay
+    await _refresh_sessions(conn, user_id, stale, now_ms)
+    for i, first in repeat_of.items():
+        original = results[first]
+        results[i] = StoredMessage(
+            original.message_id, original.session_id, True, session_status=original.session_status
+        )
+    return [results[i] for i in range(len(items))]
+
+
+async def _resolve_contacts(
+    conn: AsyncConnection, user_id: str, items: list[NewMessage], now_ms: int
+) -> tuple[list[str], Loaded]:
+    """Each item's contact id (locked), and what ``lock_and_load`` read."""
+    given = {it.contact_id for it in items if it.contact_id is not None}
+    loaded = await messages_store.lock_and_load(
+        conn, user_id, [cid for cid in given if ids.is_id(cid)]
+    )
+    for it in items:
+        if it.contact_id is not None and it.contact_id not in loaded.locked:
+            raise NotFound(
+                f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
+            )
+    resolved: list[str] = []
+    created: set[str] = set()
+    for it in items:
+        if it.contact_id is not None:
+            resolved.append(it.contact_id)
+            continue
+        assert it.contact is not None
+        contact, was_created = await contacts_service.find_or_create_contact(
+            conn, user_id=user_id, fields=it.contact, now_ms=now_ms, prefix=it.prefix + "contact."
+        )
+        if was_created:
+            created.add(contact.id)
+        resolved.append(contact.id)
+    # Found-by-identifier contacts are locked too; created ones are ours until commit.
+    inline = set(resolved) - loaded.locked
+    await contacts_store.lock_contacts(conn, user_id, inline - created)
+    if inline and loaded.subscriptions:
+        loaded.contacts.update(await messages_store.contact_fields(conn, user_id, sorted(inline)))
+    return resolved, loaded
 
 
 async def _refresh_sessions(

@@ -29,8 +29,15 @@ __all__ = [
     "NOTIFY_CHANNEL",
     "SessionEvent",
     "add_wake_listener",
+    "close_subscribers_since",
     "emit",
+    "event_body",
+    "place_silence_closes",
+    "remember_subscriptions",
     "remove_wake_listener",
+    "targets_of",
+    "wake_listeners",
+    "wants_any",
 ]
 
 EVENT_TYPES = ("ChatSessionOpened", "ChatSessionClosed", "ChatSessionMerged", "MessageReceived")
@@ -94,6 +101,47 @@ def event_body(type_: str, now_ms: int, data: dict[str, Any]) -> bytes:
     return orjson.dumps({"type": type_, "timestamp": format_ms(now_ms), "data": data})
 
 
+def close_subscribers_since(subscriptions: list[store.Subscription]) -> int | None:
+    """When the oldest endpoint subscribed to ``ChatSessionClosed`` was created (None: no
+    such endpoint): sessions whose close fell due before that are never announced."""
+    closers = [sub.created_at_ms for sub in subscriptions if CLOSED in sub.events]
+    return min(closers) if closers else None
+
+
+def wants_any(events: list[SessionEvent], subscriptions: list[store.Subscription]) -> bool:
+    """True when some endpoint is subscribed to one of the events' types."""
+    wanted = {event.type for event in events}
+    return any(wanted.intersection(sub.events) for sub in subscriptions)
+
+
+def targets_of(type_: str, subscriptions: list[store.Subscription]) -> list[str]:
+    """The endpoints an event of this type goes to."""
+    return [sub.endpoint_id for sub in subscriptions if type_ in sub.events]
+
+
+def place_silence_closes(
+    events: list[SessionEvent], owed: list[tuple[str, int, int | None]]
+) -> tuple[list[SessionEvent], list[tuple[str, int]]]:
+    """``events`` with the ``ChatSessionClosed`` (inactivity) of the ``owed`` sessions
+    ``(id, expires_ms, close_notified_ms)`` put in their place, and the ``(id, expires_ms)``
+    to mark as announced (pure; see :func:`_with_silence_closes`)."""
+    touched = {event.session_id for event in events}
+    opened = {event.session_id for event in events if event.type == OPENED}
+    closing = {event.session_id for event in events if event.type == CLOSED}
+    before: list[SessionEvent] = []
+    after: list[SessionEvent] = []
+    marks: list[tuple[str, int]] = []
+    for session_id, expires_ms, notified_ms in owed:
+        if session_id in closing:
+            pass  # the caller (the sweeper) announces it
+        elif session_id not in touched:
+            before.append(SessionEvent(CLOSED, session_id))
+        elif session_id in opened or notified_ms is None:
+            after.append(SessionEvent(CLOSED, session_id))
+        marks.append((session_id, expires_ms))
+    return [*before, *events, *after], marks
+
+
 async def _with_silence_closes(
     conn: AsyncConnection,
     *,
@@ -111,30 +159,29 @@ async def _with_silence_closes(
     is closed right after its events; one that had been announced closed and only got an
     older message is not announced again.
     """
-    closers = [sub.created_at_ms for sub in subscriptions if CLOSED in sub.events]
-    if not closers:
+    since = close_subscribers_since(subscriptions)
+    if since is None:
         return events
     owed = await queue.contact_owing_close(
-        conn, user_id=user_id, contact_id=contact_id, since_ms=min(closers), now_ms=now_ms
+        conn, user_id=user_id, contact_id=contact_id, since_ms=since, now_ms=now_ms
     )
     if not owed:
         return events
-    touched = {event.session_id for event in events}
-    opened = {event.session_id for event in events if event.type == OPENED}
-    closing = {event.session_id for event in events if event.type == CLOSED}
-    before: list[SessionEvent] = []
-    after: list[SessionEvent] = []
-    for session_id, expires_ms, notified_ms in owed:
-        if session_id in closing:
-            pass  # the caller (the sweeper) announces it
-        elif session_id not in touched:
-            before.append(SessionEvent(CLOSED, session_id))
-        elif session_id in opened or notified_ms is None:
-            after.append(SessionEvent(CLOSED, session_id))
+    placed, marks = place_silence_closes(events, owed)
+    for session_id, expires_ms in marks:
         await queue.mark_close_notified(
             conn, user_id=user_id, session_id=session_id, expires_ms=expires_ms
         )
-    return [*before, *events, *after]
+    return placed
+
+
+def remember_subscriptions(
+    conn: AsyncConnection, user_id: str, subscriptions: list[store.Subscription]
+) -> None:
+    """Let :func:`emit` in this transaction use subscriptions read by the caller (in the
+    statement that locked the contacts) instead of reading them again."""
+    transaction = conn.sync_connection.get_transaction() if conn.sync_connection else None
+    conn.info["chatsessions.subscriptions"] = (transaction, user_id, list(subscriptions))
 
 
 async def _subscriptions_in_transaction(
@@ -170,8 +217,7 @@ async def emit(
     if not events:
         return
     subscriptions = await _subscriptions_in_transaction(conn, user_id)
-    wanted = {event.type for event in events}
-    if not any(wanted.intersection(sub.events) for sub in subscriptions):
+    if not wants_any(events, subscriptions):
         return
     events = await _with_silence_closes(
         conn,
@@ -184,7 +230,7 @@ async def emit(
     sessions: dict[str, dict[str, Any] | None] = {}
     written = False
     for event in events:
-        targets = [sub.endpoint_id for sub in subscriptions if event.type in sub.events]
+        targets = targets_of(event.type, subscriptions)
         if not targets:
             continue
         if event.session_id not in sessions:
@@ -214,6 +260,11 @@ async def emit(
         # transaction commits.
         await conn.execute(text(f"SELECT pg_notify('{NOTIFY_CHANNEL}', '')"))
     else:
-        # SQLite: this process's loops; their claim waits for this transaction's commit.
-        for listener in list(_wake_listeners):
-            listener()
+        wake_listeners()
+
+
+def wake_listeners() -> None:
+    """Wake this process's delivery loops (SQLite, after writing deliveries: their claim
+    waits for this transaction's commit)."""
+    for listener in list(_wake_listeners):
+        listener()

@@ -1,0 +1,617 @@
+"""SQL of message ingest, set-based: a fixed number of statements per request, whatever
+the number of messages. Every statement is scoped by user.
+
+One request runs, after authentication:
+
+1. :func:`lock_and_load` — lock the request's contacts (in id order) and read what the
+   session rule and the webhook outbox need of the user: its timeout history and its
+   enabled endpoints (plus the contacts' fields, for event bodies);
+2. :func:`read_state` — *after* the lock (a fresh snapshot that sees every earlier writer
+   of these contacts): the stored messages with the request's externalIds, each contact's
+   sessions around the request's timestamps (the last one starting at or before the
+   smallest, every one starting inside the range, the first one after the largest), and,
+   when an endpoint wants ``ChatSessionClosed``, the contacts' sessions owing that close;
+3. :func:`write` — the net result: absorbed sessions deleted and their messages moved,
+   sessions inserted or updated in their final state, messages inserted, outbox rows.
+
+On PostgreSQL each step is one statement (arrays through ``unnest``; the writes as
+data-modifying CTEs of one statement). On SQLite, which holds the database write lock
+for the whole transaction and has no arrays, the same steps run as a few statements each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import bindparam, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions.sessions.store import SessionRow
+from chatsessions.webhooks.store import Subscription
+
+__all__ = [
+    "Loaded",
+    "MessageWrite",
+    "OutboxWrite",
+    "State",
+    "StoredExternal",
+    "TrackedSession",
+    "Writes",
+    "contact_fields",
+    "lock_and_load",
+    "read_state",
+    "write",
+]
+
+
+@dataclass
+class TrackedSession(SessionRow):
+    """A session as ingest holds it in memory (with its close-announcement mark)."""
+
+    close_notified_ms: int | None = None
+
+
+@dataclass(frozen=True)
+class ContactFields:
+    """What an event body shows of a contact."""
+
+    first_name: str | None
+    last_name: str | None
+    phone: str | None
+    email: str | None
+    channel: str | None
+
+
+@dataclass
+class Loaded:
+    """What :func:`lock_and_load` read."""
+
+    locked: set[str]
+    contacts: dict[str, ContactFields]
+    timeout_changes: list[tuple[int, int]]
+    subscriptions: list[Subscription]
+
+
+@dataclass(frozen=True)
+class StoredExternal:
+    """A stored message found by externalId, with its session's status columns."""
+
+    message_id: str
+    contact_id: str
+    session_id: str
+    closed_at_ms: int | None
+    expires_ms: int
+
+
+@dataclass
+class State:
+    """What :func:`read_state` read."""
+
+    external: dict[str, StoredExternal] = field(default_factory=dict)
+    sessions: dict[str, list[TrackedSession]] = field(default_factory=dict)  # by contact
+
+
+@dataclass(frozen=True)
+class MessageWrite:
+    """One message row to insert."""
+
+    id: str
+    contact_id: str
+    session_id: str
+    direction: str
+    role: str
+    type: str
+    content: str | None
+    media_url: str | None
+    ts_ms: int
+    external_id: str | None
+
+
+@dataclass(frozen=True)
+class OutboxWrite:
+    """One webhook event and the endpoints it goes to (in emission order)."""
+
+    event_id: str
+    contact_id: str
+    type: str
+    payload: bytes
+    endpoint_ids: list[str]
+
+
+@dataclass
+class Writes:
+    """The net result of a request, written by :func:`write`."""
+
+    deleted: list[str] = field(default_factory=list)  # stored sessions absorbed
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (absorbed id, survivor id)
+    inserted: list[TrackedSession] = field(default_factory=list)
+    updated: list[TrackedSession] = field(default_factory=list)
+    notified: list[tuple[str, int]] = field(default_factory=list)  # (session id, mark)
+    messages: list[MessageWrite] = field(default_factory=list)
+    outbox: list[OutboxWrite] = field(default_factory=list)
+
+
+_SESSION_COLS = (
+    "id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms, "
+    "message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms"
+)
+# The partial index ix_sessions_close_due (tables.SESSION_CLOSE_PENDING / _DUE).
+_OWING = (
+    "closed_at_ms IS NULL AND (close_notified_ms IS NULL OR close_notified_ms < expires_ms) "
+    "AND (CASE WHEN expires_ms >= created_at_ms THEN expires_ms ELSE created_at_ms END) "
+    "BETWEEN :since_ms AND :now_ms"
+)
+
+# -- 1. lock and load ------------------------------------------------------------------------
+
+_LOAD_TAIL = """
+    UNION ALL
+    SELECT 1, NULL, effective_from_ms, timeout_ms, NULL, NULL, NULL, NULL, NULL
+    FROM timeout_changes WHERE user_id = :user_id
+    UNION ALL
+    SELECT 2, id, created_at_ms, NULL, events, NULL, NULL, NULL, NULL
+    FROM webhook_endpoints WHERE user_id = :user_id AND enabled
+"""
+# The CTE takes the row locks in id order (LockRows over the sort) before the other
+# branches run. Those read the statement's snapshot, taken before any wait for a lock:
+# fine for the timeout history and the endpoints (a change that commits meanwhile is
+# concurrent with this request either way), never for sessions or messages (step 2).
+_LOAD_PG = text(
+    """
+    WITH locked AS (
+        SELECT id, first_name, last_name, phone, email, channel FROM contacts
+        WHERE user_id = :user_id AND id = ANY(CAST(:contact_ids AS varchar[]))
+        ORDER BY id FOR UPDATE
+    )
+    SELECT 0 AS kind, CAST(id AS varchar) AS name, CAST(NULL AS bigint) AS a,
+           CAST(NULL AS bigint) AS b, CAST(first_name AS text) AS t1, CAST(last_name AS text),
+           CAST(phone AS text), CAST(email AS text), CAST(channel AS text)
+    FROM locked"""
+    + _LOAD_TAIL
+)
+_LOAD_SQLITE = text(
+    """
+    SELECT 0 AS kind, id AS name, NULL AS a, NULL AS b, first_name AS t1, last_name, phone,
+           email, channel
+    FROM contacts WHERE user_id = :user_id AND id IN :contact_ids"""
+    + _LOAD_TAIL
+).bindparams(bindparam("contact_ids", expanding=True))
+
+
+async def lock_and_load(
+    conn: AsyncConnection, user_id: str, contact_ids: Sequence[str]
+) -> Loaded:
+    """Lock the contacts (PostgreSQL row locks in id order; SQLite holds the write lock)
+    and read the user's timeout history and enabled endpoints: one statement."""
+    wanted = sorted(set(contact_ids))
+    stmt = _LOAD_PG if conn.dialect.name == "postgresql" else _LOAD_SQLITE
+    loaded = Loaded(set(), {}, [], [])
+    for row in await conn.execute(stmt, {"user_id": user_id, "contact_ids": wanted}):
+        kind = row[0]
+        if kind == 0:
+            loaded.locked.add(row[1])
+            loaded.contacts[row[1]] = ContactFields(row[4], row[5], row[6], row[7], row[8])
+        elif kind == 1:
+            loaded.timeout_changes.append((row[2], row[3]))
+        else:
+            loaded.subscriptions.append(Subscription(row[1], list(orjson.loads(row[4])), row[2]))
+    loaded.timeout_changes.sort()
+    return loaded
+
+
+async def contact_fields(
+    conn: AsyncConnection, user_id: str, contact_ids: Sequence[str]
+) -> dict[str, ContactFields]:
+    """The fields event bodies show of these contacts (for contacts not read by
+    :func:`lock_and_load`, e.g. created inline)."""
+    if not contact_ids:
+        return {}
+    rows = await conn.execute(
+        _CONTACT_FIELDS, {"user_id": user_id, "contact_ids": sorted(set(contact_ids))}
+    )
+    return {row[0]: ContactFields(*row[1:]) for row in rows}
+
+
+_CONTACT_FIELDS = text(
+    "SELECT id, first_name, last_name, phone, email, channel FROM contacts "
+    "WHERE user_id = :user_id AND id IN :contact_ids"
+).bindparams(bindparam("contact_ids", expanding=True))
+
+# -- 2. read the state -----------------------------------------------------------------------
+
+_EXTERNAL_PG = """
+    SELECT 1, m.id, m.contact_id, NULL, NULL, s.expires_ms, s.closed_at_ms,
+           NULL, NULL, NULL, NULL, NULL, NULL, m.external_id, m.session_id
+    FROM messages AS m
+    JOIN sessions AS s ON s.user_id = m.user_id AND s.id = m.session_id
+    WHERE m.user_id = :user_id AND m.external_id = ANY(CAST(:external_ids AS varchar[]))
+"""
+_AROUND_PG = f"""
+    SELECT 0 AS kind, x.*, CAST(NULL AS varchar) AS external_id,
+           CAST(NULL AS varchar) AS session_id
+    FROM unnest(CAST(:contact_ids AS varchar[]), CAST(:los AS bigint[]),
+                CAST(:his AS bigint[])) AS r(contact_id, lo, hi)
+    CROSS JOIN LATERAL (
+        (SELECT {_SESSION_COLS} FROM sessions
+         WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C" AND start_ms <= r.lo
+         ORDER BY start_ms DESC LIMIT 1)
+        UNION ALL
+        (SELECT {_SESSION_COLS} FROM sessions
+         WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C"
+           AND start_ms > r.lo AND start_ms <= r.hi)
+        UNION ALL
+        (SELECT {_SESSION_COLS} FROM sessions
+         WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C" AND start_ms > r.hi
+         ORDER BY start_ms ASC LIMIT 1)
+    ) AS x
+"""
+_OWING_PG = f"""
+    SELECT 2, {_SESSION_COLS}, NULL, NULL FROM sessions
+    WHERE user_id = :user_id AND {_OWING}
+      AND contact_id = ANY(CAST(:contact_ids AS varchar[]))
+"""
+_READ_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG)
+_READ_OWING_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _OWING_PG)
+
+# SQLite: per contact (no LATERAL), then the externalIds and the owing sessions.
+_AROUND_SQLITE = text(
+    f"""
+    SELECT * FROM (SELECT {_SESSION_COLS} FROM sessions
+        WHERE user_id = :user_id AND contact_id = :contact_id AND start_ms <= :lo
+        ORDER BY start_ms DESC LIMIT 1)
+    UNION ALL
+    SELECT {_SESSION_COLS} FROM sessions
+        WHERE user_id = :user_id AND contact_id = :contact_id AND start_ms > :lo AND start_ms <= :hi
+    UNION ALL
+    SELECT * FROM (SELECT {_SESSION_COLS} FROM sessions
+        WHERE user_id = :user_id AND contact_id = :contact_id AND start_ms > :hi
+        ORDER BY start_ms ASC LIMIT 1)
+    """
+)
+_EXTERNAL_SQLITE = text(
+    """
+    SELECT m.id, m.contact_id, s.expires_ms, s.closed_at_ms, m.external_id, m.session_id
+    FROM messages AS m
+    JOIN sessions AS s ON s.user_id = m.user_id AND s.id = m.session_id
+    WHERE m.user_id = :user_id AND m.external_id IN :external_ids
+    """
+).bindparams(bindparam("external_ids", expanding=True))
+_OWING_SQLITE = text(
+    f"""
+    SELECT {_SESSION_COLS} FROM sessions
+    WHERE user_id = :user_id AND {_OWING} AND contact_id IN :contact_ids
+    """
+).bindparams(bindparam("contact_ids", expanding=True))
+
+
+def _tracked(row: Sequence[Any]) -> TrackedSession:
+    (sid, contact_id, start, last, expires, closed, activity, count, inbound, outbound) = row[:10]
+    return TrackedSession(
+        sid, contact_id, start, last, expires, closed, activity, count, inbound, outbound,
+        created_at_ms=row[10], close_notified_ms=row[11],
+    )
+
+
+async def read_state(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    ranges: dict[str, tuple[int, int]],
+    external_ids: Sequence[str],
+    owing_since_ms: int | None,
+    now_ms: int,
+) -> State:
+    """The stored messages with these externalIds, and per contact the sessions around its
+    ``(smallest, largest)`` timestamp (plus those owing a close announcement since
+    ``owing_since_ms``, when given). Call it with the contacts locked."""
+    state = State(sessions={cid: [] for cid in ranges})
+    seen: set[str] = set()
+
+    def add_session(session: TrackedSession) -> None:
+        if session.id not in seen:
+            seen.add(session.id)
+            state.sessions[session.contact_id].append(session)
+
+    def add_external(ext: str, mid: str, cid: str, sid: str, closed: int | None, exp: int) -> None:
+        state.external[ext] = StoredExternal(mid, cid, sid, closed, exp)
+
+    contacts = sorted(ranges)
+    params: dict[str, Any] = {"user_id": user_id, "since_ms": owing_since_ms, "now_ms": now_ms}
+    if conn.dialect.name == "postgresql":
+        params.update(
+            contact_ids=contacts,
+            los=[ranges[c][0] for c in contacts],
+            his=[ranges[c][1] for c in contacts],
+            external_ids=sorted(set(external_ids)),
+        )
+        stmt = _READ_PG if owing_since_ms is None else _READ_OWING_PG
+        for row in await conn.execute(stmt, params):
+            if row[0] == 1:
+                add_external(row[13], row[1], row[2], row[14], row[6], row[5])
+            else:
+                add_session(_tracked(row[1:13]))
+        return state
+    for cid in contacts:
+        lo, hi = ranges[cid]
+        for row in await conn.execute(
+            _AROUND_SQLITE, {"user_id": user_id, "contact_id": cid, "lo": lo, "hi": hi}
+        ):
+            add_session(_tracked(row))
+    unique = sorted(set(external_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        for row in await conn.execute(
+            _EXTERNAL_SQLITE, {"user_id": user_id, "external_ids": chunk}
+        ):
+            add_external(row[4], row[0], row[1], row[5], row[3], row[2])
+    if owing_since_ms is not None and contacts:
+        for row in await conn.execute(_OWING_SQLITE, {**params, "contact_ids": contacts}):
+            add_session(_tracked(row))
+    return state
+
+
+# -- 3. write --------------------------------------------------------------------------------
+
+_SESSION_ARRAYS = """
+    unnest(CAST(:s_id AS varchar[]), CAST(:s_contact AS varchar[]), CAST(:s_start AS bigint[]),
+           CAST(:s_last AS bigint[]), CAST(:s_expires AS bigint[]), CAST(:s_closed AS bigint[]),
+           CAST(:s_activity AS bigint[]), CAST(:s_count AS int[]), CAST(:s_in AS int[]),
+           CAST(:s_out AS int[]), CAST(:s_created AS bigint[]), CAST(:s_notified AS bigint[]),
+           CAST(:s_new AS boolean[]))
+    AS v(id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms,
+         message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms, is_new)
+"""
+# One statement: its parts see one snapshot and touch disjoint rows (a session is deleted,
+# inserted, updated or only marked, never two of them; the moved messages are stored
+# ones, the inserted ones carry their final session already).
+_WRITE_PG = text(
+    f"""
+    WITH gone AS (
+        DELETE FROM sessions WHERE user_id = :user_id AND id = ANY(CAST(:gone AS varchar[]))
+    ), moved AS (
+        UPDATE messages AS m SET session_id = mv.to_id
+        FROM unnest(CAST(:move_from AS varchar[]), CAST(:move_to AS varchar[]))
+             AS mv(from_id, to_id)
+        WHERE m.user_id = :user_id AND m.session_id = mv.from_id COLLATE "C"
+    ), added AS (
+        INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms,
+            closed_at_ms, activity_ms, message_count, inbound_count, outbound_count,
+            created_at_ms, updated_at_ms, close_notified_ms)
+        SELECT :user_id, v.id, v.contact_id, v.start_ms, v.last_ms, v.expires_ms,
+            v.closed_at_ms, v.activity_ms, v.message_count, v.inbound_count, v.outbound_count,
+            v.created_at_ms, :now_ms, v.close_notified_ms
+        FROM {_SESSION_ARRAYS} WHERE v.is_new
+    ), changed AS (
+        UPDATE sessions AS s SET start_ms = v.start_ms, last_ms = v.last_ms,
+            expires_ms = v.expires_ms, closed_at_ms = v.closed_at_ms,
+            activity_ms = v.activity_ms, message_count = v.message_count,
+            inbound_count = v.inbound_count, outbound_count = v.outbound_count,
+            close_notified_ms = v.close_notified_ms, updated_at_ms = :now_ms
+        FROM {_SESSION_ARRAYS}
+        WHERE NOT v.is_new AND s.user_id = :user_id AND s.id = v.id COLLATE "C"
+    ), marked AS (
+        UPDATE sessions AS s SET close_notified_ms = n.mark
+        FROM unnest(CAST(:n_id AS varchar[]), CAST(:n_mark AS bigint[])) AS n(id, mark)
+        WHERE s.user_id = :user_id AND s.id = n.id COLLATE "C"
+    ), inserted AS (
+        INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type,
+            content, media_url, ts_ms, external_id, created_at_ms)
+        SELECT :user_id, v.*, :now_ms
+        FROM unnest(CAST(:m_id AS varchar[]), CAST(:m_contact AS varchar[]),
+                    CAST(:m_session AS varchar[]), CAST(:m_direction AS varchar[]),
+                    CAST(:m_role AS varchar[]), CAST(:m_type AS varchar[]),
+                    CAST(:m_content AS text[]), CAST(:m_media AS text[]),
+                    CAST(:m_ts AS bigint[]), CAST(:m_external AS varchar[])) AS v
+    ), events AS (
+        INSERT INTO webhook_events (user_id, id, contact_id, type, payload, created_at_ms)
+        SELECT :user_id, v.*, :now_ms
+        FROM unnest(CAST(:e_id AS varchar[]), CAST(:e_contact AS varchar[]),
+                    CAST(:e_type AS varchar[]), CAST(:e_payload AS text[])) AS v
+    ), deliveries AS (
+        INSERT INTO webhook_deliveries (user_id, endpoint_id, event_id, contact_id, type,
+            status, attempts, next_attempt_ms, created_at_ms, updated_at_ms)
+        SELECT :user_id, v.endpoint_id, v.event_id, v.contact_id, v.type, 'pending', 0,
+            :now_ms, :now_ms, :now_ms
+        FROM unnest(CAST(:d_endpoint AS varchar[]), CAST(:d_event AS varchar[]),
+                    CAST(:d_contact AS varchar[]), CAST(:d_type AS varchar[]))
+             WITH ORDINALITY AS v(endpoint_id, event_id, contact_id, type, n)
+        ORDER BY v.n
+    )
+    SELECT pg_notify(:channel, '') WHERE CAST(:notify AS boolean)
+    """
+)
+
+
+def _session_values(row: TrackedSession, user_id: str, now_ms: int) -> dict[str, Any]:
+    return {
+        "user_id": user_id,
+        "id": row.id,
+        "contact_id": row.contact_id,
+        "start_ms": row.start_ms,
+        "last_ms": row.last_ms,
+        "expires_ms": row.expires_ms,
+        "closed_at_ms": row.closed_at_ms,
+        "activity_ms": row.activity_ms,
+        "message_count": row.message_count,
+        "inbound_count": row.inbound_count,
+        "outbound_count": row.outbound_count,
+        "created_at_ms": row.created_at_ms,
+        "updated_at_ms": now_ms,
+        "close_notified_ms": row.close_notified_ms,
+    }
+
+
+async def write(
+    conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int, channel: str
+) -> None:
+    """Write the net result (one statement on PostgreSQL, which also notifies ``channel``
+    at commit when outbox rows were written)."""
+    if conn.dialect.name == "postgresql":
+        await conn.execute(_WRITE_PG, _pg_params(user_id, writes, now_ms, channel))
+        return
+    await _write_sqlite(conn, user_id, writes, now_ms)
+
+
+def _pg_params(user_id: str, w: Writes, now_ms: int, channel: str) -> dict[str, Any]:
+    sessions = [*w.inserted, *w.updated]
+    deliveries = [(ep, e) for e in w.outbox for ep in e.endpoint_ids]
+    return {
+        "user_id": user_id,
+        "now_ms": now_ms,
+        "gone": w.deleted,
+        "move_from": [f for f, _ in w.moved],
+        "move_to": [t for _, t in w.moved],
+        "s_id": [x.id for x in sessions],
+        "s_contact": [x.contact_id for x in sessions],
+        "s_start": [x.start_ms for x in sessions],
+        "s_last": [x.last_ms for x in sessions],
+        "s_expires": [x.expires_ms for x in sessions],
+        "s_closed": [x.closed_at_ms for x in sessions],
+        "s_activity": [x.activity_ms for x in sessions],
+        "s_count": [x.message_count for x in sessions],
+        "s_in": [x.inbound_count for x in sessions],
+        "s_out": [x.outbound_count for x in sessions],
+        "s_created": [x.created_at_ms for x in sessions],
+        "s_notified": [x.close_notified_ms for x in sessions],
+        "s_new": [True] * len(w.inserted) + [False] * len(w.updated),
+        "n_id": [sid for sid, _ in w.notified],
+        "n_mark": [mark for _, mark in w.notified],
+        "m_id": [m.id for m in w.messages],
+        "m_contact": [m.contact_id for m in w.messages],
+        "m_session": [m.session_id for m in w.messages],
+        "m_direction": [m.direction for m in w.messages],
+        "m_role": [m.role for m in w.messages],
+        "m_type": [m.type for m in w.messages],
+        "m_content": [m.content for m in w.messages],
+        "m_media": [m.media_url for m in w.messages],
+        "m_ts": [m.ts_ms for m in w.messages],
+        "m_external": [m.external_id for m in w.messages],
+        "e_id": [e.event_id for e in w.outbox],
+        "e_contact": [e.contact_id for e in w.outbox],
+        "e_type": [e.type for e in w.outbox],
+        "e_payload": [e.payload.decode() for e in w.outbox],
+        "d_endpoint": [ep for ep, _ in deliveries],
+        "d_event": [e.event_id for _, e in deliveries],
+        "d_contact": [e.contact_id for _, e in deliveries],
+        "d_type": [e.type for _, e in deliveries],
+        "channel": channel,
+        "notify": bool(deliveries),
+    }
+
+
+_SQLITE_DELETE = text("DELETE FROM sessions WHERE user_id = :user_id AND id = :id")
+_SQLITE_MOVE = text(
+    "UPDATE messages SET session_id = :to_id WHERE user_id = :user_id AND session_id = :from_id"
+)
+_SQLITE_INSERT_SESSION = text(
+    """
+    INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms,
+        activity_ms, message_count, inbound_count, outbound_count, created_at_ms,
+        updated_at_ms, close_notified_ms)
+    VALUES (:user_id, :id, :contact_id, :start_ms, :last_ms, :expires_ms, :closed_at_ms,
+        :activity_ms, :message_count, :inbound_count, :outbound_count, :created_at_ms,
+        :updated_at_ms, :close_notified_ms)
+    """
+)
+_SQLITE_UPDATE_SESSION = text(
+    """
+    UPDATE sessions SET start_ms = :start_ms, last_ms = :last_ms, expires_ms = :expires_ms,
+        closed_at_ms = :closed_at_ms, activity_ms = :activity_ms,
+        message_count = :message_count, inbound_count = :inbound_count,
+        outbound_count = :outbound_count, close_notified_ms = :close_notified_ms,
+        updated_at_ms = :updated_at_ms
+    WHERE user_id = :user_id AND id = :id
+    """
+)
+_SQLITE_MARK = text(
+    "UPDATE sessions SET close_notified_ms = :mark WHERE user_id = :user_id AND id = :id"
+)
+_SQLITE_INSERT_MESSAGE = text(
+    """
+    INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type, content,
+        media_url, ts_ms, external_id, created_at_ms)
+    VALUES (:user_id, :id, :contact_id, :session_id, :direction, :role, :type, :content,
+        :media_url, :ts_ms, :external_id, :created_at_ms)
+    """
+)
+_SQLITE_INSERT_EVENT = text(
+    """
+    INSERT INTO webhook_events (user_id, id, contact_id, type, payload, created_at_ms)
+    VALUES (:user_id, :id, :contact_id, :type, :payload, :created_at_ms)
+    """
+)
+_SQLITE_INSERT_DELIVERY = text(
+    """
+    INSERT INTO webhook_deliveries (user_id, endpoint_id, event_id, contact_id, type, status,
+        attempts, next_attempt_ms, created_at_ms, updated_at_ms)
+    VALUES (:user_id, :endpoint_id, :event_id, :contact_id, :type, 'pending', 0, :now_ms,
+        :now_ms, :now_ms)
+    """
+)
+
+
+async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: int) -> None:
+    async def many(stmt: Any, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            await conn.execute(stmt, rows)
+
+    await many(_SQLITE_DELETE, [{"user_id": user_id, "id": sid} for sid in w.deleted])
+    await many(
+        _SQLITE_MOVE, [{"user_id": user_id, "from_id": f, "to_id": t} for f, t in w.moved]
+    )
+    await many(_SQLITE_INSERT_SESSION, [_session_values(x, user_id, now_ms) for x in w.inserted])
+    await many(_SQLITE_UPDATE_SESSION, [_session_values(x, user_id, now_ms) for x in w.updated])
+    await many(
+        _SQLITE_MARK, [{"user_id": user_id, "id": sid, "mark": mark} for sid, mark in w.notified]
+    )
+    await many(
+        _SQLITE_INSERT_MESSAGE,
+        [
+            {
+                "user_id": user_id,
+                "id": m.id,
+                "contact_id": m.contact_id,
+                "session_id": m.session_id,
+                "direction": m.direction,
+                "role": m.role,
+                "type": m.type,
+                "content": m.content,
+                "media_url": m.media_url,
+                "ts_ms": m.ts_ms,
+                "external_id": m.external_id,
+                "created_at_ms": now_ms,
+            }
+            for m in w.messages
+        ],
+    )
+    await many(
+        _SQLITE_INSERT_EVENT,
+        [
+            {
+                "user_id": user_id,
+                "id": e.event_id,
+                "contact_id": e.contact_id,
+                "type": e.type,
+                "payload": e.payload.decode(),
+                "created_at_ms": now_ms,
+            }
+            for e in w.outbox
+        ],
+    )
+    # One by one, in emission order: the autoincrement id is the delivery order.
+    for e in w.outbox:
+        for endpoint_id in e.endpoint_ids:
+            await conn.execute(
+                _SQLITE_INSERT_DELIVERY,
+                {
+                    "user_id": user_id,
+                    "endpoint_id": endpoint_id,
+                    "event_id": e.event_id,
+                    "contact_id": e.contact_id,
+                    "type": e.type,
+                    "now_ms": now_ms,
+                },
+            )
