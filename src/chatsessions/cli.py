@@ -90,6 +90,7 @@ def serve(
         http="httptools",
         server_header=False,
         log_level=settings.log_level,
+        access_log=settings.access_log,
         timeout_graceful_shutdown=int(settings.shutdown_grace_seconds),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -20,13 +21,23 @@ def system_clock() -> int:
 now_ms = system_clock
 
 
+@functools.lru_cache(maxsize=8192)
+def _date_prefix(day: int) -> str:
+    """``YYYY-MM-DDT`` of the ``day``-th day since the epoch."""
+    return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+
+
 def format_ms(ms: int | None) -> str | None:
     """ISO 8601 UTC with milliseconds and ``Z``: ``2026-11-24T09:00:00.000Z``."""
     if ms is None:
         return None
+    # Hot in every listing (three per session, one per message): the date part is
+    # cached per day and the time of day is plain arithmetic, ~3x faster than strftime.
     seconds, millis = divmod(ms, 1000)
-    # time.gmtime + strftime is ~2x faster than datetime here (hot in every listing).
-    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"
+    day, second_of_day = divmod(seconds, 86_400)
+    hour, rest = divmod(second_of_day, 3600)
+    minute, second = divmod(rest, 60)
+    return f"{_date_prefix(day)}{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
 
 
 def parse_iso_ms(value: str) -> int:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
+from chatsessions.db import fetch_rows
 
 __all__ = [
     "ApiKeyRow",
@@ -54,15 +55,17 @@ async def insert_key(
     )
 
 
+# Built once: every request runs it, and a pre-built statement skips SQLAlchemy's
+# construction and cache-key work on each call.
+_KEY_BY_HASH = select(
+    tables.api_keys.c.id, tables.api_keys.c.user_id, tables.api_keys.c.revoked_at_ms
+).where(tables.api_keys.c.key_hash == bindparam("key_hash"))
+
+
 async def find_key_by_hash(conn: AsyncConnection, key_hash: str) -> ApiKeyRow | None:
     """The key with this hash, revoked or not."""
-    k = tables.api_keys.c
-    row = (
-        await conn.execute(
-            select(k.id, k.user_id, k.revoked_at_ms).where(k.key_hash == key_hash)
-        )
-    ).first()
-    return ApiKeyRow(row.id, row.user_id, row.revoked_at_ms) if row else None
+    rows = await fetch_rows(conn, _KEY_BY_HASH, {"key_hash": key_hash})
+    return ApiKeyRow(rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
 async def revoke_key(conn: AsyncConnection, *, key_hash: str | None, key_id: str | None, now_ms: int) -> int:

@@ -218,7 +218,9 @@ async def list_sessions_page(
         payload = decode_cursor(cursor, secret, user_id=user_id)
         query, window_time, after = _cursor_query(payload, params, contact_id)
     min_activity = window_time - query.hours * HOUR_MS if query.hours is not None else None
-    async with db.read(snapshot=True) as conn:
+    # One snapshot only when the messages must agree with the sessions listed: a single
+    # statement reads one snapshot anyway, and autocommit saves two round trips.
+    async with db.read(snapshot=query.include_messages) as conn:
         if contact_id is not None:
             contact = None
             if ids.is_id(contact_id):

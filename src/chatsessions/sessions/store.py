@@ -6,12 +6,14 @@ index range read (see docs/performance.md).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    Select,
     String,
     and_,
     bindparam,
@@ -24,8 +26,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.expression import BindParameter
 
 from chatsessions import tables
+from chatsessions.db import fetch_rows
 from chatsessions.sessions.rule import SessionSpan
 
 __all__ = [
@@ -115,22 +119,23 @@ _CONTACT_COLUMNS = (ct.first_name, ct.last_name, ct.phone, ct.email, ct.channel)
 
 
 def _listed(row: Any) -> ListedSession:
-    return ListedSession(
-        SessionRow.from_row(row), row.first_name, row.last_name, row.phone, row.email, row.channel
-    )
+    # Positional: the row is _SESSION_COLUMNS then _CONTACT_COLUMNS (faster than by name).
+    return ListedSession(SessionRow(*row[:11]), row[11], row[12], row[13], row[14], row[15])
+
+
+_ONE_SESSION = (
+    select(*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
+    .join(tables.contacts, and_(ct.user_id == s.user_id, ct.id == s.contact_id))
+    .where(s.user_id == bindparam("user_id"), s.id == bindparam("session_id"))
+)
 
 
 async def get_session(
     conn: AsyncConnection, user_id: str, session_id: str, *, with_contact: bool = False
 ) -> ListedSession | None:
     """One session of the caller (with its contact's fields)."""
-    stmt = (
-        select(*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
-        .join(tables.contacts, and_(ct.user_id == s.user_id, ct.id == s.contact_id))
-        .where(s.user_id == user_id, s.id == session_id)
-    )
-    row = (await conn.execute(stmt)).first()
-    return _listed(row) if row else None
+    rows = await fetch_rows(conn, _ONE_SESSION, {"user_id": user_id, "session_id": session_id})
+    return _listed(rows[0]) if rows else None
 
 
 async def neighbours(
@@ -255,6 +260,38 @@ async def assign_messages(
         )
 
 
+@functools.cache
+def _list_statement(
+    *, by_contact: bool, since: bool, status: str | None, keyset: bool
+) -> Select[Any]:
+    """The listing statement of one shape, built once (values are bound per call)."""
+    conds: list[Any] = [s.user_id == bindparam("user_id")]
+    if by_contact:
+        conds.append(s.contact_id == bindparam("contact_id"))
+    if since:
+        conds.append(s.activity_ms >= bindparam("min_activity_ms"))
+    if status == "opened":
+        conds.extend([s.closed_at_ms.is_(None), s.expires_ms > bindparam("now_ms")])
+    elif status == "closed":
+        conds.append(or_(s.closed_at_ms.is_not(None), s.expires_ms <= bindparam("now_ms")))
+    if keyset:
+        after_activity: BindParameter[Any] = bindparam("after_activity")
+        after_id: BindParameter[Any] = bindparam("after_id")
+        conds.append(
+            or_(
+                s.activity_ms < after_activity,
+                and_(s.activity_ms == after_activity, s.id > after_id),
+            )
+        )
+    return (
+        select(*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
+        .join(tables.contacts, and_(ct.user_id == s.user_id, ct.id == s.contact_id))
+        .where(*conds)
+        .order_by(s.activity_ms.desc(), s.id.asc())
+        .limit(bindparam("limit"))
+    )
+
+
 async def list_sessions(
     conn: AsyncConnection,
     *,
@@ -270,27 +307,22 @@ async def list_sessions(
 
     ``after`` is the (activity, id) of the last session of the previous page.
     """
-    conds: list[Any] = [s.user_id == user_id]
-    if contact_id is not None:
-        conds.append(s.contact_id == contact_id)
-    if min_activity_ms is not None:
-        conds.append(s.activity_ms >= min_activity_ms)
-    if status == "opened":
-        conds.extend([s.closed_at_ms.is_(None), s.expires_ms > now_ms])
-    elif status == "closed":
-        conds.append(or_(s.closed_at_ms.is_not(None), s.expires_ms <= now_ms))
-    if after is not None:
-        conds.append(
-            or_(s.activity_ms < after[0], and_(s.activity_ms == after[0], s.id > after[1]))
-        )
-    stmt = (
-        select(*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
-        .join(tables.contacts, and_(ct.user_id == s.user_id, ct.id == s.contact_id))
-        .where(*conds)
-        .order_by(s.activity_ms.desc(), s.id.asc())
-        .limit(limit)
+    stmt = _list_statement(
+        by_contact=contact_id is not None,
+        since=min_activity_ms is not None,
+        status=status,
+        keyset=after is not None,
     )
-    return [_listed(row) for row in await conn.execute(stmt)]
+    params: dict[str, Any] = {"user_id": user_id, "limit": limit}
+    if contact_id is not None:
+        params["contact_id"] = contact_id
+    if min_activity_ms is not None:
+        params["min_activity_ms"] = min_activity_ms
+    if status is not None:
+        params["now_ms"] = now_ms
+    if after is not None:
+        params["after_activity"], params["after_id"] = after
+    return [_listed(row) for row in await fetch_rows(conn, stmt, params)]
 
 
 @dataclass(frozen=True)
@@ -366,12 +398,13 @@ async def messages_for_sessions(
     if not session_ids or per_session <= 0:
         return out
     if conn.dialect.name == "postgresql":
-        rows = await conn.execute(
+        rows = await fetch_rows(
+            conn,
             _NEWEST_PER_SESSION_PG,
             {"session_ids": list(session_ids), "user_id": user_id, "per_session": per_session},
         )
         for row in rows:
-            out[row.session_id].append(MessageRow(*row))
+            out[row[1]].append(MessageRow(*row))
         for msgs in out.values():
             msgs.sort(key=lambda msg: (msg.ts_ms, msg.id))
         return out
