@@ -27,17 +27,21 @@ def _date_prefix(day: int) -> str:
     return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
 
 
+_HOURS = [f"{h:02d}:" for h in range(24)]
+_MINUTES_SECONDS = [f"{m:02d}:{sec:02d}." for m in range(60) for sec in range(60)]
+_MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
+
+
 def format_ms(ms: int | None) -> str | None:
     """ISO 8601 UTC with milliseconds and ``Z``: ``2026-11-24T09:00:00.000Z``."""
     if ms is None:
         return None
     # Hot in every listing (three per session, one per message): the date part is
-    # cached per day and the time of day is plain arithmetic, ~3x faster than strftime.
+    # cached per day and the rest comes from tables, ~3x faster than strftime.
     seconds, millis = divmod(ms, 1000)
     day, second_of_day = divmod(seconds, 86_400)
     hour, rest = divmod(second_of_day, 3600)
-    minute, second = divmod(rest, 60)
-    return f"{_date_prefix(day)}{hour:02d}:{minute:02d}:{second:02d}.{millis:03d}Z"
+    return _date_prefix(day) + _HOURS[hour] + _MINUTES_SECONDS[rest] + _MILLIS[millis]
 
 
 def parse_iso_ms(value: str) -> int:
