@@ -1,0 +1,255 @@
+"""POST /v1/messages/batch, set-based: merges, gaps filled inside a batch, replays, many
+contacts, and the webhook events (the same as posting the items one by one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import select, update
+
+from chatsessions import ids, tables
+from chatsessions.db import Database
+from chatsessions.timeutil import format_ms
+from chatsessions.webhooks import store as webhooks_store
+from chatsessions.webhooks.events import EVENT_TYPES
+from tests.conftest import T0, Tenant, create_tenant
+from tests.factories import make_contact, post_message
+
+MIN = 60_000
+
+
+def _item(contact: str, ts: int, **extra: Any) -> dict[str, Any]:
+    return {"contactId": contact, "direction": "inbound", "timestamp": format_ms(ts), **extra}
+
+
+async def _batch(
+    client: httpx.AsyncClient, tenant: Tenant, items: list[dict[str, Any]]
+) -> list[Any]:
+    r = await client.post("/v1/messages/batch", json={"messages": items}, headers=tenant.auth)
+    assert r.status_code == 200, r.text
+    return list(r.json()["results"])
+
+
+async def _sessions(client: httpx.AsyncClient, tenant: Tenant, contact: str) -> list[Any]:
+    r = await client.get(
+        f"/v1/chat-sessions/{contact}", params={"includeMessages": "true"}, headers=tenant.auth
+    )
+    assert r.status_code == 200, r.text
+    return sorted(r.json()["sessions"], key=lambda s: s["start_date_time"])
+
+
+async def test_batch_item_merges_two_stored_sessions(client, tenant: Tenant) -> None:
+    contact = await make_contact(client, tenant.auth)
+    early = await post_message(client, tenant.auth, contact, T0 - 200 * MIN)
+    late = await post_message(client, tenant.auth, contact, T0 - 100 * MIN)
+    assert early["sessionId"] != late["sessionId"]
+    results = await _batch(
+        client,
+        tenant,
+        [
+            _item(contact, T0 - 10 * MIN),
+            _item(contact, T0 - 150 * MIN),
+            _item(contact, T0 - 5 * MIN),
+        ],
+    )
+    [bridged, later] = await _sessions(client, tenant, contact)
+    assert bridged["session_id"] == early["sessionId"]  # the earliest start survives
+    assert bridged["message_count"] == 3
+    assert [r["sessionId"] for r in results] == [
+        later["session_id"],
+        early["sessionId"],
+        later["session_id"],
+    ]
+    r = await client.get(f"/v1/sessions/{late['sessionId']}", headers=tenant.auth)
+    assert r.status_code == 404
+    # The stored message of the absorbed session moved with it.
+    assert {m["message_id"] for m in bridged["messages"]} >= {early["messageId"], late["messageId"]}
+
+
+async def test_batch_fills_a_gap_between_sessions_it_created(client, tenant: Tenant) -> None:
+    contact = await make_contact(client, tenant.auth)
+    stamps = [T0 - 300 * MIN, T0 - 100 * MIN, T0 - 200 * MIN, T0 - 250 * MIN, T0 - 150 * MIN]
+    results = await _batch(client, tenant, [_item(contact, ts) for ts in stamps])
+    [only] = await _sessions(client, tenant, contact)
+    assert only["message_count"] == 5
+    assert {r["sessionId"] for r in results} == {only["session_id"]}
+    # The first item's session (the earliest start) is the one that survives.
+    single = await post_message(client, tenant.auth, contact, T0 - 300 * MIN, expect=201)
+    assert single["sessionId"] == only["session_id"]
+
+
+async def test_replays_and_repeats_return_the_final_session(client, tenant: Tenant) -> None:
+    contact = await make_contact(client, tenant.auth)
+    first = await post_message(client, tenant.auth, contact, T0 - 200 * MIN, externalId="wamid.1")
+    results = await _batch(
+        client,
+        tenant,
+        [
+            _item(contact, T0 - 200 * MIN, externalId="wamid.1"),  # replay of a stored one
+            _item(contact, T0 - 100 * MIN, externalId="wamid.2"),  # a new session...
+            _item(contact, T0 - 100 * MIN, externalId="wamid.2"),  # ...repeated in the batch
+            _item(contact, T0 - 150 * MIN),  # bridges both: wamid.2's session is absorbed
+        ],
+    )
+    assert [r["duplicate"] for r in results] == [True, False, True, False]
+    assert results[0]["messageId"] == first["messageId"]
+    assert results[2]["messageId"] == results[1]["messageId"]
+    assert {r["sessionId"] for r in results} == {first["sessionId"]}
+    [only] = await _sessions(client, tenant, contact)
+    assert only["message_count"] == 3
+    replay = await post_message(
+        client, tenant.auth, contact, T0 - 100 * MIN, externalId="wamid.2", expect=200
+    )
+    assert replay["messageId"] == results[1]["messageId"]
+    assert replay["sessionId"] == first["sessionId"]
+    assert replay["sessionStatus"] == "ChatSessionClosed"
+
+
+async def test_batch_across_many_contacts(client, tenant: Tenant) -> None:
+    contacts = [await make_contact(client, tenant.auth) for _ in range(30)]
+    # Each contact gets a stored session first, then 4 items interleaved with the others'.
+    for n, contact in enumerate(contacts):
+        await post_message(client, tenant.auth, contact, T0 - (300 + n) * MIN)
+    offsets = [-20, 100, 180, 140]  # joins, new, new, bridges the two new ones
+    items = [
+        _item(contact, T0 - (300 + n) * MIN + off * MIN)
+        for off in offsets
+        for n, contact in enumerate(contacts)
+    ]
+    results = await _batch(client, tenant, items)
+    assert len(results) == 4 * len(contacts)
+    for n, contact in enumerate(contacts):
+        sessions = await _sessions(client, tenant, contact)
+        assert [s["message_count"] for s in sessions] == [2, 3]
+        mine = [results[k * len(contacts) + n] for k in range(4)]
+        assert mine[0]["sessionId"] == sessions[0]["session_id"]
+        assert {r["sessionId"] for r in mine[1:]} == {sessions[1]["session_id"]}
+
+
+# -- webhook events: a batch gives the events of its items posted one by one -------------
+
+
+async def _subscribe_all(database: Database, user_id: str) -> None:
+    async def work(conn: Any) -> None:
+        await webhooks_store.insert_endpoint(
+            conn,
+            webhooks_store.EndpointRow(
+                id=ids.new_id(),
+                user_id=user_id,
+                url="https://example.com/hook",
+                description=None,
+                events=list(EVENT_TYPES),
+                secret="whsec_test",
+                enabled=True,
+                disabled_reason=None,
+                disabled_at_ms=None,
+                failing_since_ms=None,
+                created_at_ms=T0 - 24 * 60 * MIN,
+            ),
+            now_ms=T0 - 24 * 60 * MIN,
+        )
+
+    await database.run_write(work)
+
+
+async def _disable(database: Database, user_id: str) -> None:
+    ep, dl = tables.webhook_endpoints.c, tables.webhook_deliveries.c
+
+    async def work(conn: Any) -> None:
+        await conn.execute(
+            update(tables.webhook_deliveries)
+            .where(dl.user_id == user_id)
+            .values(status="failed", next_attempt_ms=None)
+        )
+        await conn.execute(
+            update(tables.webhook_endpoints).where(ep.user_id == user_id).values(enabled=False)
+        )
+
+    await database.run_write(work)
+
+
+async def _outbox(database: Database, user_id: str, contacts: list[str]) -> list[list[Any]]:
+    """Per contact (in the given order), its events in delivery order, with ids replaced
+    by their order of first appearance (the two tenants' ids differ)."""
+    ev, dl = tables.webhook_events.c, tables.webhook_deliveries.c
+    async with database.read() as conn:
+        rows = (
+            await conn.execute(
+                select(ev.contact_id, ev.type, ev.payload)
+                .join(
+                    tables.webhook_deliveries,
+                    (dl.user_id == ev.user_id) & (dl.event_id == ev.id),
+                )
+                .where(ev.user_id == user_id)
+                .order_by(dl.id)
+            )
+        ).all()
+    out: list[list[Any]] = []
+    for contact in contacts:
+        names: dict[str, str] = {contact: "contact"}
+
+        def name(value: str, names: dict[str, str] = names) -> str:
+            return names.setdefault(value, f"id{len(names)}")
+
+        events = []
+        for row in rows:
+            if row.contact_id != contact:
+                continue
+            data = orjson.loads(row.payload)["data"]
+            session = dict(data["session"])
+            session["session_id"] = name(session["session_id"])
+            session["contact_id"] = name(session["contact_id"])
+            event = {"type": row.type, "session": session}
+            if "message" in data:
+                event["message"] = {
+                    **data["message"],
+                    "message_id": name(data["message"]["message_id"]),
+                }
+            if "merged_session_id" in data:
+                event["merged"] = name(data["merged_session_id"])
+            events.append(event)
+        out.append(events)
+    return out
+
+
+async def test_batch_events_equal_those_of_one_by_one(
+    client, database: Database, clock: Any
+) -> None:
+    # Per contact: stored sessions (one closed by silence and not announced), then items
+    # that join, open (one back-filled already past its timeout), bridge, and repeat.
+    prior = [-600, -400, -200]
+    items_at = [-30, -410, -300, -500, -250, -20, -350, -405]
+    outboxes = []
+    for mode in ("one_by_one", "batch"):
+        tenant = await create_tenant(database)
+        contacts = [
+            await make_contact(
+                client, tenant.auth, firstName=f"C{n}", phoneNumber=f"+1555000{n:04d}"
+            )
+            for n in range(3)
+        ]
+        for n, contact in enumerate(contacts):
+            for off in prior:
+                await post_message(client, tenant.auth, contact, T0 + (off - n) * MIN)
+        await _subscribe_all(database, tenant.user_id)
+        items = [
+            _item(contact, T0 + (off - n) * MIN, externalId=f"x{n}-{k % 7}", content=f"m{k}")
+            for k, off in enumerate(items_at)
+            for n, contact in enumerate(contacts)
+        ]
+        try:
+            if mode == "batch":
+                await _batch(client, tenant, items)
+            else:
+                for item in items:
+                    r = await client.post("/v1/messages", json=item, headers=tenant.auth)
+                    assert r.status_code in (200, 201), r.text
+            outboxes.append(await _outbox(database, tenant.user_id, contacts))
+        finally:
+            await _disable(database, tenant.user_id)
+    one_by_one, batch = outboxes
+    types = {e["type"] for events in batch for e in events}
+    assert types == set(EVENT_TYPES)
+    assert batch == one_by_one
