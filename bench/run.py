@@ -183,7 +183,7 @@ def server_command(kind: str, workers: int) -> list[str]:
             "--no-ws",
             "--log-level",
             "info",
-            "--access-log",
+            # No access log: as `chatsessions serve` (CHATSESSIONS_ACCESS_LOG off).
             "chatsessions.app:create_app",
         ]
     if kind == "floor":
@@ -207,6 +207,7 @@ def server_command(kind: str, workers: int) -> list[str]:
             "--http",
             "httptools",
             "--no-server-header",
+            "--no-access-log",
             "--log-level",
             "info",
             "--timeout-graceful-shutdown",
@@ -354,18 +355,35 @@ class _NoRows:
         return []
 
 
+class _CaptureDriver:
+    """Stands in for the asyncpg connection under ``db.fetch_rows``: records SQL and args."""
+
+    def __init__(self, capture: _Capture) -> None:
+        self.capture = capture
+
+    async def fetch(self, sql: str, *args: Any) -> list[Any]:
+        self.capture.driver_statements.append((sql, list(args)))
+        return []
+
+
 class _Capture:
-    """Stands in for a connection: records the statements a store function executes."""
+    """Stands in for a connection: records the statements a store function executes
+    (through SQLAlchemy, or straight on the driver via ``db.fetch_rows``)."""
 
     def __init__(self) -> None:
         from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
         self.dialect = dialect()
         self.statements: list[tuple[Any, dict[str, Any] | None]] = []
+        self.driver_statements: list[tuple[str, list[Any]]] = []
+        self.driver_connection = _CaptureDriver(self)
 
     async def execute(self, stmt: Any, params: dict[str, Any] | None = None, **kw: Any) -> _NoRows:
         self.statements.append((stmt, params))
         return _NoRows()
+
+    async def get_raw_connection(self) -> _Capture:
+        return self  # has .driver_connection, like SQLAlchemy's pooled connection
 
 
 def compiled(stmt: Any, dialect: Any, given: dict[str, Any] | None = None) -> tuple[str, list[Any]]:
@@ -394,6 +412,8 @@ async def service_statements(
     async def capture(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[str, list[Any]]:
         cap = _Capture()
         await fn(cap, *args, **kwargs)
+        if cap.driver_statements:
+            return cap.driver_statements[0]
         return compiled(*cap.statements[0][:1], cap.dialect, cap.statements[0][1])
 
     out["auth: key by hash"] = await capture(
