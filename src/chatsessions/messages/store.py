@@ -236,7 +236,10 @@ _EXTERNAL_PG = """
         WHERE mm.user_id = :user_id AND mm.external_id = e.external_id
         LIMIT 1  -- unique anyway; keeps the subquery a per-id probe (not flattened)
     ) AS m
-    JOIN sessions AS s ON s.user_id = :user_id AND s.id = m.session_id
+    CROSS JOIN LATERAL (  -- after the message: its session by primary key
+        SELECT ss.expires_ms, ss.closed_at_ms FROM sessions AS ss
+        WHERE ss.user_id = :user_id AND ss.id = m.session_id LIMIT 1
+    ) AS s
 """
 _AROUND_PG = f"""
     SELECT 0 AS kind, x.*, CAST(NULL AS varchar) AS external_id,
@@ -250,7 +253,8 @@ _AROUND_PG = f"""
         UNION ALL
         (SELECT {_SESSION_COLS} FROM sessions
          WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C"
-           AND start_ms > r.lo AND start_ms <= r.hi)
+           AND start_ms > r.lo AND start_ms <= r.hi
+         ORDER BY start_ms)  -- in index order: never a scan of the tenant's sessions
         UNION ALL
         (SELECT {_SESSION_COLS} FROM sessions
          WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C" AND start_ms > r.hi
