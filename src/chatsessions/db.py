@@ -140,9 +140,16 @@ async def fetch_rows(
         rows: Sequence[Sequence[Any]] = await driver.fetch(sql, *[params[n] for n in names])
     except Exception as exc:
         if not _is_server_error(exc):
-            fairy.invalidate(exc)  # the connection is unusable: never back into the pool
+            _retire_connections(conn, fairy, exc)
         raise
     return rows
+
+
+def _retire_connections(conn: AsyncConnection, fairy: Any, exc: BaseException) -> None:
+    """What SQLAlchemy does on a disconnect it sees itself: this connection is closed and
+    every pooled one opened before it is replaced at its next checkout (after a database
+    restart they are all dead: one failed request per process, not one per connection)."""
+    conn.engine.pool._invalidate(fairy, exc)  # SQLAlchemy's own disconnect handling
 
 
 def _is_server_error(exc: BaseException) -> bool:
@@ -205,19 +212,26 @@ class Database:
             driver = fairy.driver_connection
             assert driver is not None
             tx = driver.transaction(isolation="repeatable_read", readonly=True)
-            await tx.start()
+            try:
+                await tx.start()
+            except Exception as exc:
+                if not _is_server_error(exc):
+                    _retire_connections(conn, fairy, exc)
+                raise
             try:
                 yield conn
-            except BaseException:
+            except BaseException as exc:
                 with contextlib.suppress(Exception):
                     await tx.rollback()
-                if not driver.is_closed() and driver.is_in_transaction():
-                    fairy.invalidate()
+                if driver.is_closed():
+                    _retire_connections(conn, fairy, exc)
+                elif driver.is_in_transaction():  # e.g. cancelled mid-statement
+                    fairy.invalidate(exc)  # this connection only: its state is unknown
                 raise
             try:
                 await tx.rollback()
             except Exception as exc:
-                fairy.invalidate(exc)
+                _retire_connections(conn, fairy, exc)
                 raise
 
     @asynccontextmanager

@@ -4,6 +4,7 @@ lost."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import httpx
@@ -95,6 +96,41 @@ async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
             ).scalar_one()
         assert set(acked) <= stored
         assert count == len(acked)  # nothing refused during the outage was half-stored
+        await db.dispose()
+    finally:
+        await proxy.cut()
+        await _drop_pg_database(pg_name)
+
+
+async def test_reads_after_a_database_restart_fail_at_most_once_per_process() -> None:
+    """Pooled connections are not pinged before use: the first request that meets a dead
+    one fails (503) and retires every connection opened before it, so the next request
+    already gets a fresh one — not one failure per pooled connection."""
+    pg_name, direct_url = await _create_pg_database()
+    proxy = CuttableProxy("127.0.0.1", 5432)
+    await proxy.start()
+    try:
+        from chatsessions.db import migrate
+
+        await migrate(Settings(database_url=direct_url))
+        url = direct_url.replace(":5432/", f":{proxy.port}/")
+        settings = Settings(database_url=url, database_connect_timeout=5, secret_key="k")
+        db = Database(settings)
+        tenant = await create_tenant(db)
+        app = create_app(settings, clock=FakeClock(), database=db)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        listing = "/v1/chat-sessions/recent?hours=24"
+        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
+            # Several requests at once leave several connections in the pool.
+            warm = await asyncio.gather(*(c.get(listing, headers=tenant.auth) for _ in range(6)))
+            assert {r.status_code for r in warm} == {200}
+            assert db.engine.pool.checkedin() >= 3  # type: ignore[attr-defined]
+
+            await proxy.cut()  # every pooled connection dies (a database restart)
+            await proxy.restore()
+            codes = [(await c.get(listing, headers=tenant.auth)).status_code for _ in range(6)]
+        assert codes.count(503) <= 1, codes
+        assert codes[-5:] == [200] * 5, codes
         await db.dispose()
     finally:
         await proxy.cut()
