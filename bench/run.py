@@ -1107,9 +1107,11 @@ def main(argv: list[str] | None = None) -> None:
         for key in ("servers", "servers_custom_plans"):
             if key in earlier:
                 res[key] = earlier[key]
+                # Where the comparison was measured: kept across any number of re-runs.
                 res.setdefault(
                     "servers_from",
-                    {
+                    earlier.get("servers_from")
+                    or {
                         "started": earlier.get("started"),
                         "service_commit": earlier.get("service_commit"),
                     },
