@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx
 from sqlalchemy import func, select
@@ -14,14 +16,26 @@ from chatsessions import tables
 from chatsessions.app import create_app
 from chatsessions.config import Settings
 from chatsessions.db import Database
-from tests.conftest import T0, FakeClock, _create_pg_database, _drop_pg_database, create_tenant
+from tests.conftest import (
+    T0,
+    FakeClock,
+    Tenant,
+    _create_pg_database,
+    _drop_pg_database,
+    create_tenant,
+)
 from tests.factories import make_contact
 from tests.resilience.tcp_proxy import CuttableProxy
 
 MIN = 60_000
 
 
-async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
+@asynccontextmanager
+async def _service_behind_proxy() -> AsyncIterator[
+    tuple[CuttableProxy, Database, Tenant, httpx.AsyncClient]
+]:
+    """A fresh PostgreSQL database reached through a cuttable TCP proxy, a tenant, and a
+    client of the real app on it."""
     pg_name, direct_url = await _create_pg_database()
     proxy = CuttableProxy("127.0.0.1", 5432)
     await proxy.start()
@@ -36,54 +50,63 @@ async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
         app = create_app(settings, clock=FakeClock(), database=db)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
-            contact = await make_contact(c, tenant.auth)
-            acked: list[str] = []
+            yield proxy, db, tenant, c
+        await db.dispose()
+    finally:
+        await proxy.cut()
+        await _drop_pg_database(pg_name)
 
-            async def write(i: int) -> httpx.Response:
-                return await c.post(
-                    "/v1/messages",
-                    json={
-                        "contactId": contact,
-                        "direction": "inbound",
-                        "timestamp": T0 - i * MIN,
-                        "externalId": f"o-{i}",
-                    },
-                    headers=tenant.auth,
-                )
 
-            for i in range(20):
-                r = await write(i)
-                assert r.status_code == 201
-                acked.append(r.json()["messageId"])
+async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
+    async with _service_behind_proxy() as (proxy, db, tenant, c):
+        contact = await make_contact(c, tenant.auth)
+        acked: list[str] = []
 
-            await proxy.cut()
-            outage_codes = []
-            for i in range(20, 30):
-                started = time.monotonic()
-                r = await write(i)
-                assert time.monotonic() - started < 5.5  # fails fast, no hang
-                outage_codes.append(r.status_code)
-                assert r.headers["content-type"].startswith("application/json")
-                if r.status_code in (200, 201):
-                    acked.append(r.json()["messageId"])
-            assert set(outage_codes) == {503}
-            r = await c.get("/readyz")
-            assert r.status_code == 503 and r.json()["code"] == "unavailable"
-            r = await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
-            assert r.status_code == 503
+        async def write(i: int) -> httpx.Response:
+            return await c.post(
+                "/v1/messages",
+                json={
+                    "contactId": contact,
+                    "direction": "inbound",
+                    "timestamp": T0 - i * MIN,
+                    "externalId": f"o-{i}",
+                },
+                headers=tenant.auth,
+            )
 
-            await proxy.restore()
-            recovered_after = None
+        for i in range(20):
+            r = await write(i)
+            assert r.status_code == 201
+            acked.append(r.json()["messageId"])
+
+        await proxy.cut()
+        outage_codes = []
+        for i in range(20, 30):
             started = time.monotonic()
-            while time.monotonic() - started < 5:
-                if (await c.get("/readyz")).status_code == 200:
-                    recovered_after = time.monotonic() - started
-                    break
-            assert recovered_after is not None, "did not recover within 5 s"
-            for i in range(30, 40):
-                r = await write(i)
-                assert r.status_code == 201, r.text
+            r = await write(i)
+            assert time.monotonic() - started < 5.5  # fails fast, no hang
+            outage_codes.append(r.status_code)
+            assert r.headers["content-type"].startswith("application/json")
+            if r.status_code in (200, 201):
                 acked.append(r.json()["messageId"])
+        assert set(outage_codes) == {503}
+        r = await c.get("/readyz")
+        assert r.status_code == 503 and r.json()["code"] == "unavailable"
+        r = await c.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
+        assert r.status_code == 503
+
+        await proxy.restore()
+        recovered_after = None
+        started = time.monotonic()
+        while time.monotonic() - started < 5:
+            if (await c.get("/readyz")).status_code == 200:
+                recovered_after = time.monotonic() - started
+                break
+        assert recovered_after is not None, "did not recover within 5 s"
+        for i in range(30, 40):
+            r = await write(i)
+            assert r.status_code == 201, r.text
+            acked.append(r.json()["messageId"])
 
         async with db.read() as conn:
             m = tables.messages.c
@@ -96,42 +119,21 @@ async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
             ).scalar_one()
         assert set(acked) <= stored
         assert count == len(acked)  # nothing refused during the outage was half-stored
-        await db.dispose()
-    finally:
-        await proxy.cut()
-        await _drop_pg_database(pg_name)
 
 
 async def test_reads_after_a_database_restart_fail_at_most_once_per_process() -> None:
     """Pooled connections are not pinged before use: the first request that meets a dead
     one fails (503) and retires every connection opened before it, so the next request
     already gets a fresh one — not one failure per pooled connection."""
-    pg_name, direct_url = await _create_pg_database()
-    proxy = CuttableProxy("127.0.0.1", 5432)
-    await proxy.start()
-    try:
-        from chatsessions.db import migrate
+    listing = "/v1/chat-sessions/recent?hours=24"
+    async with _service_behind_proxy() as (proxy, db, tenant, c):
+        # Several requests at once leave several connections in the pool.
+        warm = await asyncio.gather(*(c.get(listing, headers=tenant.auth) for _ in range(6)))
+        assert {r.status_code for r in warm} == {200}
+        assert db.engine.pool.checkedin() >= 3  # type: ignore[attr-defined]
 
-        await migrate(Settings(database_url=direct_url))
-        url = direct_url.replace(":5432/", f":{proxy.port}/")
-        settings = Settings(database_url=url, database_connect_timeout=5, secret_key="k")
-        db = Database(settings)
-        tenant = await create_tenant(db)
-        app = create_app(settings, clock=FakeClock(), database=db)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        listing = "/v1/chat-sessions/recent?hours=24"
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=30) as c:
-            # Several requests at once leave several connections in the pool.
-            warm = await asyncio.gather(*(c.get(listing, headers=tenant.auth) for _ in range(6)))
-            assert {r.status_code for r in warm} == {200}
-            assert db.engine.pool.checkedin() >= 3  # type: ignore[attr-defined]
-
-            await proxy.cut()  # every pooled connection dies (a database restart)
-            await proxy.restore()
-            codes = [(await c.get(listing, headers=tenant.auth)).status_code for _ in range(6)]
-        assert codes.count(503) <= 1, codes
-        assert codes[-5:] == [200] * 5, codes
-        await db.dispose()
-    finally:
-        await proxy.cut()
-        await _drop_pg_database(pg_name)
+        await proxy.cut()  # every pooled connection dies (a database restart)
+        await proxy.restore()
+        codes = [(await c.get(listing, headers=tenant.auth)).status_code for _ in range(6)]
+    assert codes.count(503) <= 1, codes
+    assert codes[-5:] == [200] * 5, codes

@@ -151,20 +151,10 @@ class ContactPlacement:
             was_open = was_open or rule.is_open(
                 now_ms=now_ms, closed_at_ms=after.closed_at_ms, expires_ms=after.expires_ms
             )
-            target.last_ms = after.last_ms
-            target.closed_at_ms = after.closed_at_ms
-            target.message_count += after.message_count
-            target.inbound_count += after.inbound_count
-            target.outbound_count += after.outbound_count
+            target.absorb(after)
             self._absorb(after, into=target)
             absorbed.append(after.id)
-        target.start_ms = min(target.start_ms, ts_ms)
-        target.last_ms = max(target.last_ms, ts_ms)
-        target.expires_ms = history.expires(target.last_ms)
-        target.activity_ms = max(target.last_ms, target.closed_at_ms or target.last_ms)
-        target.message_count += 1
-        target.inbound_count += inbound
-        target.outbound_count += 1 - inbound
+        target.add_message(ts_ms, inbound=inbound, history=history)
         self._index(target)
         self._changed.add(target.id)
         now_open = rule.is_open(

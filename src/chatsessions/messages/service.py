@@ -171,21 +171,11 @@ async def _place(
         was_open = was_open or rule.is_open(
             now_ms=now_ms, closed_at_ms=after.closed_at_ms, expires_ms=after.expires_ms
         )
-        target.last_ms = after.last_ms
-        target.closed_at_ms = after.closed_at_ms
-        target.message_count += after.message_count
-        target.inbound_count += after.inbound_count
-        target.outbound_count += after.outbound_count
+        target.absorb(after)
         await sessions_store.move_messages(conn, user_id, from_id=after.id, to_id=target.id)
         await sessions_store.delete_session(conn, user_id, after.id)
         absorbed_ids.append(after.id)
-    target.start_ms = min(target.start_ms, msg.ts_ms)
-    target.last_ms = max(target.last_ms, msg.ts_ms)
-    target.expires_ms = history.expires(target.last_ms)
-    target.activity_ms = max(target.last_ms, target.closed_at_ms or target.last_ms)
-    target.message_count += 1
-    target.inbound_count += inbound
-    target.outbound_count += 1 - inbound
+    target.add_message(msg.ts_ms, inbound=inbound, history=history)
     await sessions_store.update_session(conn, user_id, target, now_ms=now_ms)
     now_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
     status = rule.OPENED if now_open else rule.CLOSED

@@ -31,7 +31,7 @@ from sqlalchemy.sql.expression import BindParameter
 
 from chatsessions import tables
 from chatsessions.db import fetch_rows
-from chatsessions.sessions.rule import SessionSpan
+from chatsessions.sessions.rule import SessionSpan, TimeoutHistory
 
 __all__ = [
     "ListedSession",
@@ -87,6 +87,26 @@ class SessionRow:
     def span(self) -> SessionSpan:
         """What the session rule needs of it."""
         return SessionSpan(self.id, self.start_ms, self.last_ms, self.closed_at_ms)
+
+    def absorb(self, later: SessionRow) -> None:
+        """Take over a later session merged into this one: its end, its close, its counts
+        (the caller re-homes its messages and deletes it)."""
+        self.last_ms = later.last_ms
+        self.closed_at_ms = later.closed_at_ms
+        self.message_count += later.message_count
+        self.inbound_count += later.inbound_count
+        self.outbound_count += later.outbound_count
+
+    def add_message(self, ts_ms: int, *, inbound: int, history: TimeoutHistory) -> None:
+        """Count one more message at ``ts_ms`` (``inbound`` 1 or 0): span, expiry,
+        activity and counters."""
+        self.start_ms = min(self.start_ms, ts_ms)
+        self.last_ms = max(self.last_ms, ts_ms)
+        self.expires_ms = history.expires(self.last_ms)
+        self.activity_ms = max(self.last_ms, self.closed_at_ms or self.last_ms)
+        self.message_count += 1
+        self.inbound_count += inbound
+        self.outbound_count += 1 - inbound
 
 
 _SESSION_COLUMNS = (
