@@ -128,7 +128,9 @@ async def fetch_rows(
     cached by asyncpg): SQLAlchemy's execution and result layers cost ~1.3 ms of CPU for
     a 100-session page, the driver alone ~0.3 ms (docs/performance.md). Only for reads
     whose columns need no type processing (ints, strings, nulls), on a connection from
-    :meth:`Database.read`. A connection that fails is invalidated, as SQLAlchemy would.
+    :meth:`Database.read` or :meth:`Database.write` (whose transactions are the
+    driver's, so that these statements run inside them). Errors are the driver's own (``asyncpg``'s, not
+    SQLAlchemy's). A connection that fails is invalidated, as SQLAlchemy would.
     """
     if conn.dialect.name != "postgresql":
         return (await conn.execute(stmt, dict(params))).all()
@@ -166,6 +168,47 @@ def insert_for(conn: AsyncConnection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         return pg_insert(table)
     return sqlite_insert(table)
+
+
+# How Database.write begins a transaction on PostgreSQL. With generic plans (see there),
+# SET LOCAL ends with the transaction: the connection keeps its default afterwards.
+PG_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
+PG_BEGIN_GENERIC_PLANS = f"{PG_BEGIN}; SET LOCAL plan_cache_mode = force_generic_plan"
+
+
+@asynccontextmanager
+async def _driver_transaction(conn: AsyncConnection, begin: str) -> AsyncIterator[None]:
+    """A transaction begun and ended on the asyncpg connection under ``conn`` (which must be
+    in autocommit, so that SQLAlchemy begins none of its own): committed when the block
+    ends without error, rolled back otherwise. A connection that fails is retired as
+    SQLAlchemy would retire it."""
+    fairy = await conn.get_raw_connection()
+    driver = fairy.driver_connection
+    assert driver is not None
+    try:
+        await driver.execute(begin)
+    except Exception as exc:
+        if not _is_server_error(exc):
+            _retire_connections(conn, fairy, exc)
+        raise
+    try:
+        yield
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            await driver.execute("ROLLBACK")
+        if driver.is_closed():
+            _retire_connections(conn, fairy, exc)
+        elif driver.is_in_transaction():  # e.g. cancelled mid-statement
+            fairy.invalidate(exc)  # this connection only: its state is unknown
+        raise
+    try:
+        await driver.execute("COMMIT")
+    except Exception as exc:
+        if not _is_server_error(exc):
+            _retire_connections(conn, fairy, exc)
+        elif driver.is_in_transaction():
+            fairy.invalidate(exc)
+        raise
 
 
 class Database:
@@ -235,35 +278,49 @@ class Database:
                 raise
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[AsyncConnection]:
-        """One write transaction, committed when the block ends without error."""
+    async def write(self, *, generic_plans: bool = False) -> AsyncIterator[AsyncConnection]:
+        """One write transaction, committed when the block ends without error.
+
+        On PostgreSQL the transaction is the driver's (READ COMMITTED), begun before the
+        block: statements run through SQLAlchemy and through :func:`fetch_rows` share it
+        (SQLAlchemy would begin lazily, at its own first statement only).
+
+        ``generic_plans=True`` (PostgreSQL) plans each prepared statement of the
+        transaction once per connection instead of at every run, set in the same round
+        trip as BEGIN. Only for statements whose best plan does not depend on the values
+        (ingest's: a probe per given id, ids as index conditions); planning was half of
+        PostgreSQL's CPU per ingested message (docs/performance.md).
+        """
         if self.is_sqlite:
             async with self._sqlite_write_lock, self.engine.connect() as conn:
                 await conn.execution_options(sqlite_immediate=True)
                 async with conn.begin():
                     yield conn
         else:
-            async with self.engine.begin() as conn:
-                yield conn
+            begin = PG_BEGIN_GENERIC_PLANS if generic_plans else PG_BEGIN
+            async with self._autocommit_engine.connect() as conn:
+                async with _driver_transaction(conn, begin):
+                    yield conn
 
     async def run_write(
-        self, work: Callable[[AsyncConnection], Awaitable[T]], *, attempts: int = 4
+        self,
+        work: Callable[[AsyncConnection], Awaitable[T]],
+        *,
+        attempts: int = 4,
+        generic_plans: bool = False,
     ) -> T:
         """Run ``work`` in a write transaction, retrying races the database reported.
 
         A race is a unique violation from a concurrent insert (e.g. two writers creating
         the same contact) or a deadlock/serialisation failure on PostgreSQL; the retry sees
-        the winner's row.
+        the winner's row. ``generic_plans``: as for :meth:`write`.
         """
         for attempt in range(attempts):
             try:
-                async with self.write() as conn:
+                async with self.write(generic_plans=generic_plans) as conn:
                     return await work(conn)
-            except IntegrityError:
-                if attempt == attempts - 1:
-                    raise
-            except DBAPIError as exc:
-                if attempt == attempts - 1 or not _is_retryable(exc):
+            except Exception as exc:
+                if attempt == attempts - 1 or not _is_race(exc):
                     raise
             await asyncio.sleep(0.005 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -301,11 +358,24 @@ class Database:
         await self.engine.dispose()
 
 
-def _is_retryable(exc: DBAPIError) -> bool:
-    code = getattr(getattr(exc, "orig", None), "sqlstate", None) or getattr(
-        getattr(getattr(exc, "orig", None), "__cause__", None), "sqlstate", None
-    )
-    return code in {"40001", "40P01"}
+def _is_race(exc: BaseException) -> bool:
+    """A unique violation, deadlock or serialisation failure: the retry sees the winner.
+
+    Statements run through SQLAlchemy (wrapped errors) or straight on asyncpg
+    (:func:`fetch_rows`, the driver's own errors): both are recognised.
+    """
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = getattr(exc, "orig", None)
+        code = getattr(orig, "sqlstate", None) or getattr(
+            getattr(orig, "__cause__", None), "sqlstate", None
+        )
+        return code in {"40001", "40P01"}
+    if _is_server_error(exc):
+        code = getattr(exc, "sqlstate", None)
+        return code in {"40001", "40P01"} or (code or "").startswith("23")
+    return False
 
 
 def constant_time_equal(a: str, b: str) -> bool:

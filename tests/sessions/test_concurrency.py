@@ -54,7 +54,7 @@ async def test_eight_concurrent_writers_give_the_sequential_sessions(database: D
                     conn, user_id=tenant.user_id, items=[item], now_ms=T0
                 )
 
-            [stored] = await database.run_write(work)
+            [stored] = await database.run_write(work, generic_plans=True)  # as the routes
             ids.append(stored.message_id)
         return ids
 

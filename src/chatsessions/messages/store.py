@@ -30,6 +30,7 @@ import orjson
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatsessions.db import fetch_rows
 from chatsessions.sessions.store import SessionRow
 from chatsessions.webhooks.store import Subscription
 
@@ -190,7 +191,7 @@ async def lock_and_load(
     wanted = sorted(set(contact_ids))
     stmt = _LOAD_PG if conn.dialect.name == "postgresql" else _LOAD_SQLITE
     loaded = Loaded(set(), {}, [], [])
-    for row in await conn.execute(stmt, {"user_id": user_id, "contact_ids": wanted}):
+    for row in await fetch_rows(conn, stmt, {"user_id": user_id, "contact_ids": wanted}):
         kind = row[0]
         if kind == 0:
             loaded.locked.add(row[1])
@@ -341,7 +342,7 @@ async def read_state(
             external_ids=sorted(set(external_ids)),
         )
         stmt = _READ_PG if owing_since_ms is None else _READ_OWING_PG
-        for row in await conn.execute(stmt, params):
+        for row in await fetch_rows(conn, stmt, params):
             if row[0] == 1:
                 add_external(row[13], row[1], row[2], row[14], row[6], row[5])
             else:
@@ -496,7 +497,7 @@ async def write(
         }
         parts = tuple(name for name, given in present.items() if given)
         if parts:
-            await conn.execute(_write_pg(parts), _pg_params(user_id, writes, now_ms, channel))
+            await fetch_rows(conn, _write_pg(parts), _pg_params(user_id, writes, now_ms, channel))
         return
     await _write_sqlite(conn, user_id, writes, now_ms)
 

@@ -1,0 +1,118 @@
+"""Write transactions: commit, rollback, races retried, and per-transaction plan settings."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, text
+
+from chatsessions import tables
+from chatsessions.contacts import service as contacts_service
+from chatsessions.contacts.schemas import ContactIn
+from chatsessions.db import Database, fetch_rows
+from chatsessions.messages import service as messages_service
+from chatsessions.messages.schemas import MessageIn
+from tests.conftest import T0, Tenant
+
+_PLAN_MODE = text("SELECT current_setting('plan_cache_mode')")
+
+
+async def _contact(database: Database, tenant: Tenant, phone: str) -> str:
+    async def work(conn: Any) -> str:
+        contact = await contacts_service.create_contact(
+            conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber=phone), now_ms=T0
+        )
+        return contact.id
+
+    return await database.run_write(work)
+
+
+async def _message_count(database: Database, tenant: Tenant) -> int:
+    m = tables.messages.c
+    async with database.read() as conn:
+        stmt = select(func.count()).where(m.user_id == tenant.user_id)
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+@pytest.mark.parametrize("generic_plans", [False, True])
+async def test_one_external_id_posted_at_once_for_many_contacts_is_stored_once(
+    database: Database, tenant: Tenant, generic_plans: bool
+) -> None:
+    # Different contacts do not lock each other out: both writers miss the externalId,
+    # both insert it, the unique index refuses one, and the retry replays the winner's.
+    contacts = [await _contact(database, tenant, f"+1555000{i:04d}") for i in range(6)]
+
+    async def post(contact_id: str) -> messages_service.StoredMessage:
+        item = messages_service.prepare_message(
+            MessageIn(
+                contactId=contact_id,
+                direction="inbound",
+                timestamp=T0,
+                content="once",
+                externalId="ext-race",
+            ),
+            now_ms=T0,
+        )
+
+        async def work(conn: Any) -> list[messages_service.StoredMessage]:
+            return await messages_service.ingest(
+                conn, user_id=tenant.user_id, items=[item], now_ms=T0
+            )
+
+        [stored] = await database.run_write(work, generic_plans=generic_plans)
+        return stored
+
+    results = await asyncio.gather(*(post(c) for c in contacts))
+
+    assert len({r.message_id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert await _message_count(database, tenant) == 1
+
+
+@pytest.mark.parametrize("generic_plans", [False, True])
+async def test_a_failed_write_is_rolled_back_and_the_connection_stays_usable(
+    database: Database, tenant: Tenant, generic_plans: bool
+) -> None:
+    # Ingest's statements run straight on the driver: they must still be inside the
+    # transaction (SQLAlchemy alone would begin one only at its own first statement).
+    contact_id = await _contact(database, tenant, "+15550009999")
+    item = messages_service.prepare_message(
+        MessageIn(contactId=contact_id, direction="inbound", timestamp=T0, content="x"),
+        now_ms=T0,
+    )
+
+    async def store_then_fail(conn: Any) -> None:
+        await messages_service.ingest(conn, user_id=tenant.user_id, items=[item], now_ms=T0)
+        raise RuntimeError("the request failed after its statements")
+
+    for _ in range(3):  # more than once: the pooled connection is reused each time
+        with pytest.raises(RuntimeError):
+            await database.run_write(store_then_fail, generic_plans=generic_plans)
+    assert await _message_count(database, tenant) == 0
+
+    async def store(conn: Any) -> list[messages_service.StoredMessage]:
+        return await messages_service.ingest(
+            conn, user_id=tenant.user_id, items=[item], now_ms=T0
+        )
+
+    await database.run_write(store, generic_plans=generic_plans)
+    assert await _message_count(database, tenant) == 1
+
+
+async def test_generic_plans_hold_inside_their_transaction_only(database: Database) -> None:
+    if database.is_sqlite:
+        pytest.skip("plan_cache_mode is PostgreSQL's")
+
+    async def mode(conn: Any) -> str:
+        return str((await fetch_rows(conn, _PLAN_MODE, {}))[0][0])
+
+    inside = await database.run_write(mode, generic_plans=True)
+    ordinary = await database.run_write(mode)
+    async with database.read() as conn:
+        afterwards = await mode(conn)
+
+    assert inside == "force_generic_plan"
+    # The connection's own setting (custom plans, for the listing) is back after it.
+    assert ordinary == afterwards == "force_custom_plan"
