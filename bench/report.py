@@ -137,6 +137,20 @@ def floor_table(r: dict[str, Any]) -> list[str]:
                 f"{f(api['msg_per_s'])} msg/s | "
                 f"API = {100 * api['msg_per_s'] / max(ing['msg_per_s'], 1e-9):.0f}% of floor |"
             )
+    # (c″): absent from runs before it existed.
+    for key, scenario, what, digits, per in (
+        ("ingest_service", "post_message", "one message", 2, ""),
+        ("ingest_service_batch", "post_batch", "batch of 1,000", 1, " per batch"),
+    ):
+        for c in (1, 32):
+            ing, api = fl.get(f"{key}@c{c}"), sc.get(f"{scenario}@c{c}")
+            if ing and api:
+                lines.append(
+                    f"| (c″) service's 3 ingest statements via asyncpg ({what}) | {c} | "
+                    f"{f(ing['msg_per_s'])} msg/s, p50 {f(ing['p50_ms'], digits)} ms{per} | "
+                    f"{f(api['msg_per_s'])} msg/s | "
+                    f"API = {100 * api['msg_per_s'] / max(ing['msg_per_s'], 1e-9):.0f}% of floor |"
+                )
     return lines
 
 
@@ -186,10 +200,17 @@ def targets(runs: dict[str, dict[str, Any]]) -> list[str]:
     pm, ing = sc.get("post_message@c32"), fl.get("ingest@c32")
     if pm and ing:
         share = pm["msg_per_s"] / max(ing["msg_per_s"], 1e-9)
+        svc = fl.get("ingest_service@c32")  # (c″): absent from older runs
         rows.append(
             f"| single-message ingest ≥ 1,500 msg/s at c=32 and ≥ 40% of floor (c) | "
-            f"{f(pm['msg_per_s'])} msg/s; floor {f(ing['msg_per_s'])} msg/s: {share:.0%} | "
-            f"{verdict(pm['msg_per_s'] >= 1500 and share >= 0.4)} |"
+            f"{f(pm['msg_per_s'])} msg/s; floor (c) {f(ing['msg_per_s'])} msg/s: {share:.0%}"
+            + (
+                f"; floor (c″, the service's 3 statements) {f(svc['msg_per_s'])} msg/s: "
+                f"{pm['msg_per_s'] / max(svc['msg_per_s'], 1e-9):.0%}"
+                if svc
+                else ""
+            )
+            + f" | {verdict(pm['msg_per_s'] >= 1500 and share >= 0.4)} |"
         )
     batches = [sc[k] for k in ("post_batch@c1", "post_batch@c32") if k in sc]
     if batches:

@@ -298,9 +298,11 @@ class Database:
                     yield conn
         else:
             begin = PG_BEGIN_GENERIC_PLANS if generic_plans else PG_BEGIN
-            async with self._autocommit_engine.connect() as conn:
-                async with _driver_transaction(conn, begin):
-                    yield conn
+            async with (
+                self._autocommit_engine.connect() as conn,
+                _driver_transaction(conn, begin),
+            ):
+                yield conn
 
     async def run_write(
         self,
