@@ -27,6 +27,8 @@ __all__ = [
     "json_response",
     "parse_bool",
     "parse_positive_int",
+    "path_parameter",
+    "query_parameter",
     "read_json_body",
     "validate_body",
 ]
@@ -73,6 +75,23 @@ def json_response(
         media_type="application/json",
         headers=dict(headers) if headers else None,
     )
+
+
+def query_parameter(name: str, description: str) -> dict[str, Any]:
+    """An optional query parameter as the OpenAPI document declares it, for a route that
+    parses its query by hand (``app.py`` gives the typed ones their real schema)."""
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": description,
+    }
+
+
+def path_parameter(name: str) -> dict[str, Any]:
+    """A path parameter as the OpenAPI document declares it (read from ``path_params``)."""
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
 def query_value(params: Mapping[str, str], name: str) -> str | None:

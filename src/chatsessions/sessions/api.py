@@ -21,6 +21,8 @@ from chatsessions.web import (
     json_response,
     parse_bool,
     parse_positive_int,
+    path_parameter,
+    query_parameter,
     query_value,
 )
 
@@ -94,65 +96,52 @@ async def _list(
     return json_response(page)
 
 
+# The listing routes read their query by hand (strictly: a 400 naming the parameter) and
+# declare it for the OpenAPI document only: FastAPI's own parameter and dependency
+# solving cost ~0.1 ms of CPU per declared parameter per request, a fifth of a listing.
+_LIST_QUERY = [
+    query_parameter("hours", "integer ≥ 1 (required)"),
+    query_parameter("status", "ChatSessionOpened | ChatSessionClosed"),
+    query_parameter("limit", "integer ≥ 1, default 100; above 1000 counts as 1000"),
+    query_parameter("includeMessages", "true/false/1/0"),
+    query_parameter("messageLimit", "integer ≥ 1, default 100"),
+    query_parameter(
+        "cursor", "next_cursor of the previous page (the rest of the query may be left out)"
+    ),
+]
+
+
 @router.get(
     "/chat-sessions/recent",
     response_model=SessionListResponse,
     summary="Sessions of all contacts with activity in the past `hours` hours",
+    openapi_extra={"parameters": _LIST_QUERY},
 )
-async def recent_sessions(
-    request: Request,
-    caller: CurrentUser,
-    db: DB,
-    clock: ClockDep,
-    hours: Annotated[str | None, Query(description="integer ≥ 1 (required)")] = None,
-    status: Annotated[
-        str | None, Query(description="ChatSessionOpened | ChatSessionClosed")
-    ] = None,
-    limit: Annotated[
-        str | None, Query(description="integer ≥ 1, default 100; above 1000 counts as 1000")
-    ] = None,
-    includeMessages: Annotated[str | None, Query(description="true/false/1/0")] = None,
-    messageLimit: Annotated[str | None, Query(description="integer ≥ 1, default 100")] = None,
-    cursor: Annotated[
-        str | None,
-        Query(
-            description="next_cursor of the previous page (the rest of the query may be left out)"
-        ),
-    ] = None,
-) -> Response:
+async def recent_sessions(request: Request, caller: CurrentUser) -> Response:
     """DM Champ's `GET /v1/chat-sessions/recent`, with keyset pagination."""
-    return await _list(request, caller, db, clock, None)
+    state = request.app.state
+    return await _list(request, caller, state.db, state.clock, None)
 
 
 @router.get(
     "/chat-sessions/{contactId}",
     response_model=SessionListResponse,
     summary="All sessions of one contact",
+    openapi_extra={
+        "parameters": [
+            path_parameter("contactId"),
+            *(
+                query_parameter("hours", "integer ≥ 1 (optional)") if p["name"] == "hours" else p
+                for p in _LIST_QUERY
+            ),
+        ]
+    },
 )
-async def contact_sessions(
-    request: Request,
-    caller: CurrentUser,
-    db: DB,
-    clock: ClockDep,
-    contactId: Annotated[str, Path()],
-    hours: Annotated[str | None, Query(description="integer ≥ 1 (optional)")] = None,
-    status: Annotated[
-        str | None, Query(description="ChatSessionOpened | ChatSessionClosed")
-    ] = None,
-    limit: Annotated[
-        str | None, Query(description="integer ≥ 1, default 100; above 1000 counts as 1000")
-    ] = None,
-    includeMessages: Annotated[str | None, Query(description="true/false/1/0")] = None,
-    messageLimit: Annotated[str | None, Query(description="integer ≥ 1, default 100")] = None,
-    cursor: Annotated[
-        str | None,
-        Query(
-            description="next_cursor of the previous page (the rest of the query may be left out)"
-        ),
-    ] = None,
-) -> Response:
+async def contact_sessions(request: Request, caller: CurrentUser) -> Response:
     """DM Champ's `GET /v1/chat-sessions/{contactId}` (404 when not the caller's contact)."""
-    return await _list(request, caller, db, clock, contactId)
+    state = request.app.state
+    contact_id: str = request.path_params["contactId"]
+    return await _list(request, caller, state.db, state.clock, contact_id)
 
 
 def _message_limit(request: Request) -> int:
