@@ -59,7 +59,12 @@ class Settings(BaseSettings):
 
     database_url: str = DEFAULT_DATABASE_URL
     database_connect_timeout: float = Field(default=5.0, gt=0)
-    database_pool_size: int = Field(default=10, ge=1)
+    database_pool_size: int = Field(default=20, ge=1)
+    # Connections opened beyond the pool for a burst, closed again when returned to a
+    # full pool. Each costs PostgreSQL a backend start and the driver its type
+    # introspection and statement preparation: with 16 requests in flight on a pool of
+    # 10 + 10, ~30 connections a second were opened and closed (docs/performance.md).
+    database_max_overflow: int = Field(default=0, ge=0)
     # Test each pooled connection with a round trip before use. Off: a connection the
     # server dropped fails its request once (503) and the pool is refreshed; the ping
     # costs three round trips per checkout on PostgreSQL (docs/performance.md).

@@ -63,7 +63,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         url,
         hide_parameters=True,  # error logs must never show user ids or other values
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_timeout=settings.database_connect_timeout,
         pool_pre_ping=settings.database_pre_ping,
         pool_recycle=1800,
