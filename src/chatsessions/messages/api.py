@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.auth.api import CurrentUser
 from chatsessions.contacts.schemas import ContactFields
+from chatsessions.db import Database
 from chatsessions.messages import service
 from chatsessions.messages.schemas import (
     BatchIn,
@@ -16,6 +17,7 @@ from chatsessions.messages.schemas import (
     CustomChannelSend,
     MessageIn,
 )
+from chatsessions.timeutil import Clock
 from chatsessions.web import (
     DB,
     ClockDep,
@@ -46,8 +48,12 @@ async def _store(
     summary="Store a message",
     responses={200: {"description": "A replay of a stored externalId (duplicate: true)"}},
 )
-async def post_message(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+async def post_message(request: Request, caller: CurrentUser) -> Response:
     """Store one message and place it in its session; idempotent on `externalId`."""
+    # db and clock from app state, not dependencies: FastAPI's solving of each costs
+    # CPU on every request of the hottest write route.
+    db: Database = request.app.state.db
+    clock: Clock = request.app.state.clock
     body = validate_body(MessageIn, await read_json_body(request, limit=db.settings.max_body_bytes))
     now = clock()
     item = service.prepare_message(body, now_ms=now)
@@ -66,8 +72,10 @@ async def post_message(request: Request, caller: CurrentUser, db: DB, clock: Clo
 
 
 @router.post("/messages/batch", openapi_extra=schema_of(BatchIn), summary="Store up to 1,000 messages")
-async def post_batch(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+async def post_batch(request: Request, caller: CurrentUser) -> Response:
     """Validate every item, then store all of them in one transaction (or none)."""
+    db: Database = request.app.state.db
+    clock: Clock = request.app.state.clock
     raw = await read_json_body(request, limit=db.settings.max_batch_body_bytes)
     batch = validate_body(BatchIn, raw)
     now = clock()
