@@ -1282,8 +1282,9 @@ def compare_servers(
     for workers in (1, 2, 3, 4):
         for kind in ("uvicorn", "granian"):
             log(f"servers: {kind} x{workers}")
-            # Up to 4 workers x 32 connections: keep the pools within max_connections.
-            srv_env = {**env, "CHATSESSIONS_DATABASE_POOL_SIZE": "10" if workers <= 2 else "6"}
+            # The pools stay within max_connections (100): 20 per worker up to 3 workers
+            # (the default, no overflow), 16 with 4.
+            srv_env = {**env, "CHATSESSIONS_DATABASE_POOL_SIZE": "20" if workers <= 3 else "16"}
             row: dict[str, Any] = {"server": kind, "workers": workers}
             try:
                 with server(kind, workers, srv_env, f"{kind} x{workers}") as rss:
