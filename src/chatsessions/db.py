@@ -129,8 +129,9 @@ async def fetch_rows(
     a 100-session page, the driver alone ~0.3 ms (docs/performance.md). Only for reads
     whose columns need no type processing (ints, strings, nulls), on a connection from
     :meth:`Database.read` or :meth:`Database.write` (whose transactions are the
-    driver's, so that these statements run inside them). Errors are the driver's own (``asyncpg``'s, not
-    SQLAlchemy's). A connection that fails is invalidated, as SQLAlchemy would.
+    driver's, so that these statements run inside them). Errors are the driver's own
+    (``asyncpg``'s, not SQLAlchemy's). A connection that fails is invalidated, as
+    SQLAlchemy would.
     """
     if conn.dialect.name != "postgresql":
         return (await conn.execute(stmt, dict(params))).all()
