@@ -1027,17 +1027,7 @@ async def ingest_service_floor(
             for placement in placements.values():
                 placement.collect(writes)
             # 3. The net result: one statement of the parts the request needs.
-            present = {
-                "gone": writes.deleted,
-                "moved": writes.moved,
-                "added": writes.inserted,
-                "changed": writes.updated,
-                "marked": writes.notified,
-                "inserted": writes.messages,
-                "events": writes.outbox,
-                "deliveries": any(e.endpoint_ids for e in writes.outbox),
-            }
-            parts = tuple(name for name, given in present.items() if given)
+            parts = store.write_parts(writes)
             if parts:
                 await fetch(
                     conn,

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy import func, select, text
 
 from chatsessions import tables
+from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
 from chatsessions.db import Database, fetch_rows
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
-from tests.conftest import T0, Tenant
+from tests.conftest import BACKENDS, PG_ADMIN_URL, T0, Tenant
 
 _PLAN_MODE = text("SELECT current_setting('plan_cache_mode')")
 
@@ -101,17 +102,21 @@ async def test_a_failed_write_is_rolled_back_and_the_connection_stays_usable(
     assert await _message_count(database, tenant) == 1
 
 
-async def test_generic_plans_hold_inside_their_transaction_only(database: Database) -> None:
-    if database.is_sqlite:
-        pytest.skip("plan_cache_mode is PostgreSQL's")
+# plan_cache_mode is PostgreSQL's: this test runs on PostgreSQL only (no tables needed).
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_generic_plans_hold_inside_their_transaction_only(backend_name: str) -> None:
+    database = Database(Settings(database_url=PG_ADMIN_URL))
 
     async def mode(conn: Any) -> str:
         return str((await fetch_rows(conn, _PLAN_MODE, {}))[0][0])
 
-    inside = await database.run_write(mode, generic_plans=True)
-    ordinary = await database.run_write(mode)
-    async with database.read() as conn:
-        afterwards = await mode(conn)
+    try:
+        inside = await database.run_write(mode, generic_plans=True)
+        ordinary = await database.run_write(mode)
+        async with database.read() as conn:
+            afterwards = await mode(conn)
+    finally:
+        await database.dispose()
 
     assert inside == "force_generic_plan"
     # The connection's own setting (custom plans, for the listing) is back after it.

@@ -171,10 +171,11 @@ def insert_for(conn: AsyncConnection, table: Any) -> Any:
     return sqlite_insert(table)
 
 
-# How Database.write begins a transaction on PostgreSQL. With generic plans (see there),
+# How Database.write and .read begin a transaction on PostgreSQL. With generic plans,
 # SET LOCAL ends with the transaction: the connection keeps its default afterwards.
 PG_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 PG_BEGIN_GENERIC_PLANS = f"{PG_BEGIN}; SET LOCAL plan_cache_mode = force_generic_plan"
+PG_BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # Database.read
 
 
 @asynccontextmanager
@@ -248,35 +249,14 @@ class Database:
             async with self._autocommit_engine.connect() as conn:
                 yield conn
             return
-        async with self._autocommit_engine.connect() as conn:
-            # The transaction is the driver's, so that statements run through SQLAlchemy
-            # and through :func:`fetch_rows` share it (SQLAlchemy would begin lazily, at
-            # its own first statement only).
-            fairy = await conn.get_raw_connection()
-            driver = fairy.driver_connection
-            assert driver is not None
-            tx = driver.transaction(isolation="repeatable_read", readonly=True)
-            try:
-                await tx.start()
-            except Exception as exc:
-                if not _is_server_error(exc):
-                    _retire_connections(conn, fairy, exc)
-                raise
-            try:
-                yield conn
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    await tx.rollback()
-                if driver.is_closed():
-                    _retire_connections(conn, fairy, exc)
-                elif driver.is_in_transaction():  # e.g. cancelled mid-statement
-                    fairy.invalidate(exc)  # this connection only: its state is unknown
-                raise
-            try:
-                await tx.rollback()
-            except Exception as exc:
-                _retire_connections(conn, fairy, exc)
-                raise
+        # The transaction is the driver's, so that statements run through SQLAlchemy and
+        # through :func:`fetch_rows` share it (SQLAlchemy would begin lazily, at its own
+        # first statement only). Read only: its COMMIT is as cheap as a ROLLBACK.
+        async with (
+            self._autocommit_engine.connect() as conn,
+            _driver_transaction(conn, PG_BEGIN_SNAPSHOT),
+        ):
+            yield conn
 
     @asynccontextmanager
     async def write(self, *, generic_plans: bool = False) -> AsyncIterator[AsyncConnection]:

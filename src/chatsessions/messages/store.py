@@ -46,6 +46,7 @@ __all__ = [
     "lock_and_load",
     "read_state",
     "write",
+    "write_parts",
 ]
 
 
@@ -479,23 +480,28 @@ def _session_values(row: TrackedSession, user_id: str, now_ms: int) -> dict[str,
     }
 
 
+def write_parts(writes: Writes) -> tuple[str, ...]:
+    """The parts of the PostgreSQL write statement that ``writes`` needs (those with rows)."""
+    present = {
+        "gone": writes.deleted,
+        "moved": writes.moved,
+        "added": writes.inserted,
+        "changed": writes.updated,
+        "marked": writes.notified,
+        "inserted": writes.messages,
+        "events": writes.outbox,
+        "deliveries": any(e.endpoint_ids for e in writes.outbox),
+    }
+    return tuple(name for name, given in present.items() if given)
+
+
 async def write(
     conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int, channel: str
 ) -> None:
     """Write the net result (one statement on PostgreSQL, which also notifies ``channel``
     at commit when outbox rows were written)."""
     if conn.dialect.name == "postgresql":
-        present = {
-            "gone": writes.deleted,
-            "moved": writes.moved,
-            "added": writes.inserted,
-            "changed": writes.updated,
-            "marked": writes.notified,
-            "inserted": writes.messages,
-            "events": writes.outbox,
-            "deliveries": any(e.endpoint_ids for e in writes.outbox),
-        }
-        parts = tuple(name for name, given in present.items() if given)
+        parts = write_parts(writes)
         if parts:
             await fetch_rows(conn, _write_pg(parts), _pg_params(user_id, writes, now_ms, channel))
         return
