@@ -32,7 +32,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
@@ -542,6 +542,52 @@ async def explain_generic(dsn: str, statements: dict[str, tuple[str, list[Any]]]
     return out
 
 
+async def run_transactions(
+    pool: asyncpg.Pool,
+    one: Callable[[asyncpg.Connection], Awaitable[None]],
+    *,
+    duration: float,
+    concurrency: int,
+    size: int,
+    label: str,
+) -> dict[str, Any]:
+    """Run ``one`` (a transaction of ``size`` messages) back to back on ``concurrency``
+    connections for ``duration`` seconds; an ingest floor's figures (then closes the pool)."""
+    times: list[float] = []
+    errors = 0
+    stop = time.monotonic() + duration
+
+    async def loop() -> None:
+        nonlocal errors
+        async with pool.acquire() as conn:
+            while time.monotonic() < stop:
+                t = time.perf_counter()
+                try:
+                    await one(conn)
+                except asyncpg.PostgresError as exc:
+                    errors += 1
+                    if errors == 1:
+                        log(f"{label} error: {exc!r}")
+                    continue
+                times.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await pool.close()
+    out: dict[str, Any] = {"connections": concurrency}
+    if size == 1:
+        out["messages"] = len(times)
+    else:
+        out |= {"batches": len(times), "batch_size": size}
+    return out | {
+        "msg_per_s": round(len(times) * size / elapsed, 1),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "errors": errors,
+    }
+
+
 async def ingest_batch_floor(
     dsn: str,
     tenant: dict[str, Any],
@@ -564,9 +610,6 @@ async def ingest_batch_floor(
     user = tenant["ingest_user_id"]
     contacts = tenant["ingest_contact_ids"]
     pool = await asyncpg.create_pool(dsn, min_size=concurrency, max_size=concurrency)
-    times: list[float] = []
-    errors = 0
-    stop = time.monotonic() + duration
     rng = random.Random(run_id)
     counter = 0
 
@@ -698,33 +741,9 @@ async def ingest_batch_floor(
                 messages,
             )
 
-    async def loop() -> None:
-        nonlocal errors
-        async with pool.acquire() as conn:
-            while time.monotonic() < stop:
-                t = time.perf_counter()
-                try:
-                    await one(conn)
-                except asyncpg.PostgresError as exc:
-                    errors += 1
-                    if errors == 1:
-                        log(f"batch floor error: {exc!r}")
-                    continue
-                times.append((time.perf_counter() - t) * 1000)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    await pool.close()
-    return {
-        "connections": concurrency,
-        "batches": len(times),
-        "batch_size": size,
-        "msg_per_s": round(len(times) * size / elapsed, 1),
-        "p50_ms": round(percentile(times, 50), 3),
-        "p99_ms": round(percentile(times, 99), 3),
-        "errors": errors,
-    }
+    return await run_transactions(
+        pool, one, duration=duration, concurrency=concurrency, size=size, label="batch floor"
+    )
 
 
 async def ingest_floor(
@@ -744,9 +763,6 @@ async def ingest_floor(
         "id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms, "
         "message_count, inbound_count, outbound_count"
     )
-    times: list[float] = []
-    errors = 0
-    stop = time.monotonic() + duration
     counter = 0
     rng = random.Random(run_id)
 
@@ -846,32 +862,9 @@ async def ingest_floor(
                 now,
             )
 
-    async def loop() -> None:
-        nonlocal errors
-        async with pool.acquire() as conn:
-            while time.monotonic() < stop:
-                t = time.perf_counter()
-                try:
-                    await one(conn)
-                except asyncpg.PostgresError as exc:
-                    errors += 1
-                    if errors == 1:
-                        log(f"ingest floor error: {exc!r}")
-                    continue
-                times.append((time.perf_counter() - t) * 1000)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    await pool.close()
-    return {
-        "connections": concurrency,
-        "messages": len(times),
-        "msg_per_s": round(len(times) / elapsed, 1),
-        "p50_ms": round(percentile(times, 50), 3),
-        "p99_ms": round(percentile(times, 99), 3),
-        "errors": errors,
-    }
+    return await run_transactions(
+        pool, one, duration=duration, concurrency=concurrency, size=1, label="ingest floor"
+    )
 
 
 async def ingest_service_floor(
@@ -923,9 +916,6 @@ async def ingest_service_floor(
             "plan_cache_mode": "force_custom_plan",
         },
     )
-    times: list[float] = []
-    errors = 0
-    stop = time.monotonic() + duration
     rng = random.Random(run_id)
     counter = 0
     warned = False
@@ -1040,35 +1030,14 @@ async def ingest_service_floor(
             raise
         await conn.execute("COMMIT")
 
-    async def loop() -> None:
-        nonlocal errors
-        async with pool.acquire() as conn:
-            while time.monotonic() < stop:
-                t = time.perf_counter()
-                try:
-                    await one(conn)
-                except asyncpg.PostgresError as exc:
-                    errors += 1
-                    if errors == 1:
-                        log(f"service ingest floor error: {exc!r}")
-                    continue
-                times.append((time.perf_counter() - t) * 1000)
-
-    t0 = time.perf_counter()
-    await asyncio.gather(*(loop() for _ in range(concurrency)))
-    elapsed = time.perf_counter() - t0
-    await pool.close()
-    out: dict[str, Any] = {"connections": concurrency}
-    if size == 1:
-        out["messages"] = len(times)
-    else:
-        out |= {"batches": len(times), "batch_size": size}
-    return out | {
-        "msg_per_s": round(len(times) * size / elapsed, 1),
-        "p50_ms": round(percentile(times, 50), 3),
-        "p99_ms": round(percentile(times, 99), 3),
-        "errors": errors,
-    }
+    return await run_transactions(
+        pool,
+        one,
+        duration=duration,
+        concurrency=concurrency,
+        size=size,
+        label="service ingest floor",
+    )
 
 
 # -- the run --------------------------------------------------------------------------------
