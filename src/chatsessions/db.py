@@ -245,18 +245,30 @@ class Database:
         that e.g. a page of sessions and their messages agree even if a merge commits
         between them.
         """
-        if not snapshot or self.is_sqlite:
-            async with self._autocommit_engine.connect() as conn:
+        async with self._autocommit_engine.connect() as conn:
+            if not snapshot:
                 yield conn
+                return
+            async with self.snapshot(conn):
+                yield conn
+
+    @asynccontextmanager
+    async def snapshot(self, conn: AsyncConnection) -> AsyncIterator[None]:
+        """Make the statements of the block, on a connection from :meth:`read`, see one
+        snapshot: a request that authenticated on the connection in autocommit goes on
+        with a consistent read on the same one (one pool checkout).
+
+        PostgreSQL: a REPEATABLE READ READ ONLY transaction on the driver, so that
+        statements run through SQLAlchemy and through :func:`fetch_rows` share it
+        (SQLAlchemy would begin lazily, at its own first statement only); read only, its
+        COMMIT is as cheap as a ROLLBACK. SQLite: the read connection's transaction (WAL)
+        already reads one snapshot.
+        """
+        if self.is_sqlite:
+            yield
             return
-        # The transaction is the driver's, so that statements run through SQLAlchemy and
-        # through :func:`fetch_rows` share it (SQLAlchemy would begin lazily, at its own
-        # first statement only). Read only: its COMMIT is as cheap as a ROLLBACK.
-        async with (
-            self._autocommit_engine.connect() as conn,
-            _driver_transaction(conn, PG_BEGIN_SNAPSHOT),
-        ):
-            yield conn
+        async with _driver_transaction(conn, PG_BEGIN_SNAPSHOT):
+            yield
 
     @asynccontextmanager
     async def write(self, *, generic_plans: bool = False) -> AsyncIterator[AsyncConnection]:

@@ -33,6 +33,11 @@ class RateLimiter:
 
             self._redis = redis_asyncio.from_url(redis_url)
 
+    @property
+    def uses_database(self) -> bool:
+        """True when requests are counted in the database (no Redis configured)."""
+        return self._redis is None
+
     async def _count_in_redis(self, key: str, window: int) -> int:
         name = f"chatsessions:rl:{key}:{window}"
         pipe = self._redis.pipeline()

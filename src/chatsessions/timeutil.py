@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -21,14 +20,22 @@ def system_clock() -> int:
 now_ms = system_clock
 
 
-@functools.lru_cache(maxsize=8192)
-def _date_prefix(day: int) -> str:
-    """``YYYY-MM-DDT`` of the ``day``-th day since the epoch."""
-    return time.strftime("%Y-%m-%dT", time.gmtime(day * 86_400))
+_MINUTE_PREFIXES: dict[int, str] = {}
+_MAX_MINUTE_PREFIXES = 16_384  # ~1 MB; a listing page's times fall in a few hundred minutes
 
 
-_HOURS = [f"{h:02d}:" for h in range(24)]
-_MINUTES_SECONDS = [f"{m:02d}:{sec:02d}." for m in range(60) for sec in range(60)]
+def _minute_prefix(minute: int) -> str:
+    """``YYYY-MM-DDTHH:MM:`` of the ``minute``-th minute since the epoch (cached)."""
+    prefix = _MINUTE_PREFIXES.get(minute)
+    if prefix is None:
+        prefix = time.strftime("%Y-%m-%dT%H:%M:", time.gmtime(minute * 60))
+        if len(_MINUTE_PREFIXES) >= _MAX_MINUTE_PREFIXES:
+            _MINUTE_PREFIXES.clear()
+        _MINUTE_PREFIXES[minute] = prefix
+    return prefix
+
+
+_SECONDS = [f"{sec:02d}." for sec in range(60)]
 _MILLIS = [f"{ms:03d}Z" for ms in range(1000)]
 
 
@@ -36,12 +43,14 @@ def format_ms(ms: int | None) -> str | None:
     """ISO 8601 UTC with milliseconds and ``Z``: ``2026-11-24T09:00:00.000Z``."""
     if ms is None:
         return None
-    # Hot in every listing (three per session, one per message): the date part is
-    # cached per day and the rest comes from tables, ~3x faster than strftime.
-    seconds, millis = divmod(ms, 1000)
-    day, second_of_day = divmod(seconds, 86_400)
-    hour, rest = divmod(second_of_day, 3600)
-    return _date_prefix(day) + _HOURS[hour] + _MINUTES_SECONDS[rest] + _MILLIS[millis]
+    # Hot in every listing (two or three per session, one per message): the part up to
+    # the minute is cached and the rest comes from tables, ~4x faster than strftime.
+    minute, millis_of_minute = divmod(ms, 60_000)
+    second, millis = divmod(millis_of_minute, 1000)
+    prefix = _MINUTE_PREFIXES.get(minute)
+    if prefix is None:
+        prefix = _minute_prefix(minute)
+    return prefix + _SECONDS[second] + _MILLIS[millis]
 
 
 def parse_iso_ms(value: str) -> int:

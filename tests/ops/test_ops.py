@@ -119,6 +119,35 @@ async def test_rate_limit_holds_across_processes(
     assert codes == [200, 200, 200, 200, 429, 429]
 
 
+async def test_listings_run_on_a_pool_of_one_connection_with_the_limiter_in_the_database(
+    backend_settings: Settings, tenant: Tenant
+) -> None:
+    """A listing authenticates and reads on one pooled connection; the database rate
+    limiter's write takes its own, so the listing must not hold one meanwhile (with a
+    pool of one it would wait for itself and fail with 503)."""
+    settings = backend_settings.model_copy(
+        update={
+            "rate_limit": "100/minute",
+            "database_pool_size": 1,
+            "database_max_overflow": 0,
+            "database_connect_timeout": 2.0,
+        }
+    )
+    db = Database(settings)
+    app = create_app(settings, clock=FakeClock(), database=db)
+    try:
+        async with _client(app) as c:
+            for url in (
+                "/v1/chat-sessions/recent?hours=1",
+                "/v1/chat-sessions/recent?hours=1&includeMessages=true",
+            ):
+                r = await c.get(url, headers=tenant.auth)
+                assert r.status_code == 200, r.text
+                assert r.json()["success"] is True
+    finally:
+        await db.dispose()
+
+
 async def test_rate_limit_is_per_key_and_can_live_in_redis(
     backend_settings: Settings, database: Database, tenant: Tenant
 ) -> None:

@@ -6,15 +6,26 @@ import ipaddress
 import threading
 import time
 from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.auth.service import Caller, Credentials, resolve_credentials
 from chatsessions.config import Settings
+from chatsessions.db import Database
 from chatsessions.errors import RateLimited, Unauthorized
+from chatsessions.ratelimit import RateLimiter
 
-__all__ = ["AuthFailureThrottle", "CurrentUser", "authenticate", "client_address"]
+__all__ = [
+    "AuthFailureThrottle",
+    "CurrentUser",
+    "authenticate",
+    "authenticated_read",
+    "client_address",
+]
 
 
 class AuthFailureThrottle:
@@ -104,8 +115,12 @@ def _credentials(request: Request, settings: Settings) -> Credentials:
     return Credentials(tuple(keys), tuple(users))
 
 
-async def authenticate(request: Request) -> Caller:
-    """Resolve the request's credentials to a caller, or 401 (429 when throttled)."""
+async def authenticate(request: Request, conn: AsyncConnection | None = None) -> Caller:
+    """Resolve the request's credentials to a caller, or 401 (429 when throttled).
+
+    ``conn``: a connection from ``db.read()`` to look the credentials up on (by default
+    one of their own; see :func:`authenticated_read`).
+    """
     state = request.app.state
     settings: Settings = state.settings
     throttle: AuthFailureThrottle = state.auth_throttle
@@ -114,7 +129,7 @@ async def authenticate(request: Request) -> Caller:
     if retry is not None:
         raise RateLimited(retry, "too many failed authentication attempts")
     try:
-        caller = await resolve_credentials(state.db, _credentials(request, settings))
+        caller = await resolve_credentials(state.db, _credentials(request, settings), conn=conn)
     except Unauthorized:
         throttle.record_failure(address)
         raise
@@ -125,4 +140,28 @@ async def authenticate(request: Request) -> Caller:
     return caller
 
 
-CurrentUser = Annotated[Caller, Depends(authenticate)]
+async def _authenticate_dependency(request: Request) -> Caller:
+    return await authenticate(request)
+
+
+CurrentUser = Annotated[Caller, Depends(_authenticate_dependency)]
+
+
+@asynccontextmanager
+async def authenticated_read(request: Request) -> AsyncIterator[tuple[Caller, AsyncConnection]]:
+    """Authenticate the request and give a read connection (``db.read()``) for its work.
+
+    One pool checkout serves both (a checkout costs about as much CPU as a statement),
+    unless the rate limiter counts in the database: its write takes a connection of its
+    own, and holding a second one meanwhile could exhaust the pool under load.
+    """
+    state = request.app.state
+    db: Database = state.db
+    limiter: RateLimiter | None = state.rate_limiter
+    if limiter is not None and limiter.uses_database:
+        caller = await authenticate(request)
+        async with db.read() as conn:
+            yield caller, conn
+        return
+    async with db.read() as conn:
+        yield await authenticate(request, conn), conn

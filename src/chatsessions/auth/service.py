@@ -100,32 +100,41 @@ async def revoke_key(conn: AsyncConnection, *, api_key_or_id: str, now_ms: int) 
     return n > 0
 
 
-async def resolve_credentials(db: Database, creds: Credentials) -> Caller:
+async def resolve_credentials(
+    db: Database, creds: Credentials, *, conn: AsyncConnection | None = None
+) -> Caller:
     """Return the caller named by every credential, or raise :class:`Unauthorized`.
 
     Each credential must be valid on its own and all must name the same user; an invalid
-    one never falls through to another.
+    one never falls through to another. ``conn``: a connection from ``db.read()`` to look
+    the credentials up on (by default one of their own).
     """
     if creds.empty:
         raise Unauthorized()
+    if conn is None:
+        async with db.read() as own:
+            return await _resolve(own, creds)
+    return await _resolve(conn, creds)
+
+
+async def _resolve(conn: AsyncConnection, creds: Credentials) -> Caller:
     users: set[str] = set()
     key_ids: list[str] = []
-    async with db.read() as conn:
-        for key in creds.api_keys:
-            if not ids.API_KEY_RE.match(key):
-                raise Unauthorized()
-            # The lookup is by the hash's unique index: the comparison that decides is the
-            # database's equality on a digest the caller cannot steer, i.e. constant time
-            # with respect to the secret key.
-            row = await store.find_key_by_hash(conn, hash_key(key))
-            if row is None or row.revoked_at_ms is not None:
-                raise Unauthorized()
-            users.add(row.user_id)
-            key_ids.append(row.key_id)
-        for user_id in creds.user_ids:
-            if not ids.is_id(user_id) or not await store.user_exists(conn, user_id):
-                raise Unauthorized()
-            users.add(user_id)
+    for key in creds.api_keys:
+        if not ids.API_KEY_RE.match(key):
+            raise Unauthorized()
+        # The lookup is by the hash's unique index: the comparison that decides is the
+        # database's equality on a digest the caller cannot steer, i.e. constant time
+        # with respect to the secret key.
+        row = await store.find_key_by_hash(conn, hash_key(key))
+        if row is None or row.revoked_at_ms is not None:
+            raise Unauthorized()
+        users.add(row.user_id)
+        key_ids.append(row.key_id)
+    for user_id in creds.user_ids:
+        if not ids.is_id(user_id) or not await store.user_exists(conn, user_id):
+            raise Unauthorized()
+        users.add(user_id)
     if len(users) != 1:
         raise Unauthorized()
     return Caller(users.pop(), key_ids[0] if key_ids else None)

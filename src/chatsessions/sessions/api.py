@@ -8,13 +8,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatsessions.auth.api import CurrentUser, authenticate
-from chatsessions.auth.service import Caller
-from chatsessions.db import Database
+from chatsessions.auth.api import CurrentUser, authenticated_read
 from chatsessions.errors import InvalidParameter
 from chatsessions.sessions import service
 from chatsessions.sessions.schemas import SessionListResponse, SingleSessionResponse
-from chatsessions.timeutil import Clock
 from chatsessions.web import (
     DB,
     ClockDep,
@@ -81,19 +78,22 @@ def _optional_bool(params: dict[str, str], name: str) -> bool | None:
     return parse_bool(params, name, default=False)
 
 
-async def _list(
-    request: Request, caller: Caller, db: Database, clock: Clock, contact_id: str | None
-) -> Response:
-    given = _query(request, "hours", "status", "limit", "includeMessages", "messageLimit", "cursor")
-    params = _list_params(given)
-    page = await service.list_sessions_page(
-        db,
-        user_id=caller.user_id,
-        contact_id=contact_id,
-        params=params,
-        cursor=given.get("cursor"),
-        now_ms=clock(),
-    )
+async def _list(request: Request, contact_id: str | None) -> Response:
+    state = request.app.state
+    async with authenticated_read(request) as (caller, conn):
+        given = _query(
+            request, "hours", "status", "limit", "includeMessages", "messageLimit", "cursor"
+        )
+        params = _list_params(given)
+        page = await service.list_sessions_page(
+            state.db,
+            conn,
+            user_id=caller.user_id,
+            contact_id=contact_id,
+            params=params,
+            cursor=given.get("cursor"),
+            now_ms=state.clock(),
+        )
     return json_response(page)
 
 
@@ -111,17 +111,13 @@ _LIST_QUERY = [
 
 async def recent_sessions(request: Request) -> Response:
     """DM Champ's `GET /v1/chat-sessions/recent`, with keyset pagination."""
-    caller = await authenticate(request)
-    state = request.app.state
-    return await _list(request, caller, state.db, state.clock, None)
+    return await _list(request, None)
 
 
 async def contact_sessions(request: Request) -> Response:
     """DM Champ's `GET /v1/chat-sessions/{contactId}` (404 when not the caller's contact)."""
-    caller = await authenticate(request)
-    state = request.app.state
     contact_id: str = request.path_params["contactId"]
-    return await _list(request, caller, state.db, state.clock, contact_id)
+    return await _list(request, contact_id)
 
 
 # The two listings are the hottest routes: the endpoint takes the request alone

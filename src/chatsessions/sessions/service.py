@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ __all__ = [
     "contact_name",
     "get_session",
     "list_sessions_page",
+    "listed_row_as_json",
     "message_as_json",
     "per_session_message_cap",
     "session_as_json",
@@ -69,30 +72,63 @@ def session_as_json(
 
     ``truncated`` says the 10,000-messages-per-response cap shortened this list.
     """
-    sess, first, last, phone, email, channel = listed
-    # rule.end_and_reason, inlined: this runs for every listed session (up to 1,000 a page).
-    closed_at = sess.closed_at_ms
-    if closed_at is not None:
-        end, reason, status = format_ms(closed_at), "closed", rule.CLOSED
-    elif now_ms < sess.expires_ms:
+    return listed_row_as_json(
+        store.listed_row(listed), now_ms=now_ms, messages=messages, truncated=truncated
+    )
+
+
+def listed_row_as_json(
+    row: Sequence[Any],
+    *,
+    now_ms: int,
+    messages: list[MessageRow] | None = None,
+    truncated: bool = False,
+) -> dict[str, Any]:
+    """:func:`session_as_json` of a flat listed row (:func:`store.list_sessions`).
+
+    Runs for every listed session (up to 1,000 a page): the row is unpacked by position
+    and :func:`rule.end_and_reason` is inlined.
+    """
+    (
+        session_id,
+        contact_id,
+        start_ms,
+        last_ms,
+        expires_ms,
+        closed_at_ms,
+        _activity_ms,
+        message_count,
+        inbound_count,
+        outbound_count,
+        _created_at_ms,
+        first_name,
+        last_name,
+        phone,
+        email,
+        channel,
+    ) = row
+    last = format_ms(last_ms)
+    if closed_at_ms is not None:
+        end, reason, status = format_ms(closed_at_ms), "closed", rule.CLOSED
+    elif now_ms < expires_ms:
         end, reason, status = None, None, rule.OPENED
     else:
-        end, reason, status = format_ms(sess.last_ms), "inactivity", rule.CLOSED
+        end, reason, status = last, "inactivity", rule.CLOSED
     out: dict[str, Any] = {
-        "session_id": sess.id,
-        "contact_id": sess.contact_id,
-        "contact_name": contact_name(first, last) if first or last else None,
+        "session_id": session_id,
+        "contact_id": contact_id,
+        "contact_name": contact_name(first_name, last_name) if first_name or last_name else None,
         "contact_phone": phone,
         "contact_email": email,
         "channel": channel,
-        "start_date_time": format_ms(sess.start_ms),
-        "last_message_date_time": format_ms(sess.last_ms),
+        "start_date_time": format_ms(start_ms),
+        "last_message_date_time": last,
         "end_date_time": end,
         "status": status,
         "closed_reason": reason,
-        "message_count": sess.message_count,
-        "inbound_count": sess.inbound_count,
-        "outbound_count": sess.outbound_count,
+        "message_count": message_count,
+        "inbound_count": inbound_count,
+        "outbound_count": outbound_count,
     }
     if messages is not None:
         out["messages"] = [message_as_json(msg) for msg in messages]
@@ -200,6 +236,7 @@ def _cursor_query(
 
 async def list_sessions_page(
     db: Database,
+    conn: AsyncConnection,
     *,
     user_id: str,
     contact_id: str | None,
@@ -210,7 +247,8 @@ async def list_sessions_page(
     """One page of a listing, with ``next_cursor`` (null on the last page).
 
     The first request fixes the window (``now - hours``) for the whole cursor chain; status
-    and the status filter are evaluated at each request's own time.
+    and the status filter are evaluated at each request's own time. ``conn`` is from
+    ``db.read()`` (the request's, already used to authenticate it).
     """
     secret = await db.signing_secret()
     after: tuple[int, str] | None = None
@@ -222,7 +260,7 @@ async def list_sessions_page(
     min_activity = window_time - query.hours * HOUR_MS if query.hours is not None else None
     # One snapshot only when the messages must agree with the sessions listed: a single
     # statement reads one snapshot anyway, and autocommit saves two round trips.
-    async with db.read(snapshot=query.include_messages) as conn:
+    async with db.snapshot(conn) if query.include_messages else contextlib.nullcontext():
         if contact_id is not None:
             contact = None
             if ids.is_id(contact_id):
@@ -245,23 +283,31 @@ async def list_sessions_page(
         per_session: dict[str, list[MessageRow]] = {}
         if query.include_messages and rows:
             per_session = await store.messages_for_sessions(
-                conn, user_id, [r.session.id for r in rows], cap
+                conn, user_id, [r[store.LISTED_ID] for r in rows], cap
             )
-    sessions = [
-        session_as_json(
-            r,
-            now_ms=now_ms,
-            messages=per_session.get(r.session.id, []) if query.include_messages else None,
-            # Cut by the response cap: messageLimit alone would have listed more.
-            truncated=min(query.message_limit, r.session.message_count) > cap,
-        )
-        for r in rows
-    ]
+    if query.include_messages:
+        sessions = [
+            listed_row_as_json(
+                r,
+                now_ms=now_ms,
+                messages=per_session.get(r[store.LISTED_ID], []),
+                # Cut by the response cap: messageLimit alone would have listed more.
+                truncated=min(query.message_limit, r[store.LISTED_MESSAGE_COUNT]) > cap,
+            )
+            for r in rows
+        ]
+    else:
+        sessions = [listed_row_as_json(r, now_ms=now_ms) for r in rows]
     next_cursor = None
     if has_more and rows:
-        last = rows[-1].session
+        last = rows[-1]
         next_cursor = encode_cursor(
-            {**query.payload(), "t": window_time, "a": last.activity_ms, "i": last.id},
+            {
+                **query.payload(),
+                "t": window_time,
+                "a": last[store.LISTED_ACTIVITY],
+                "i": last[store.LISTED_ID],
+            },
             secret,
             user_id=user_id,
         )
