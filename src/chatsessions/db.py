@@ -25,6 +25,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import PoolProxiedConnection
 
 from chatsessions import tables
 from chatsessions.config import Settings
@@ -136,7 +137,7 @@ async def fetch_rows(
     if conn.dialect.name != "postgresql":
         return (await conn.execute(stmt, dict(params))).all()
     sql, names = _compiled_for_asyncpg(stmt, conn.dialect)
-    fairy = await conn.get_raw_connection()
+    fairy = await _pooled_connection(conn)
     driver = fairy.driver_connection
     assert driver is not None
     try:
@@ -146,6 +147,16 @@ async def fetch_rows(
             _retire_connections(conn, fairy, exc)
         raise
     return rows
+
+
+async def _pooled_connection(conn: AsyncConnection) -> PoolProxiedConnection:
+    """The pooled connection under ``conn``: read off its sync connection while that
+    holds one (no greenlet hop, ~0.01 ms a call, two or more per request), else from
+    SQLAlchemy, which revalidates an invalidated one."""
+    sync = conn.sync_connection
+    if sync is not None and not sync.closed and not sync.invalidated:
+        return sync.connection
+    return await conn.get_raw_connection()
 
 
 def _retire_connections(conn: AsyncConnection, fairy: Any, exc: BaseException) -> None:
@@ -184,7 +195,7 @@ async def _driver_transaction(conn: AsyncConnection, begin: str) -> AsyncIterato
     in autocommit, so that SQLAlchemy begins none of its own): committed when the block
     ends without error, rolled back otherwise. A connection that fails is retired as
     SQLAlchemy would retire it."""
-    fairy = await conn.get_raw_connection()
+    fairy = await _pooled_connection(conn)
     driver = fairy.driver_connection
     assert driver is not None
     try:
