@@ -15,7 +15,7 @@ from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.sessions import rule, store
 from chatsessions.sessions.cursor import decode_cursor, encode_cursor
-from chatsessions.sessions.store import ListedSession, MessageRow
+from chatsessions.sessions.store import ListedSession
 from chatsessions.timeutil import format_ms
 from chatsessions.webhooks import events as webhook_events
 from chatsessions.webhooks.events import SessionEvent
@@ -42,17 +42,30 @@ DEFAULT_MESSAGE_LIMIT = 100
 HOUR_MS = 3_600_000
 
 
-def message_as_json(msg: MessageRow) -> dict[str, Any]:
-    """A message as the API shows it."""
+def message_as_json(msg: Sequence[Any]) -> dict[str, Any]:
+    """A message as the API shows it, from a :class:`MessageRow` or a row in its column
+    order (a listing's messages come straight from the driver: up to 10,000 a page)."""
+    (
+        message_id,
+        _session_id,
+        _contact_id,
+        direction,
+        role,
+        type_,
+        content,
+        media_url,
+        ts_ms,
+        external_id,
+    ) = msg
     return {
-        "message_id": msg.id,
-        "direction": msg.direction,
-        "role": msg.role,
-        "type": msg.type,
-        "content": msg.content,
-        "media_url": msg.media_url,
-        "timestamp": format_ms(msg.ts_ms),
-        "external_id": msg.external_id,
+        "message_id": message_id,
+        "direction": direction,
+        "role": role,
+        "type": type_,
+        "content": content,
+        "media_url": media_url,
+        "timestamp": format_ms(ts_ms),
+        "external_id": external_id,
     }
 
 
@@ -65,7 +78,7 @@ def session_as_json(
     listed: ListedSession,
     *,
     now_ms: int,
-    messages: list[MessageRow] | None = None,
+    messages: Sequence[Sequence[Any]] | None = None,
     truncated: bool = False,
 ) -> dict[str, Any]:
     """The §4 session object; ``messages`` given adds ``messages`` and ``messages_truncated``.
@@ -81,7 +94,7 @@ def listed_row_as_json(
     row: Sequence[Any],
     *,
     now_ms: int,
-    messages: list[MessageRow] | None = None,
+    messages: Sequence[Sequence[Any]] | None = None,
     truncated: bool = False,
 ) -> dict[str, Any]:
     """:func:`session_as_json` of a flat listed row (:func:`store.list_sessions`).
@@ -280,7 +293,7 @@ async def list_sessions_page(
         has_more = len(rows) > query.limit
         rows = rows[: query.limit]
         cap = per_session_message_cap(query.message_limit, len(rows))
-        per_session: dict[str, list[MessageRow]] = {}
+        per_session: dict[str, list[Sequence[Any]]] = {}
         if query.include_messages and rows:
             per_session = await store.messages_for_sessions(
                 conn, user_id, [r[store.LISTED_ID] for r in rows], cap
