@@ -379,6 +379,7 @@ class _Capture:
         self.statements: list[tuple[Any, dict[str, Any] | None]] = []
         self.driver_statements: list[tuple[str, list[Any]]] = []
         self.driver_connection = _CaptureDriver(self)
+        self.sync_connection = None  # db._pooled_connection then asks get_raw_connection
 
     async def execute(self, stmt: Any, params: dict[str, Any] | None = None, **kw: Any) -> _NoRows:
         self.statements.append((stmt, params))
