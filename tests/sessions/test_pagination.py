@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from chatsessions.db import Database
 from chatsessions.sessions.cursor import encode_cursor
+from chatsessions.timeutil import format_ms
 from tests.conftest import T0, Tenant
 from tests.factories import make_contact, post_message
 from tests.sessions.test_list_params import assert_invalid, ids_of, listing, store_batch
@@ -429,3 +430,75 @@ async def test_a_chain_survives_sessions_disappearing_between_pages(
     ).status_code == 200
     r = await client.get(f"{path}?cursor={cursor}", headers=tenant.auth)
     assert r.status_code == 404 and r.json()["code"] == "not_found"
+
+
+async def _sessions_scan(
+    database: Database, stmt: Any, params: dict[str, Any]
+) -> tuple[str, int | None]:
+    """How the database reads ``sessions`` for ``stmt``: the index condition (PostgreSQL,
+    from EXPLAIN ANALYZE, with the rows it read and dropped) or the search (SQLite)."""
+    async with database.read(snapshot=True) as conn:
+        compiled = stmt.compile(dialect=conn.dialect)
+        given = compiled.construct_params(params)  # adds SQLite's OFFSET 0
+        args = [given[name] for name in compiled.positiontup or ()]
+        if database.is_sqlite:
+            plan = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + compiled.string, tuple(args))
+            details = [row[-1] for row in plan]
+            return next(d for d in details if "sessions" in d and "contacts" not in d), None
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        # The index's bounds are what is tested, not the planner's costs on a tiny table.
+        await driver.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        raw = await driver.fetchval("EXPLAIN (ANALYZE, FORMAT JSON) " + compiled.string, *args)
+        [doc] = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+        nodes = [doc["Plan"]]
+        while nodes:
+            node = nodes.pop()
+            if node.get("Relation Name") == "sessions":
+                return node["Index Cond"], node.get("Rows Removed by Filter", 0)
+            nodes.extend(node.get("Plans", []))
+    raise AssertionError("no scan of sessions in the plan")
+
+
+async def test_a_deep_page_reads_from_where_the_last_page_ended(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    """Keyset pagination: page k starts reading at the cursor's position in the index. It
+    used to read and drop the k - 1 pages before it (the keyset condition was only a
+    filter), so paging through a long history cost time growing with its depth."""
+    from chatsessions.sessions import store
+    from chatsessions.timeutil import parse_iso_ms
+
+    await store_batch(
+        client,
+        tenant.auth,
+        [
+            {"contact": {"externalId": f"deep-{i}"}, "direction": "inbound", "timestamp": T0 - i * MIN}
+            for i in range(1, 601)
+        ],
+    )
+    pages = [await listing(client, tenant, "hours=48&limit=100")]
+    for _ in range(4):
+        cursor = pages[-1]["next_cursor"]
+        pages.append(await listing(client, tenant, f"hours=48&limit=100&cursor={cursor}"))
+    last = pages[-1]["sessions"][-1]  # the 500th session
+    stmt = store._list_statement(by_contact=False, since=True, status=None, keyset=True)
+    params = {
+        "user_id": tenant.user_id,
+        "limit": 101,
+        "min_activity_ms": T0 - 48 * HOUR,
+        "after_activity": parse_iso_ms(last["last_message_date_time"]),
+        "after_id": last["session_id"],
+        "now_ms": T0,
+    }
+    scan, dropped = await _sessions_scan(database, stmt, params)
+    if database.is_sqlite:
+        assert "activity_ms>?" in scan and "activity_ms<?" in scan, scan
+    else:
+        assert "activity_ms <=" in scan, scan
+        assert dropped is not None and dropped <= 1, f"read and dropped {dropped} rows"
+    # And the page itself is the next 100 sessions.
+    sixth = await listing(client, tenant, f"hours=48&limit=100&cursor={pages[-1]['next_cursor']}")
+    assert [s["last_message_date_time"] for s in sixth["sessions"]] == [
+        format_ms(T0 - i * MIN) for i in range(501, 601)
+    ]

@@ -327,6 +327,10 @@ def _list_statement(
     if keyset:
         after_activity: BindParameter[Any] = bindparam("after_activity")
         after_id: BindParameter[Any] = bindparam("after_id")
+        # The first condition is implied by the second; it is there for the index: without
+        # it the OR is only a filter, and page k read and dropped the k - 1 pages before it
+        # (a scan growing with depth) instead of starting where the last page ended.
+        conds.append(s.activity_ms <= after_activity)
         conds.append(
             or_(
                 s.activity_ms < after_activity,
