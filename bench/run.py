@@ -437,6 +437,23 @@ async def service_statements(
     out["recent: messages_for_sessions"] = await capture(
         store.messages_for_sessions, user, ids, 100
     )
+    # The paging scenario's 100th page: the keyset must start the index read at the cursor.
+    deep = await conn.fetchrow(
+        "SELECT activity_ms, id FROM sessions WHERE user_id = $1"
+        " ORDER BY activity_ms DESC, id OFFSET 9899 LIMIT 1",
+        user,
+    )
+    if deep is not None:
+        out["paging: list_sessions, page 100"] = await capture(
+            store.list_sessions,
+            user_id=user,
+            contact_id=None,
+            min_activity_ms=now - 876_000 * 3_600_000,
+            status=None,
+            now_ms=now,
+            after=(deep["activity_ms"], deep["id"]),
+            limit=101,
+        )
     out["contact: get_contact"] = await capture(
         contacts_store.get_contact, user, tenant["heavy_contact_id"]
     )
