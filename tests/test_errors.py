@@ -222,6 +222,27 @@ async def test_unexpected_errors_are_500_json_without_internals(
     assert set(body) == {"success", "error", "code"}
 
 
+async def test_unexpected_errors_in_a_listing_are_500_json_without_internals(
+    backend_settings: Settings, database: Database, tenant: Tenant, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The listings are served ahead of FastAPI's router (web.HotRoutes): an error there
+    still reaches the app's handler, as from any route."""
+    from chatsessions.sessions import service as sessions_service
+
+    async def boom(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("secret internals at /srv/app.py line 42")
+
+    monkeypatch.setattr(sessions_service, "list_sessions_page", boom)
+    app = create_app(backend_settings, clock=lambda: T0, database=database)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        for path in (RECENT, "/v1/chat-sessions/AAAAAAAAAAAAAAAAAAAA"):
+            r = await c.get(path, headers=tenant.auth)
+            body = assert_error(r, 500, "internal")
+            assert "secret" not in r.text and "Traceback" not in r.text
+            assert set(body) == {"success", "error", "code"}
+
+
 async def test_an_unreachable_database_is_503_json(backend_settings: Settings) -> None:
     settings = backend_settings.model_copy(
         update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere"}

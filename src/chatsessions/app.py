@@ -36,10 +36,11 @@ from chatsessions.messages.api import router as messages_router
 from chatsessions.ops.api import LATENCY, REQUESTS
 from chatsessions.ops.api import router as ops_router
 from chatsessions.ratelimit import RateLimiter
+from chatsessions.sessions.api import HOT_ROUTES
 from chatsessions.sessions.api import router as sessions_router
 from chatsessions.settings.api import router as settings_router
 from chatsessions.timeutil import Clock, system_clock
-from chatsessions.web import format_loc, json_response
+from chatsessions.web import HotRoutes, format_loc, json_response
 from chatsessions.webhooks import worker as webhooks_worker
 from chatsessions.webhooks.api import router as webhooks_router
 
@@ -137,6 +138,14 @@ def create_app(
     app.include_router(exports_router)
     app.include_router(webhooks_router)
     _install_error_handlers(app)
+    # Innermost of our middleware (added first): SecurityHeaders and CORS see the hot
+    # routes' requests as any other.
+    app.add_middleware(
+        HotRoutes,
+        routes=HOT_ROUTES,
+        error_type=ChatSessionsError,
+        on_error=_known_error,
+    )
     app.add_middleware(SecurityHeaders)
     if settings.cors_origins:
         app.add_middleware(
@@ -149,10 +158,14 @@ def create_app(
     return app
 
 
+async def _known_error(_request: Request, exc: Exception) -> Response:
+    """The JSON error of one of our errors (:mod:`chatsessions.errors`)."""
+    assert isinstance(exc, ChatSessionsError)
+    return _error_response(exc)
+
+
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ChatSessionsError)
-    async def _known(_request: Request, exc: ChatSessionsError) -> Response:
-        return _error_response(exc)
+    app.add_exception_handler(ChatSessionsError, _known_error)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> Response:

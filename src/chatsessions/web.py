@@ -8,7 +8,7 @@ naming the parameter, mapped to the JSON error shape in one place (``app.py``).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 import orjson
@@ -16,6 +16,8 @@ from fastapi import Depends, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
+from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter, PayloadTooLarge
@@ -24,6 +26,7 @@ from chatsessions.timeutil import Clock
 __all__ = [
     "DB",
     "ClockDep",
+    "HotRoutes",
     "NoNulStr",
     "RequestOnlyRoute",
     "json_response",
@@ -99,6 +102,54 @@ class RequestOnlyRoute(APIRoute):
             return response
 
         return handler
+
+
+ErrorHandler = Callable[[Request, Exception], Coroutine[Any, Any, Response]]
+
+
+class HotRoutes:
+    """ASGI middleware serving a few hot :class:`RequestOnlyRoute` routes before FastAPI's
+    exception middleware, exit stack and router: about a tenth of the CPU of a listing
+    request (callgrind: 0.34 M instructions of a 1.19 M one-session page).
+
+    A request the route matches fully (path and method) goes to its endpoint, matched by
+    the route itself (``route.matches``, so paths, parameters and the ``route`` scope key
+    are the router's); an error of ``error_type`` the endpoint raises gets the app's own
+    handler for it, and any other error propagates as it would from the router. Every
+    other request (another path, a method the route does not allow) passes through.
+    Installed inside the app's outer middleware, which sees these requests as any other.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: Sequence[APIRoute],
+        error_type: type[Exception],
+        on_error: ErrorHandler,
+    ) -> None:
+        self.app = app
+        self.routes = list(routes)
+        self.error_type = error_type
+        self.on_error = on_error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve a hot route, or pass the request on."""
+        if scope["type"] == "http":
+            for route in self.routes:
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    scope.update(child_scope)
+                    request = Request(scope, receive, send)
+                    try:
+                        response: Response = await route.endpoint(request)
+                    except Exception as exc:
+                        if not isinstance(exc, self.error_type):
+                            raise
+                        response = await self.on_error(request, exc)
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
 
 
 def query_parameter(name: str, description: str) -> dict[str, Any]:

@@ -54,6 +54,31 @@ async def test_metrics_need_the_token_when_configured(
         assert r.status_code == 200
 
 
+async def test_listings_are_counted_by_route_template(client, tenant: Tenant) -> None:
+    """/metrics labels the listings (served ahead of the router) by their route template,
+    never by the contact id in the path, and counts each status."""
+    from prometheus_client import REGISTRY
+
+    def count(route: str, status: str) -> float:
+        labels = {"method": "GET", "route": route, "status": status}
+        return REGISTRY.get_sample_value("chatsessions_http_requests_total", labels) or 0.0
+
+    contact = "/v1/chat-sessions/{contactId}"
+    before = {
+        "recent 200": count("/v1/chat-sessions/recent", "200"),
+        "recent 400": count("/v1/chat-sessions/recent", "400"),
+        "contact 404": count(contact, "404"),
+    }
+    assert (await client.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)).status_code == 200
+    assert (await client.get("/v1/chat-sessions/recent?hours=x", headers=tenant.auth)).status_code == 400
+    r = await client.get("/v1/chat-sessions/ZZZZZZZZZZZZZZZZZZZZ", headers=tenant.auth)
+    assert r.status_code == 404
+    assert count("/v1/chat-sessions/recent", "200") == before["recent 200"] + 1
+    assert count("/v1/chat-sessions/recent", "400") == before["recent 400"] + 1
+    assert count(contact, "404") == before["contact 404"] + 1
+    assert "ZZZZZZZZZZZZZZZZZZZZ" not in (await client.get("/metrics")).text
+
+
 async def test_openapi_is_3_1_and_documents_the_api(client) -> None:
     r = await client.get("/openapi.json")
     assert r.status_code == 200

@@ -151,6 +151,10 @@ router.add_api_route(
 )
 
 
+HOT_ROUTES = [r for r in router.routes if isinstance(r, RequestOnlyRoute)]
+"""The two listings, served ahead of FastAPI's routing layers (``web.HotRoutes``)."""
+
+
 def _message_limit(request: Request) -> int:
     value = parse_positive_int(
         _query(request, "messageLimit"), "messageLimit", default=100, cap=MAX_LIMIT
