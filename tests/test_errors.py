@@ -173,6 +173,11 @@ async def test_authentication_comes_before_parameter_validation(
         r = await client.get(path, headers=tenant.auth)
         assert r.status_code in (400, 404), r.text
         assert_error(r, r.status_code, "invalid_parameter" if r.status_code == 400 else "not_found")
+    for path in ["/v1/messages", "/v1/messages/batch"]:
+        for body in (b"{not json", b'{"direction": "sideways"}', b'{"messages": 5}'):
+            assert_error(await client.post(path, content=body), 401, "unauthorized")
+            r = await client.post(path, content=body, headers=tenant.auth)
+            assert_error(r, 400, "invalid_parameter")
 
 
 async def test_bad_parameters_are_400_never_422(client: httpx.AsyncClient, tenant: Tenant) -> None:

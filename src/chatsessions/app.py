@@ -32,11 +32,12 @@ from chatsessions.errors import (
 )
 from chatsessions.exports.api import router as exports_router
 from chatsessions.logging_setup import configure_logging, mask
+from chatsessions.messages.api import HOT_ROUTES as HOT_INGEST_ROUTES
 from chatsessions.messages.api import router as messages_router
 from chatsessions.ops.api import LATENCY, REQUESTS
 from chatsessions.ops.api import router as ops_router
 from chatsessions.ratelimit import RateLimiter
-from chatsessions.sessions.api import HOT_ROUTES
+from chatsessions.sessions.api import HOT_ROUTES as HOT_LISTING_ROUTES
 from chatsessions.sessions.api import router as sessions_router
 from chatsessions.settings.api import router as settings_router
 from chatsessions.timeutil import Clock, system_clock
@@ -142,7 +143,7 @@ def create_app(
     # routes' requests as any other.
     app.add_middleware(
         HotRoutes,
-        routes=HOT_ROUTES,
+        routes=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES],
         error_type=ChatSessionsError,
         on_error=_known_error,
     )

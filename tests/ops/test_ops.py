@@ -54,13 +54,13 @@ async def test_metrics_need_the_token_when_configured(
         assert r.status_code == 200
 
 
-async def test_listings_are_counted_by_route_template(client, tenant: Tenant) -> None:
-    """/metrics labels the listings (served ahead of the router) by their route template,
-    never by the contact id in the path, and counts each status."""
+async def test_hot_routes_are_counted_by_route_template(client, tenant: Tenant) -> None:
+    """/metrics labels the listings and ingest routes (served ahead of the router) by
+    their route template, never by the contact id in the path, and counts each status."""
     from prometheus_client import REGISTRY
 
-    def count(route: str, status: str) -> float:
-        labels = {"method": "GET", "route": route, "status": status}
+    def count(route: str, status: str, method: str = "GET") -> float:
+        labels = {"method": method, "route": route, "status": status}
         return REGISTRY.get_sample_value("chatsessions_http_requests_total", labels) or 0.0
 
     contact = "/v1/chat-sessions/{contactId}"
@@ -68,7 +68,11 @@ async def test_listings_are_counted_by_route_template(client, tenant: Tenant) ->
         "recent 200": count("/v1/chat-sessions/recent", "200"),
         "recent 400": count("/v1/chat-sessions/recent", "400"),
         "contact 404": count(contact, "404"),
+        "messages 400": count("/v1/messages", "400", "POST"),
     }
+    r = await client.post("/v1/messages", json={"direction": "inbound"}, headers=tenant.auth)
+    assert r.status_code == 400
+    assert count("/v1/messages", "400", "POST") == before["messages 400"] + 1
     assert (await client.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)).status_code == 200
     assert (await client.get("/v1/chat-sessions/recent?hours=x", headers=tenant.auth)).status_code == 400
     r = await client.get("/v1/chat-sessions/ZZZZZZZZZZZZZZZZZZZZ", headers=tenant.auth)

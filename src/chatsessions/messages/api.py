@@ -7,7 +7,7 @@ from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatsessions.auth.api import CurrentUser
+from chatsessions.auth.api import CurrentUser, authenticate
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database
 from chatsessions.messages import service
@@ -21,6 +21,7 @@ from chatsessions.timeutil import Clock
 from chatsessions.web import (
     DB,
     ClockDep,
+    RequestOnlyRoute,
     invalid_from_validation,
     json_response,
     read_json_body,
@@ -41,17 +42,9 @@ async def _store(
     return await db.run_write(work, generic_plans=True)
 
 
-@router.post(
-    "/messages",
-    status_code=201,
-    openapi_extra=schema_of(MessageIn),
-    summary="Store a message",
-    responses={200: {"description": "A replay of a stored externalId (duplicate: true)"}},
-)
-async def post_message(request: Request, caller: CurrentUser) -> Response:
+async def post_message(request: Request) -> Response:
     """Store one message and place it in its session; idempotent on `externalId`."""
-    # db and clock from app state, not dependencies: FastAPI's solving of each costs
-    # CPU on every request of the hottest write route.
+    caller = await authenticate(request)
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
     body = validate_body(MessageIn, await read_json_body(request, limit=db.settings.max_body_bytes))
@@ -71,9 +64,9 @@ async def post_message(request: Request, caller: CurrentUser) -> Response:
     return json_response(payload, 201)
 
 
-@router.post("/messages/batch", openapi_extra=schema_of(BatchIn), summary="Store up to 1,000 messages")
-async def post_batch(request: Request, caller: CurrentUser) -> Response:
+async def post_batch(request: Request) -> Response:
     """Validate every item, then store all of them in one transaction (or none)."""
+    caller = await authenticate(request)
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
     raw = await read_json_body(request, limit=db.settings.max_batch_body_bytes)
@@ -97,6 +90,31 @@ async def post_batch(request: Request, caller: CurrentUser) -> Response:
             ],
         }
     )
+
+
+# The two ingest routes are the hottest writes: like the listings, the endpoint takes the
+# request alone (RequestOnlyRoute), authenticates before reading the body, and is served
+# ahead of FastAPI's routing layers (HOT_ROUTES, web.HotRoutes).
+router.add_api_route(
+    "/messages",
+    post_message,
+    methods=["POST"],
+    status_code=201,
+    openapi_extra=schema_of(MessageIn),
+    summary="Store a message",
+    responses={200: {"description": "A replay of a stored externalId (duplicate: true)"}},
+    route_class_override=RequestOnlyRoute,
+)
+router.add_api_route(
+    "/messages/batch",
+    post_batch,
+    methods=["POST"],
+    openapi_extra=schema_of(BatchIn),
+    summary="Store up to 1,000 messages",
+    route_class_override=RequestOnlyRoute,
+)
+HOT_ROUTES = [r for r in router.routes if isinstance(r, RequestOnlyRoute)]
+"""The two ingest routes, served ahead of FastAPI's routing layers (``web.HotRoutes``)."""
 
 
 async def _incoming_custom(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
