@@ -422,16 +422,23 @@ async def service_statements(
     out["auth: key by hash"] = await capture(
         auth_store.find_key_by_hash, auth_service.hash_key(tenant["api_key"])
     )
-    out["recent: list_sessions"] = await capture(
-        store.list_sessions,
-        user_id=user,
-        contact_id=None,
-        min_activity_ms=now - 24 * 3_600_000,
-        status=None,
-        now_ms=now,
-        after=None,
-        limit=101,
-    )
+    async def listing(
+        contact_id: str | None, hours: int | None, after: tuple[int, str] | None = None
+    ) -> tuple[str, list[Any]]:
+        """A page of 100 as the listing routes ask for it (one more row: is there a next)."""
+        since = now - hours * 3_600_000 if hours is not None else None
+        return await capture(
+            store.list_sessions,
+            user_id=user,
+            contact_id=contact_id,
+            min_activity_ms=since,
+            status=None,
+            now_ms=now,
+            after=after,
+            limit=101,
+        )
+
+    out["recent: list_sessions"] = await listing(None, 24)
     sql, args = out["recent: list_sessions"]
     ids = [r["id"] for r in await conn.fetch(sql, *args)][:100]
     out["recent: messages_for_sessions"] = await capture(
@@ -444,29 +451,13 @@ async def service_statements(
         user,
     )
     if deep is not None:
-        out["paging: list_sessions, page 100"] = await capture(
-            store.list_sessions,
-            user_id=user,
-            contact_id=None,
-            min_activity_ms=now - 876_000 * 3_600_000,
-            status=None,
-            now_ms=now,
-            after=(deep["activity_ms"], deep["id"]),
-            limit=101,
+        out["paging: list_sessions, page 100"] = await listing(
+            None, 876_000, after=(deep["activity_ms"], deep["id"])
         )
     out["contact: get_contact"] = await capture(
         contacts_store.get_contact, user, tenant["heavy_contact_id"]
     )
-    out["contact: list_sessions"] = await capture(
-        store.list_sessions,
-        user_id=user,
-        contact_id=tenant["heavy_contact_id"],
-        min_activity_ms=None,
-        status=None,
-        now_ms=now,
-        after=None,
-        limit=101,
-    )
+    out["contact: list_sessions"] = await listing(tenant["heavy_contact_id"], None)
     return out
 
 
