@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from standardwebhooks import Webhook
 
+from tests.polling import DEFAULT_DEADLINE_S
 from tests.resilience.harness import free_port
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "webhook_receiver.py"
@@ -32,11 +33,14 @@ def test_example_receiver_verifies_and_deduplicates(tmp_path: Path) -> None:
     )
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        for _ in range(100):
+        deadline = time.monotonic() + DEFAULT_DEADLINE_S  # bounds a failure only
+        while True:
             try:
-                httpx.get(url, timeout=0.5)
+                httpx.get(url, timeout=5)
                 break
             except httpx.HTTPError:
+                assert proc.poll() is None, "the example receiver exited"
+                assert time.monotonic() < deadline, "the example receiver never listened"
                 time.sleep(0.05)
         body = '{"type": "ChatSessionOpened", "data": {"session": {"session_id": "S1"}}}'
         now = datetime.now(tz=UTC)

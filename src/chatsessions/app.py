@@ -34,7 +34,7 @@ from chatsessions.exports.api import router as exports_router
 from chatsessions.logging_setup import configure_logging, mask
 from chatsessions.messages.api import HOT_ROUTES as HOT_INGEST_ROUTES
 from chatsessions.messages.api import router as messages_router
-from chatsessions.ops.api import LATENCY, REQUESTS
+from chatsessions.ops.api import IN_FLIGHT, LATENCY, REQUESTS
 from chatsessions.ops.api import router as ops_router
 from chatsessions.ratelimit import RateLimiter
 from chatsessions.sessions.api import HOT_ROUTES as HOT_LISTING_ROUTES
@@ -64,7 +64,8 @@ def _is_unavailable(exc: BaseException) -> bool:
 
 
 class SecurityHeaders:
-    """Adds ``X-Content-Type-Options: nosniff`` and counts requests for /metrics."""
+    """Adds ``X-Content-Type-Options: nosniff``; counts requests (and those in flight) for
+    /metrics."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -75,6 +76,7 @@ class SecurityHeaders:
             return
         started = time.perf_counter()
         status = 500
+        IN_FLIGHT.inc()
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -88,6 +90,7 @@ class SecurityHeaders:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
+            IN_FLIGHT.dec()
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             REQUESTS.labels(scope["method"], path, str(status)).inc()

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -32,30 +30,56 @@ CLIENTS = 8
 stats: dict[str, int] = {}
 
 
-async def _send_all(server: Server, key: str, plan: list[dict[str, object]]) -> dict[str, str]:
-    """Post every message, retrying each until a 2xx; returns externalId → messageId."""
+async def _send_all(
+    server: Server, key: str, plan: list[dict[str, object]], kill_after: list[int]
+) -> dict[str, str]:
+    """Post every message from ``CLIENTS`` concurrent clients, retrying each until a 2xx;
+    returns externalId → messageId.
+
+    The server is SIGKILLed (and restarted) on progress, never on a timer: once the number
+    of acknowledged messages reaches each threshold of ``kill_after``, by the client whose
+    acknowledgement reached it, at a moment when other clients' requests are in flight.
+    """
     acknowledged: dict[str, str] = {}
-    stats["attempts"] = stats["failed"] = 0
+    stats.update(attempts=0, failed=0, kills=0, in_flight_at_kill=0)
     queue: asyncio.Queue[dict[str, object]] = asyncio.Queue()
     for item in plan:
         queue.put_nowait(item)
+    in_flight = 0
+    crashing = asyncio.Lock()
+
+    async def crash_if_due() -> None:
+        if stats["kills"] >= len(kill_after) or len(acknowledged) < kill_after[stats["kills"]]:
+            return
+        if in_flight == 0 or crashing.locked():
+            return  # no request in flight to cut: the next acknowledgement tries again
+        async with crashing:
+            stats["in_flight_at_kill"] += in_flight
+            await asyncio.to_thread(server.kill)
+            stats["kills"] += 1
+            await asyncio.to_thread(server.start)
 
     async def client() -> None:
-        async with httpx.AsyncClient(timeout=10) as http:
+        nonlocal in_flight
+        async with httpx.AsyncClient(timeout=60) as http:
             while not queue.empty():
                 item = queue.get_nowait()
                 while True:
                     stats["attempts"] += 1
+                    in_flight += 1
                     try:
                         r = await http.post(
                             server.base_url + "/v1/messages", json=item, headers={"X-API-Key": key}
                         )
                     except httpx.HTTPError:
                         stats["failed"] += 1
-                        await asyncio.sleep(0.05)
+                        await asyncio.sleep(0.05)  # back-off while the server restarts
                         continue
+                    finally:
+                        in_flight -= 1
                     if r.status_code in (200, 201):
                         acknowledged[str(item["externalId"])] = r.json()["messageId"]
+                        await crash_if_due()
                         break
                     assert r.status_code >= 500, r.text  # only the crash may fail a request
                     stats["failed"] += 1
@@ -97,25 +121,12 @@ async def test_acknowledged_messages_survive_sigkill(backend_name: str, tmp_path
             }
             for i in range(MESSAGES)
         ]
-        stop = threading.Event()
-        kills = 0
-
-        def killer() -> None:
-            nonlocal kills
-            while kills < KILLS and not stop.wait(0.4 + rng.random() * 0.4):
-                server.kill()
-                kills += 1
-                server.start()
-
-        thread = threading.Thread(target=killer, daemon=True)
-        started = time.monotonic()
-        thread.start()
-        acknowledged = await _send_all(server, key, plan)
-        stop.set()
-        thread.join(timeout=120)
+        # Kill at evenly spaced points of progress (acknowledged messages), never on a timer.
+        kill_after = [MESSAGES * (k + 1) // (KILLS + 1) for k in range(KILLS)]
+        acknowledged = await _send_all(server, key, plan, kill_after)
         server.kill()
-        assert time.monotonic() - started < 300
-        assert kills >= 1, "the server was never killed: the test proved nothing"
+        assert stats["kills"] == KILLS, "the server was not killed as planned"
+        assert stats["in_flight_at_kill"] >= KILLS  # each kill cut requests in flight
 
         db = Database(Settings(database_url=url))
         m, s = tables.messages.c, tables.sessions.c
@@ -147,7 +158,7 @@ async def test_acknowledged_messages_survive_sigkill(backend_name: str, tmp_path
         assert {tuple(sorted(v)) for v in got.values()} == expected
         assert sorted(r.message_count for r in session_rows) == sorted(len(v) for v in got.values())
         print(
-            f"\ncrash[{backend_name}]: {kills} SIGKILLs survived, {stats['attempts']} requests "
+            f"\ncrash[{backend_name}]: {stats['kills']} SIGKILLs survived, {stats['attempts']} requests "
             f"sent ({stats['failed']} failed by the crashes and retried), {len(acknowledged)} "
             f"acknowledged, {len(acknowledged) - len(set(by_external) & set(acknowledged))} lost"
         )

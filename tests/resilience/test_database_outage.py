@@ -25,9 +25,13 @@ from tests.conftest import (
     create_tenant,
 )
 from tests.factories import make_contact
+from tests.polling import wait_until
 from tests.resilience.tcp_proxy import CuttableProxy
 
 MIN = 60_000
+# The service's connect timeout here. "Fails fast" means within a small multiple of it (a
+# busy machine adds scheduling delay, never a hang of the client's 30 s timeout).
+CONNECT_TIMEOUT_S = 2
 
 
 @asynccontextmanager
@@ -44,7 +48,9 @@ async def _service_behind_proxy() -> AsyncIterator[
 
         await migrate(Settings(database_url=direct_url))
         url = direct_url.replace(":5432/", f":{proxy.port}/")
-        settings = Settings(database_url=url, database_connect_timeout=5, secret_key="k")
+        settings = Settings(
+            database_url=url, database_connect_timeout=CONNECT_TIMEOUT_S, secret_key="k"
+        )
         db = Database(settings)
         tenant = await create_tenant(db)
         app = create_app(settings, clock=FakeClock(), database=db)
@@ -84,7 +90,7 @@ async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
         for i in range(20, 30):
             started = time.monotonic()
             r = await write(i)
-            assert time.monotonic() - started < 5.5  # fails fast, no hang
+            assert time.monotonic() - started < 3 * CONNECT_TIMEOUT_S  # fails fast, no hang
             outage_codes.append(r.status_code)
             assert r.headers["content-type"].startswith("application/json")
             if r.status_code in (200, 201):
@@ -96,13 +102,12 @@ async def test_outage_gives_fast_503_then_recovers_without_restart() -> None:
         assert r.status_code == 503
 
         await proxy.restore()
-        recovered_after = None
-        started = time.monotonic()
-        while time.monotonic() - started < 5:
-            if (await c.get("/readyz")).status_code == 200:
-                recovered_after = time.monotonic() - started
-                break
-        assert recovered_after is not None, "did not recover within 5 s"
+
+        async def ready() -> bool:
+            return (await c.get("/readyz")).status_code == 200
+
+        # Recovers by itself, without a restart (the deadline only bounds a failure).
+        await wait_until(ready, what="/readyz to answer 200 after the database came back")
         for i in range(30, 40):
             r = await write(i)
             assert r.status_code == 201, r.text

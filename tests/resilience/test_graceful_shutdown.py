@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 import httpx
 import orjson
-import pytest
 
+from tests.polling import wait_until
 from tests.resilience.harness import Server, create_user
+
+
+async def _positive(value: Awaitable[float]) -> bool:
+    return await value > 0
 
 
 async def test_sigterm_finishes_in_flight_requests_and_refuses_new(tmp_path: Path) -> None:
@@ -21,29 +25,43 @@ async def test_sigterm_finishes_in_flight_requests_and_refuses_new(tmp_path: Pat
     try:
         headers = {"X-API-Key": key, "Content-Type": "application/json"}
         body = orjson.dumps({"phoneNumber": "+15550100200", "firstName": "Slow"})
-        first_chunk_sent = asyncio.Event()
         terminated = asyncio.Event()
 
         async def slow_body() -> AsyncIterator[bytes]:
             yield body[:10]
-            first_chunk_sent.set()
-            await terminated.wait()
-            await asyncio.sleep(1.0)  # still streaming well after SIGTERM
+            await terminated.wait()  # the rest only once the server refuses new connections
             yield body[10:]
 
-        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+        async def in_flight_requests() -> float:
+            async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as probe:
+                text = (await probe.get("/metrics")).text
+            [line] = [
+                ln
+                for ln in text.splitlines()
+                if ln.startswith("chatsessions_http_requests_in_flight ")
+            ]
+            return float(line.split()[1]) - 1  # not counting this /metrics request
+
+        async def refuses_connections() -> bool:
+            try:
+                async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as fresh:
+                    await fresh.get("/healthz")
+            except httpx.ConnectError:
+                return True
+            return False
+
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=60) as http:
             in_flight = asyncio.create_task(
                 http.post("/v1/contacts", content=slow_body(), headers=headers)
             )
-            await first_chunk_sent.wait()
-            await asyncio.sleep(0.3)  # the server has the request's head
+            # Progress, not a timer: the server is serving the request (it has its head).
+            await wait_until(
+                lambda: _positive(in_flight_requests()), what="the slow request to be in flight"
+            )
             assert server.proc is not None
             server.proc.send_signal(15)
+            await wait_until(refuses_connections, what="the server to refuse new connections")
             terminated.set()
-            await asyncio.sleep(0.3)
-            with pytest.raises(httpx.ConnectError):
-                async with httpx.AsyncClient(base_url=server.base_url, timeout=5) as fresh:
-                    await fresh.get("/healthz")
             response = await in_flight
         assert response.status_code == 200, response.text
         assert response.json()["data"]["contactId"]

@@ -38,10 +38,9 @@ async def test_fuzzing_finds_no_server_error(backend_name: str, tmp_path: Path) 
                 f"{server.base_url}/openapi.json",
                 "-H",
                 f"X-API-Key: {key}",
+                # A number of cases, not a duration: the same cases on any machine.
                 "--max-examples",
                 "25" if FULL else "6",
-                "--max-time",
-                "300" if FULL else "40",
                 "--seed",
                 "20261126",
                 "--checks",

@@ -3,11 +3,9 @@ and the ``chatsessions webhooks deliveries`` command."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import httpx
 import orjson
@@ -17,6 +15,7 @@ from chatsessions.db import Database
 from chatsessions.webhooks.worker import Background, DeliveryWorker, purge_once, refresh_gauges
 from tests.conftest import T0, FakeClock, Tenant
 from tests.factories import make_contact, post_message
+from tests.polling import wait_until
 from tests.webhooks.conftest import subscribe
 from tests.webhooks.receiver import Receiver
 
@@ -29,18 +28,20 @@ async def test_background_delivers_when_woken(
     clock: FakeClock,
 ) -> None:
     await subscribe(pclient, tenant, receiver)
-    # A long poll interval: only the wake-up on new events (NOTIFY on PostgreSQL, in-process
-    # on SQLite) can make it deliver within the test's few seconds.
-    background = Background(database, clock=clock, poll_interval_s=60, sweep_interval_s=60)
+    # The loops poll once a day: only the wake-up on new events (NOTIFY on PostgreSQL,
+    # in-process on SQLite) can make it deliver before the wait's deadline.
+    background = Background(database, clock=clock, poll_interval_s=86_400, sweep_interval_s=86_400)
     background.worker.allow_private = True
     await background.start()
     try:
-        await asyncio.sleep(0.2)  # let the loop go idle
+        # Progress, not a timer: the delivery loop found nothing due and sleeps, and on
+        # PostgreSQL the NOTIFY listener is subscribed.
+        await wait_until(background.idle.is_set, what="the delivery loop to go idle")
+        if not database.is_sqlite:
+            await wait_until(background.listening.is_set, what="the NOTIFY listener")
         contact = await make_contact(pclient, tenant.auth)
         await post_message(pclient, tenant.auth, contact, T0 - 1000)
-        deadline = time.monotonic() + 5
-        while len(receiver.unique()) < 2 and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: len(receiver.unique()) >= 2, what="two deliveries")
     finally:
         await background.stop()
     assert receiver.types() == ["ChatSessionOpened", "MessageReceived"]

@@ -12,7 +12,6 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -22,6 +21,7 @@ from chatsessions.db import Database
 from chatsessions.webhooks.worker import DeliveryWorker
 from tests.conftest import T0, Tenant
 from tests.factories import make_contact
+from tests.polling import DEFAULT_DEADLINE_S, wait_until
 from tests.webhooks.conftest import subscribe
 from tests.webhooks.receiver import Receiver, dump
 
@@ -59,7 +59,7 @@ class Serve:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEFAULT_DEADLINE_S
         async with httpx.AsyncClient(base_url=self.base_url, timeout=1) as c:
             while time.monotonic() < deadline:
                 assert self.proc.poll() is None, self.log.read_text()[-3000:]
@@ -83,15 +83,6 @@ def servers(tmp_path: Path, backend_settings: Settings) -> Iterator[list[Serve]]
     yield made
     for s in made:
         s.kill()
-
-
-async def _wait_for(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 async def test_event_survives_a_killed_server(
@@ -121,7 +112,7 @@ async def test_event_survives_a_killed_server(
             return any(d["attempts"] >= 1 for d in page["data"])
 
         # The in-process worker tried at once (refused) and scheduled a retry in ~5 s.
-        await _wait_for(attempted, 10)
+        await wait_until(attempted, what="a first delivery attempt")
     first.kill()
     revived = Receiver(secret=receiver.secret, port=port).start()
     try:
@@ -132,7 +123,7 @@ async def test_event_survives_a_killed_server(
         async def arrived() -> bool:
             return len(revived.unique()) >= 2
 
-        await _wait_for(arrived, 20)
+        await wait_until(arrived, what="both events at the revived receiver")
         second.kill(signal.SIGTERM)
         assert revived.rejected == []
         assert revived.types() == ["ChatSessionOpened", "MessageReceived"], dump(revived)
@@ -167,7 +158,7 @@ async def test_two_workers_share_without_duplicates(
     sent = [0, 0]
 
     async def run(i: int) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + DEFAULT_DEADLINE_S
         while len(receiver.received) < expected and time.monotonic() < deadline:
             n = await workers[i].run_once()
             sent[i] += n
@@ -229,7 +220,7 @@ async def test_worker_command_delivers_and_stops_on_sigterm(
 
         # The message is at the test clock's T0, days before the worker's real clock: its
         # sweeper announces the silence close at once, after the first two.
-        await _wait_for(arrived, 20)
+        await wait_until(arrived, what="the three events from the worker")
         assert receiver.types() == ["ChatSessionOpened", "MessageReceived", "ChatSessionClosed"]
         closed = receiver.unique()[2].body["data"]["session"]
         assert closed["closed_reason"] == "inactivity"

@@ -6,7 +6,7 @@ import hmac
 
 from fastapi import APIRouter, Request
 from fastapi.responses import PlainTextResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from chatsessions.errors import Unauthorized
 from chatsessions.web import DB, json_response
@@ -15,6 +15,10 @@ router = APIRouter(tags=["operations"])
 
 REQUESTS = Counter(
     "chatsessions_http_requests_total", "HTTP requests", ["method", "route", "status"]
+)
+IN_FLIGHT = Gauge(
+    "chatsessions_http_requests_in_flight",
+    "HTTP requests being served now (this one included); a graceful shutdown waits for them",
 )
 LATENCY = Histogram(
     "chatsessions_http_request_duration_seconds",

@@ -321,6 +321,10 @@ class Background:
         self.sweep_interval_s = sweep_interval_s
         self.gauge_interval_s = gauge_interval_s
         self._wake = asyncio.Event()
+        # Progress others can wait on (tests, a supervisor): the delivery loop has found
+        # nothing due and waits for a wake-up; the NOTIFY listener is subscribed.
+        self.idle = asyncio.Event()
+        self.listening = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -374,6 +378,7 @@ class Background:
         woken = True
         while not self._stopping:
             self._wake.clear()
+            self.idle.clear()
             room = self.worker.concurrency - len(self._inflight)
             claimed: list[ClaimedDelivery] = []
             if room > 0:
@@ -394,6 +399,7 @@ class Background:
             if claimed and len(claimed) >= min(room, self.worker.batch_size):
                 woken = True
                 continue  # more may be due
+            self.idle.set()
             try:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
                 woken = True
@@ -438,11 +444,13 @@ class Background:
                     raw = await conn.get_raw_connection()
                     driver: Any = raw.driver_connection
                     await driver.add_listener(events.NOTIFY_CHANNEL, on_notify)
+                    self.listening.set()
                     try:
                         while not self._stopping:
                             await asyncio.sleep(15)
                             await driver.execute("SELECT 1")  # notices a lost connection
                     finally:
+                        self.listening.clear()
                         with contextlib.suppress(Exception):
                             await driver.remove_listener(events.NOTIFY_CHANNEL, on_notify)
             except asyncio.CancelledError:
