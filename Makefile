@@ -5,15 +5,22 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint typecheck bench clean resilience
+.PHONY: install install-dev run test check lint typecheck bench clean resilience
 
-$(BIN)/.installed: pyproject.toml
+# Two install stamps: serving needs only the package and its runtime dependencies (the
+# first `make run` on a fresh machine waits for nothing else); the test and lint tools
+# come with `make test`.
+$(BIN)/.installed-run: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed-run
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-install: $(BIN)/.installed
+install: $(BIN)/.installed-run
+install-dev: $(BIN)/.installed-dev
 
 ## make run: install, migrate the embedded SQLite database, load the demo tenant on first
 ## run, print a working curl line, serve on 127.0.0.1:8000.
@@ -21,21 +28,28 @@ run: install
 	$(BIN)/chatsessions demo --if-missing --port $(PORT)
 	$(BIN)/chatsessions serve --host $(HOST) --port $(PORT)
 
-## make test: install and run the whole suite (SQLite and the local PostgreSQL).
-test: install
-	$(BIN)/ruff check src tests
-	$(BIN)/mypy
+## make test: install, check for drift (lint, format, types, the generated API docs),
+## and run the whole suite (SQLite and the local PostgreSQL; the doctests of src/ too).
+test: check
 	$(BIN)/pytest -q
 
+## make check: what fails the build before a test runs.
+LINTED := src tests bench scripts examples
+check: install-dev
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
+	$(BIN)/mypy
+	$(BIN)/python scripts/gen_api_docs.py --check
+
 ## make resilience: the full fault-injection set (longer runs, more crashes).
-resilience: install
+resilience: install-dev
 	CHATSESSIONS_RESILIENCE_FULL=1 $(BIN)/pytest -q -s tests/resilience
 
-lint: install
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+lint: install-dev
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 
-typecheck: install
+typecheck: install-dev
 	$(BIN)/mypy
 
 clean:
@@ -48,7 +62,7 @@ SCALE      ?= small
 BENCH_SEED ?= 1
 BENCH_PG   ?= postgresql://postgres@127.0.0.1:5432
 BENCH_ARGS ?=
-bench: install
+bench: install-dev
 	@$(BIN)/python -c "import matplotlib, granian, numpy" 2>/dev/null || $(BIN)/pip install -q -e '.[dev,bench]'
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python bench/generate.py --scale small --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_small

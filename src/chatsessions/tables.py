@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     or_,
 )
+from sqlalchemy.sql.elements import Grouping
 
 __all__ = [
     "api_keys",
@@ -287,7 +288,7 @@ SESSION_CLOSE_DUE = case(
 Index(
     "ix_sessions_close_due",
     sessions.c.user_id,
-    SESSION_CLOSE_DUE,
+    Grouping(SESSION_CLOSE_DUE),  # PostgreSQL needs an index expression in parentheses
     postgresql_where=SESSION_CLOSE_PENDING,
     sqlite_where=SESSION_CLOSE_PENDING,
 )
