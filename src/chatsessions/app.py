@@ -41,7 +41,7 @@ from chatsessions.sessions.api import HOT_ROUTES as HOT_LISTING_ROUTES
 from chatsessions.sessions.api import router as sessions_router
 from chatsessions.settings.api import router as settings_router
 from chatsessions.timeutil import Clock, system_clock
-from chatsessions.web import HotRoutes, format_loc, json_response
+from chatsessions.web import HotRoutes, format_loc, json_response, shadowed_routes
 from chatsessions.webhooks import worker as webhooks_worker
 from chatsessions.webhooks.api import router as webhooks_router
 
@@ -60,7 +60,11 @@ def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     name = type(exc).__name__
-    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}
+    return name in {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "TooManyConnectionsError",
+    }
 
 
 class SecurityHeaders:
@@ -141,12 +145,17 @@ def create_app(
         app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    if shadowed := shadowed_routes(app.router.routes):
+        # Within a domain the router orders literal paths first (web.DomainRouter); across
+        # domains the include order decides, so a clash is a mistake to fix at once.
+        raise RuntimeError(f"routes shadowed by an earlier route (path, by): {shadowed}")
     _install_error_handlers(app)
     # Innermost of our middleware (added first): SecurityHeaders and CORS see the hot
     # routes' requests as any other.
     app.add_middleware(
         HotRoutes,
-        routes=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES],
+        router=app.router,
+        hot=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES],
         error_type=ChatSessionsError,
         on_error=_known_error,
     )
@@ -211,21 +220,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         return response
 
 
-_POSITIVE_INT = {"type": "integer", "minimum": 1}
-_QUERY_PARAM_SCHEMAS: dict[str, dict[str, Any]] = {
-    "hours": _POSITIVE_INT,
-    "limit": _POSITIVE_INT,
-    "messageLimit": _POSITIVE_INT,
-    "includeMessages": {"type": "boolean"},
-    "format": {"type": "string", "enum": ["json", "txt"]},
-    "filter": {"type": "string", "enum": ["all", "media", "tool_use", "text"]},
-    "status": {
-        "type": "string",
-        "enum": ["ChatSessionOpened", "ChatSessionClosed", "open", "opened", "closed"],
-    },
-}
-
-
 def _install_openapi(app: FastAPI) -> None:
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -280,14 +274,6 @@ def _install_openapi(app: FastAPI) -> None:
         }
         for path, path_item in schema.get("paths", {}).items():
             for op in path_item.values():
-                for param in op.get("parameters", []):
-                    # Parsed by hand (strictly, 400 naming the parameter), declared here
-                    # with their real types for clients and generators.
-                    typed = _QUERY_PARAM_SCHEMAS.get(param.get("name", ""))
-                    if typed is not None and param.get("in") == "query":
-                        param["schema"] = typed
-                        if param["name"] == "hours" and path.endswith("/recent"):
-                            param["required"] = True
                 responses = op.setdefault("responses", {})
                 responses.pop("422", None)  # validation failures are 400, never 422
                 for code, text in described.items():

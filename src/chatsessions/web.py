@@ -7,16 +7,15 @@ naming the parameter, mapped to the JSON error shape in one place (``app.py``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Annotated, Any, TypeVar
 
 import orjson
-from fastapi import Depends, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
 from pydantic import AfterValidator, BaseModel, TypeAdapter, ValidationError
-from starlette.routing import Match
+from starlette.routing import BaseRoute, Match, Route, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatsessions.db import Database
@@ -26,20 +25,20 @@ from chatsessions.timeutil import Clock
 __all__ = [
     "DB",
     "ClockDep",
+    "DomainRouter",
     "HotRoutes",
     "NoNulStr",
     "RequestOnlyRoute",
+    "flattened_routes",
     "json_response",
-    "parse_bool",
-    "parse_positive_int",
+    "literal_routes_first",
     "path_parameter",
-    "query_parameter",
     "read_json_body",
+    "shadowed_routes",
     "validate_body",
 ]
 
 M = TypeVar("M", bound=BaseModel)
-_DIGITS = re.compile(r"[0-9]+")  # used with fullmatch: "5\n" is not plain digits
 
 
 def _no_nul(value: str) -> str:
@@ -107,6 +106,74 @@ class RequestOnlyRoute(APIRoute):
 ErrorHandler = Callable[[Request, Exception], Coroutine[Any, Any, Response]]
 
 
+def _segments(path: str) -> list[str | None]:
+    """A path template's segments, ``None`` for a parameter."""
+    return [None if seg.startswith("{") else seg for seg in path.strip("/").split("/")]
+
+
+def _shadows(earlier: BaseRoute, later: BaseRoute) -> bool:
+    """Whether ``earlier``, matched first, would take requests meant for ``later``, a more
+    literal route: the same segments, each equal or a parameter of ``earlier``."""
+    if not isinstance(earlier, Route | APIRoute) or not isinstance(later, Route | APIRoute):
+        return False
+    if earlier.methods and later.methods and not (earlier.methods & later.methods):
+        return False
+    a, b = _segments(earlier.path), _segments(later.path)
+    if len(a) != len(b) or a == b:
+        return False
+    return all(x is None or x == y for x, y in zip(a, b, strict=True)) and b.count(None) < a.count(
+        None
+    )
+
+
+def literal_routes_first(routes: list[BaseRoute]) -> None:
+    """Reorder ``routes`` in place so that no route is shadowed by a parameter route
+    registered before it (``/v1/chat-sessions/export`` before ``/v1/chat-sessions/{id}``),
+    keeping the order of every other pair."""
+    i = 0
+    while i < len(routes):
+        for j in range(i):
+            if _shadows(routes[j], routes[i]):
+                routes.insert(j, routes.pop(i))
+                break
+        i += 1
+
+
+def flattened_routes(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """Every route in the order the app's router tries them (included routers expanded)."""
+    out: list[BaseRoute] = []
+    for route in routes:
+        included = getattr(route, "original_router", None)
+        if included is not None:
+            out.extend(flattened_routes(included.routes))
+        else:
+            out.append(route)
+    return out
+
+
+def shadowed_routes(routes: Sequence[BaseRoute]) -> list[tuple[str, str]]:
+    """``(shadowed, by)`` paths of routes that an earlier route would always take."""
+    flat = flattened_routes(routes)
+    return [
+        (getattr(later, "path", "?"), getattr(earlier, "path", "?"))
+        for i, later in enumerate(flat)
+        for earlier in flat[:i]
+        if _shadows(earlier, later)
+    ]
+
+
+class DomainRouter(APIRouter):
+    """The router of one domain (``sessions/api.py``, …). A more literal path matches first
+    whatever the order routes are added in: ``GET /v1/chat-sessions/export`` added after
+    ``GET /v1/chat-sessions/{contactId}`` is still served. (Across domains the app checks
+    at start-up that no route is shadowed, see ``app.py``.)"""
+
+    def add_api_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        """Add the route, then move it ahead of any parameter route that would take it."""
+        super().add_api_route(path, endpoint, **kwargs)
+        literal_routes_first(self.routes)
+
+
 class HotRoutes:
     """ASGI middleware serving a few hot :class:`RequestOnlyRoute` routes before FastAPI's
     exception middleware, exit stack and router: about a tenth of the CPU of a listing
@@ -116,29 +183,54 @@ class HotRoutes:
     the route itself (``route.matches``, so paths, parameters and the ``route`` scope key
     are the router's); an error of ``error_type`` the endpoint raises gets the app's own
     handler for it, and any other error propagates as it would from the router. Every
-    other request (another path, a method the route does not allow) passes through.
-    Installed inside the app's outer middleware, which sees these requests as any other.
+    other request (another path, a method the route does not allow) passes through, and so
+    does one that a route ahead of the hot route in the router's order matches too: a hot
+    route never shadows a route the router would have chosen. Installed inside the app's
+    outer middleware, which sees these requests as any other; built when the app serves
+    its first request, once every route is registered.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        routes: Sequence[APIRoute],
+        router: Router,
+        hot: Sequence[APIRoute],
         error_type: type[Exception],
         on_error: ErrorHandler,
     ) -> None:
         self.app = app
-        self.routes = list(routes)
+        routes = flattened_routes(router.routes)
+
+        def position(hot_route: APIRoute) -> int:
+            # The router's own route object, or its copy (older FastAPI copied on include).
+            return next(
+                i
+                for i, r in enumerate(routes)
+                if r is hot_route
+                or (
+                    isinstance(r, APIRoute)
+                    and (r.path, r.methods, r.endpoint)
+                    == (hot_route.path, hot_route.methods, hot_route.endpoint)
+                )
+            )
+
+        # Each hot route with the routes ahead of it that could match the same requests.
+        self.routes = [
+            (route, [r for r in routes[:at] if _shadows(route, r)])
+            for at, route in sorted((position(h), h) for h in hot)
+        ]
         self.error_type = error_type
         self.on_error = on_error
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a hot route, or pass the request on."""
         if scope["type"] == "http":
-            for route in self.routes:
+            for route, ahead in self.routes:
                 match, child_scope = route.matches(scope)
                 if match is Match.FULL:
+                    if any(r.matches(scope)[0] is Match.FULL for r in ahead):
+                        break  # the router's choice
                     scope.update(child_scope)
                     request = Request(scope, receive, send)
                     try:
@@ -152,71 +244,9 @@ class HotRoutes:
         await self.app(scope, receive, send)
 
 
-def query_parameter(name: str, description: str) -> dict[str, Any]:
-    """An optional query parameter as the OpenAPI document declares it, for a route that
-    parses its query by hand (``app.py`` gives the typed ones their real schema)."""
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": {"type": "string"},
-        "description": description,
-    }
-
-
 def path_parameter(name: str) -> dict[str, Any]:
     """A path parameter as the OpenAPI document declares it (read from ``path_params``)."""
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-
-
-def query_value(params: Mapping[str, str], name: str) -> str | None:
-    """A query parameter's value; given empty counts as absent."""
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    return value
-
-
-def parse_positive_int(
-    params: Mapping[str, str],
-    name: str,
-    *,
-    default: int | None,
-    cap: int | None = None,
-) -> int | None:
-    """A plain-decimal integer ≥ 1 (``1e3``, ``0x10``, ``+5``, ``-1``, ``0`` are refused).
-
-    Values above ``cap`` count as ``cap``.
-    """
-    raw = query_value(params, name)
-    if raw is None:
-        return default
-    if not _DIGITS.fullmatch(raw):
-        raise InvalidParameter(
-            name, f"must be a whole number ≥ 1 in plain digits, got {raw[:40]!r}"
-        )
-    digits = raw.lstrip("0")  # int() refuses over 4,300 digits, leading zeros included
-    if not digits:
-        raise InvalidParameter(name, f"must be ≥ 1, got {raw[:40]!r}")
-    if cap is not None and len(digits) > len(str(cap)):
-        return cap
-    if len(digits) > 4000:
-        raise InvalidParameter(name, "is too large")
-    value = int(digits)
-    return min(value, cap) if cap is not None else value
-
-
-def parse_bool(params: Mapping[str, str], name: str, *, default: bool) -> bool:
-    """``true/false/1/0`` in any case."""
-    raw = query_value(params, name)
-    if raw is None:
-        return default
-    lowered = raw.lower()
-    if lowered in ("true", "1"):
-        return True
-    if lowered in ("false", "0"):
-        return False
-    raise InvalidParameter(name, f"must be true, false, 1 or 0, got {raw[:40]!r}")
 
 
 async def read_json_body(request: Request, *, limit: int) -> Any:

@@ -4,28 +4,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import Depends, Path, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.auth.api import CurrentUser
 from chatsessions.contacts import service
-from chatsessions.contacts.schemas import ContactFields, ContactIn, ContactUpdate
+from chatsessions.contacts.schemas import ContactFields, ContactIn, ContactLookup, ContactUpdate
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.web import (
     DB,
     ClockDep,
+    DomainRouter,
     json_response,
-    query_value,
     read_json_body,
     schema_of,
     validate_body,
 )
 
-router = APIRouter(prefix="/v1", tags=["contacts"])
+router = DomainRouter(prefix="/v1", tags=["contacts"])
 
 
-@router.post("/contacts", openapi_extra=schema_of(ContactIn), summary="Create a contact")
+@router.post(
+    "/contacts",
+    openapi_extra=schema_of(ContactIn),
+    summary="Create a contact",
+    operation_id="createContact",
+)
 async def create_contact(
     request: Request, caller: CurrentUser, db: DB, clock: ClockDep
 ) -> Response:
@@ -49,18 +54,19 @@ async def create_contact(
     )
 
 
-@router.get("/contacts", summary="Find a contact by phoneNumber, email or externalId")
+@router.get(
+    "/contacts",
+    summary="Find a contact by phoneNumber, email or externalId",
+    operation_id="findContact",
+    openapi_extra=ContactLookup.openapi(),
+)
 async def find_contact(
-    request: Request,
     caller: CurrentUser,
     db: DB,
-    phoneNumber: Annotated[str | None, Query()] = None,
-    email: Annotated[str | None, Query()] = None,
-    externalId: Annotated[str | None, Query()] = None,
+    lookup: Annotated[ContactLookup, Depends(ContactLookup.from_request)],
 ) -> Response:
     """`{"success": true, "contactId": …}` or 404."""
-    params = dict(request.query_params)
-    given = {name: query_value(params, name) for name in ("phoneNumber", "email", "externalId")}
+    given = lookup.model_dump()
     if given["email"] is not None and "@" in given["email"]:
         # An unencoded "+" (jane+tag@…) arrives as a space, which no address contains.
         given["email"] = given["email"].strip().replace(" ", "+")
@@ -75,7 +81,7 @@ async def find_contact(
     return json_response({"success": True, "contactId": contact.id})
 
 
-@router.get("/contacts/{contactId}", summary="Read a contact")
+@router.get("/contacts/{contactId}", summary="Read a contact", operation_id="getContact")
 async def read_contact(caller: CurrentUser, db: DB, contactId: Annotated[str, Path()]) -> Response:
     """The contact in DM Champ's shape."""
     async with db.read() as conn:
@@ -86,7 +92,10 @@ async def read_contact(caller: CurrentUser, db: DB, contactId: Annotated[str, Pa
 
 
 @router.put(
-    "/contacts/{contactId}", openapi_extra=schema_of(ContactUpdate), summary="Update a contact"
+    "/contacts/{contactId}",
+    openapi_extra=schema_of(ContactUpdate),
+    summary="Update a contact",
+    operation_id="updateContact",
 )
 async def update_contact(
     request: Request,
@@ -109,7 +118,11 @@ async def update_contact(
     return json_response({"success": True, "message": "Contact updated successfully"})
 
 
-@router.delete("/contacts/{contactId}", summary="Erase a contact and everything of it")
+@router.delete(
+    "/contacts/{contactId}",
+    summary="Erase a contact and everything of it",
+    operation_id="deleteContact",
+)
 async def delete_contact(
     caller: CurrentUser, db: DB, contactId: Annotated[str, Path()]
 ) -> Response:

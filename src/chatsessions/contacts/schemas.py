@@ -6,9 +6,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from chatsessions.queryparams import QueryModel, Text
 from chatsessions.web import NoNulStr
 
-__all__ = ["ContactFields", "ContactIn", "ContactUpdate", "Name", "ShortText"]
+__all__ = ["ContactFields", "ContactIn", "ContactLookup", "ContactUpdate", "Name", "ShortText"]
 
 ShortText = Annotated[NoNulStr, StringConstraints(max_length=255)]
 Name = Annotated[NoNulStr, StringConstraints(max_length=255)]
@@ -53,3 +54,11 @@ class ContactOut(BaseModel):
     is_bot_active: bool
     do_not_disturb: bool
     createdAt: str = Field(description="ISO 8601 UTC")
+
+
+class ContactLookup(QueryModel):
+    """``GET /v1/contacts``: one of the identifiers (validated as a contact's fields)."""
+
+    phoneNumber: Annotated[str | None, Text()] = Field(None, description="E.164 or local form")
+    email: Annotated[str | None, Text()] = None
+    externalId: Annotated[str | None, Text()] = None

@@ -4,47 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Depends
 from fastapi.responses import Response
 
 from chatsessions.auth.api import CurrentUser
 from chatsessions.errors import InvalidParameter
 from chatsessions.exports import service
-from chatsessions.exports.store import FILTERS
-from chatsessions.web import DB, ClockDep, json_response, parse_positive_int, query_value
+from chatsessions.exports.schemas import ExportParams
+from chatsessions.web import DB, ClockDep, DomainRouter, json_response
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1", tags=["chat exports"])
+router = DomainRouter(prefix="/v1", tags=["chat exports"])
 
-MAX_HOURS = 876_000
 DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
-FORMATS = ("json", "txt")
 
 
-def _choice(params: dict[str, str], name: str, allowed: tuple[str, ...], default: str) -> str:
-    raw = query_value(params, name)
-    if raw is None:
-        return default
-    value = raw.lower()
-    if value not in allowed:
-        raise InvalidParameter(name, f"must be one of {', '.join(allowed)}, got {raw[:40]!r}")
-    return value
-
-
-def _export_query(request: Request) -> service.ExportQuery:
-    params = dict(request.query_params)
-    hours = parse_positive_int(params, "hours", default=None, cap=MAX_HOURS)
-    if hours is None:
+def _export_query(params: ExportParams) -> service.ExportQuery:
+    if params.hours is None:
         raise InvalidParameter("hours", "is required (a whole number of hours ≥ 1)")
-    limit = parse_positive_int(params, "limit", default=DEFAULT_LIMIT, cap=MAX_LIMIT)
-    assert limit is not None
     return service.ExportQuery(
-        hours=hours,
-        format=_choice(params, "format", FORMATS, "json"),
-        limit=limit,
-        filter=_choice(params, "filter", FILTERS, "all"),
+        hours=params.hours,
+        format=params.format or "json",
+        limit=params.limit or DEFAULT_LIMIT,
+        filter=params.filter or "all",
     )
 
 
@@ -52,24 +35,20 @@ def _export_query(request: Request) -> service.ExportQuery:
     "/chat-exports/recent",
     summary="Transcripts of the contacts with messages in the past `hours` hours",
     responses={200: {"content": {"application/json": {}, "text/plain": {}}}},
+    operation_id="exportRecentChats",
+    openapi_extra=ExportParams.openapi(),
 )
 async def recent_exports(
-    request: Request,
     caller: CurrentUser,
     db: DB,
     clock: ClockDep,
-    hours: Annotated[str | None, Query(description="integer ≥ 1 (required)")] = None,
-    format: Annotated[str | None, Query(description="json (default) | txt")] = None,
-    limit: Annotated[str | None, Query(description="contacts, integer ≥ 1, default 50")] = None,
-    filter: Annotated[
-        str | None, Query(description="all (default) | media | tool_use | text")
-    ] = None,
+    params: Annotated[ExportParams, Depends(ExportParams.from_request)],
 ) -> Response:
     """DM Champ's chat export: one transcript per contact, newest activity first.
 
     At most 10,000 messages per response (the newest); `truncated` says when more matched.
     """
-    query = _export_query(request)
+    query = _export_query(params)
     now = clock()
     export = await service.build_export(db, user_id=caller.user_id, query=query, now_ms=now)
     if query.format == "txt":

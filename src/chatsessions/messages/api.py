@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -21,6 +21,7 @@ from chatsessions.timeutil import Clock
 from chatsessions.web import (
     DB,
     ClockDep,
+    DomainRouter,
     RequestOnlyRoute,
     invalid_from_validation,
     json_response,
@@ -29,7 +30,7 @@ from chatsessions.web import (
     validate_body,
 )
 
-router = APIRouter(prefix="/v1", tags=["messages"])
+router = DomainRouter(prefix="/v1", tags=["messages"])
 
 
 async def _store(
@@ -102,6 +103,7 @@ router.add_api_route(
     status_code=201,
     openapi_extra=schema_of(MessageIn),
     summary="Store a message",
+    operation_id="createMessage",
     responses={200: {"description": "A replay of a stored externalId (duplicate: true)"}},
     route_class_override=RequestOnlyRoute,
 )
@@ -111,13 +113,16 @@ router.add_api_route(
     methods=["POST"],
     openapi_extra=schema_of(BatchIn),
     summary="Store up to 1,000 messages",
+    operation_id="createMessageBatch",
     route_class_override=RequestOnlyRoute,
 )
 HOT_ROUTES = [r for r in router.routes if isinstance(r, RequestOnlyRoute)]
 """The two ingest routes, served ahead of FastAPI's routing layers (``web.HotRoutes``)."""
 
 
-async def _incoming_custom(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+async def _incoming_custom(
+    request: Request, caller: CurrentUser, db: DB, clock: ClockDep
+) -> Response:
     body = validate_body(
         CustomChannelIncoming, await read_json_body(request, limit=db.settings.max_body_bytes)
     )
@@ -146,12 +151,14 @@ router.add_api_route(
     methods=["POST"],
     openapi_extra=schema_of(CustomChannelIncoming),
     summary="DM Champ custom channel: an inbound message",
+    operation_id="receiveCustomChannelMessage",
 )
 router.add_api_route(
     "/incoming_custom_channel_message",
     _incoming_custom,
     methods=["POST"],
     include_in_schema=False,
+    operation_id="receiveCustomChannelMessageUnderscored",
 )
 
 
@@ -159,6 +166,7 @@ router.add_api_route(
     "/send-custom-channel-message",
     openapi_extra=schema_of(CustomChannelSend),
     summary="DM Champ custom channel: an outbound message",
+    operation_id="sendCustomChannelMessage",
 )
 async def send_custom(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
     """Record an outbound message to a custom-channel contact (created if missing)."""

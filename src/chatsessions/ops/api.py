@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hmac
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from chatsessions.errors import Unauthorized
-from chatsessions.web import DB, json_response
+from chatsessions.web import DB, DomainRouter, json_response
 
-router = APIRouter(tags=["operations"])
+router = DomainRouter(tags=["operations"])
 
 REQUESTS = Counter(
     "chatsessions_http_requests_total", "HTTP requests", ["method", "route", "status"]
@@ -28,13 +28,13 @@ LATENCY = Histogram(
 )
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get("/healthz", summary="Liveness", operation_id="getHealth")
 async def healthz() -> Response:
     """The process is up."""
     return json_response({"success": True, "status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness (database reachable)")
+@router.get("/readyz", summary="Readiness (database reachable)", operation_id="getReadiness")
 async def readyz(db: DB) -> Response:
     """200 when the database answers, 503 otherwise."""
     try:
@@ -49,6 +49,7 @@ async def readyz(db: DB) -> Response:
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
+    operation_id="getMetrics",
     response_class=PlainTextResponse,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )

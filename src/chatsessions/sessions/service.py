@@ -15,6 +15,7 @@ from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.sessions import rule, store
 from chatsessions.sessions.cursor import decode_cursor, encode_cursor
+from chatsessions.sessions.schemas import ListingQuery
 from chatsessions.sessions.store import ListedSession
 from chatsessions.timeutil import format_ms
 from chatsessions.webhooks import events as webhook_events
@@ -24,7 +25,6 @@ __all__ = [
     "DEFAULT_LIMIT",
     "DEFAULT_MESSAGE_LIMIT",
     "MAX_MESSAGES_PER_RESPONSE",
-    "ListParams",
     "ListQuery",
     "close_session",
     "contact_name",
@@ -162,17 +162,6 @@ def per_session_message_cap(message_limit: int, sessions_on_page: int) -> int:
 
 
 @dataclass(frozen=True)
-class ListParams:
-    """A listing request's parameters as given, validated; ``None`` means absent."""
-
-    hours: int | None = None
-    status: str | None = None  # "opened" | "closed"
-    limit: int | None = None
-    include_messages: bool | None = None
-    message_limit: int | None = None
-
-
-@dataclass(frozen=True)
 class ListQuery:
     """The complete query of a listing (both chat-sessions endpoints), defaults applied."""
 
@@ -195,7 +184,7 @@ class ListQuery:
         }
 
 
-def _fresh_query(params: ListParams, contact_id: str | None) -> ListQuery:
+def _fresh_query(params: ListingQuery, contact_id: str | None) -> ListQuery:
     if contact_id is None and params.hours is None:
         raise InvalidParameter("hours", "is required (a whole number of hours ≥ 1)")
     return ListQuery(
@@ -203,15 +192,15 @@ def _fresh_query(params: ListParams, contact_id: str | None) -> ListQuery:
         hours=params.hours,
         status=params.status,
         limit=params.limit if params.limit is not None else DEFAULT_LIMIT,
-        include_messages=bool(params.include_messages),
+        include_messages=bool(params.includeMessages),
         message_limit=(
-            params.message_limit if params.message_limit is not None else DEFAULT_MESSAGE_LIMIT
+            params.messageLimit if params.messageLimit is not None else DEFAULT_MESSAGE_LIMIT
         ),
     )
 
 
 def _cursor_query(
-    payload: dict[str, Any], params: ListParams, contact_id: str | None
+    payload: dict[str, Any], params: ListingQuery, contact_id: str | None
 ) -> tuple[ListQuery, int, tuple[int, str]]:
     """The query a cursor carries, its window time and position.
 
@@ -236,8 +225,8 @@ def _cursor_query(
         "hours": (params.hours, query.hours),
         "status": (params.status, query.status),
         "limit": (params.limit, query.limit),
-        "includeMessages": (params.include_messages, query.include_messages),
-        "messageLimit": (params.message_limit, query.message_limit),
+        "includeMessages": (params.includeMessages, query.include_messages),
+        "messageLimit": (params.messageLimit, query.message_limit),
     }
     for name, (value, carried) in given.items():
         if value is not None and value != carried:
@@ -253,8 +242,7 @@ async def list_sessions_page(
     *,
     user_id: str,
     contact_id: str | None,
-    params: ListParams,
-    cursor: str | None,
+    params: ListingQuery,
     now_ms: int,
 ) -> dict[str, Any]:
     """One page of a listing, with ``next_cursor`` (null on the last page).
@@ -265,10 +253,10 @@ async def list_sessions_page(
     """
     secret = await db.signing_secret()
     after: tuple[int, str] | None = None
-    if cursor is None:
+    if params.cursor is None:
         query, window_time = _fresh_query(params, contact_id), now_ms
     else:
-        payload = decode_cursor(cursor, secret, user_id=user_id)
+        payload = decode_cursor(params.cursor, secret, user_id=user_id)
         query, window_time, after = _cursor_query(payload, params, contact_id)
     min_activity = window_time - query.hours * HOUR_MS if query.hours is not None else None
     # One snapshot only when the messages must agree with the sessions listed: a single

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import Depends, Path, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -12,9 +12,8 @@ from chatsessions.auth.api import CurrentUser
 from chatsessions.web import (
     DB,
     ClockDep,
+    DomainRouter,
     json_response,
-    parse_positive_int,
-    query_value,
     read_json_body,
     schema_of,
     validate_body,
@@ -22,6 +21,7 @@ from chatsessions.web import (
 from chatsessions.webhooks import delivery, service, store
 from chatsessions.webhooks.schemas import (
     DeliveriesPage,
+    DeliveriesQuery,
     TestResultResponse,
     WebhookCreatedResponse,
     WebhookIn,
@@ -30,10 +30,9 @@ from chatsessions.webhooks.schemas import (
 )
 from chatsessions.webhooks.store import EndpointRow
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = DomainRouter(prefix="/v1", tags=["webhooks"])
 
 DEFAULT_DELIVERIES_LIMIT = 100
-MAX_DELIVERIES_LIMIT = 1000
 WebhookId = Annotated[str, Path()]
 
 
@@ -48,6 +47,7 @@ def _allow_private(request: Request) -> bool:
     response_model=WebhookCreatedResponse,
     status_code=201,
     summary="Create a webhook endpoint",
+    operation_id="createWebhook",
 )
 async def create_webhook(
     request: Request, caller: CurrentUser, db: DB, clock: ClockDep
@@ -68,7 +68,12 @@ async def create_webhook(
     )
 
 
-@router.get("/webhooks", response_model=WebhookListResponse, summary="List webhook endpoints")
+@router.get(
+    "/webhooks",
+    response_model=WebhookListResponse,
+    summary="List webhook endpoints",
+    operation_id="listWebhooks",
+)
 async def list_webhooks(caller: CurrentUser, db: DB) -> Response:
     """Every endpoint of the caller, without secrets."""
     async with db.read() as conn:
@@ -79,7 +84,10 @@ async def list_webhooks(caller: CurrentUser, db: DB) -> Response:
 
 
 @router.get(
-    "/webhooks/{webhookId}", response_model=WebhookResponse, summary="Read a webhook endpoint"
+    "/webhooks/{webhookId}",
+    response_model=WebhookResponse,
+    summary="Read a webhook endpoint",
+    operation_id="getWebhook",
 )
 async def read_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> Response:
     """The endpoint, without its secret."""
@@ -90,7 +98,9 @@ async def read_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> Res
     return json_response({"success": True, "data": service.endpoint_as_json(endpoint)})
 
 
-@router.delete("/webhooks/{webhookId}", summary="Delete a webhook endpoint")
+@router.delete(
+    "/webhooks/{webhookId}", summary="Delete a webhook endpoint", operation_id="deleteWebhook"
+)
 async def delete_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> Response:
     """Delete the endpoint and its pending and past deliveries."""
 
@@ -106,6 +116,7 @@ async def delete_webhook(caller: CurrentUser, db: DB, webhookId: WebhookId) -> R
     "/webhooks/{webhookId}/rotate-secret",
     response_model=WebhookCreatedResponse,
     summary="Rotate a webhook's secret",
+    operation_id="rotateWebhookSecret",
 )
 async def rotate_secret(
     caller: CurrentUser, db: DB, clock: ClockDep, webhookId: WebhookId
@@ -127,6 +138,7 @@ async def rotate_secret(
     "/webhooks/{webhookId}/test",
     response_model=TestResultResponse,
     summary="Send a signed test event",
+    operation_id="testWebhook",
 )
 async def test_webhook(
     request: Request, caller: CurrentUser, db: DB, clock: ClockDep, webhookId: WebhookId
@@ -152,22 +164,24 @@ async def test_webhook(
     "/webhooks/{webhookId}/deliveries",
     response_model=DeliveriesPage,
     summary="List a webhook's deliveries",
+    operation_id="listWebhookDeliveries",
+    openapi_extra=DeliveriesQuery.openapi(),
 )
 async def list_deliveries(
-    request: Request, caller: CurrentUser, db: DB, webhookId: WebhookId
+    caller: CurrentUser,
+    db: DB,
+    webhookId: WebhookId,
+    query: Annotated[DeliveriesQuery, Depends(DeliveriesQuery.from_request)],
 ) -> Response:
     """Newest first; `limit` (default 100, above 1,000 counts as 1,000) and `cursor`."""
-    params = dict(request.query_params)
-    limit = parse_positive_int(params, "limit", default=None, cap=MAX_DELIVERIES_LIMIT)
-    cursor = query_value(params, "cursor")
     secret = await db.signing_secret()
     async with db.read() as conn:
         page = await service.deliveries_page(
             conn,
             user_id=caller.user_id,
             endpoint_id=webhookId,
-            limit=limit,
-            cursor=cursor,
+            limit=query.limit,
+            cursor=query.cursor,
             secret=secret,
             default_limit=DEFAULT_DELIVERIES_LIMIT,
         )

@@ -7,10 +7,12 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
+from chatsessions.queryparams import PositiveInt, QueryModel, Text
 from chatsessions.web import NoNulStr
 
 __all__ = [
     "DeliveriesPage",
+    "DeliveriesQuery",
     "DeliveryOut",
     "TestResult",
     "TestResultResponse",
@@ -102,3 +104,14 @@ class DeliveriesPage(BaseModel):
     success: Literal[True]
     next_cursor: str | None
     data: list[DeliveryOut]
+
+
+class DeliveriesQuery(QueryModel):
+    """``GET /v1/webhooks/{webhookId}/deliveries``: page size and position."""
+
+    limit: Annotated[int | None, PositiveInt(cap=1000)] = Field(
+        None, description="integer ≥ 1, default 100; above 1000 counts as 1000"
+    )
+    cursor: Annotated[str | None, Text()] = Field(
+        None, description="next_cursor of the previous page"
+    )
