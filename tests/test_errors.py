@@ -1,4 +1,4 @@
-"""The error shape of every failure (SPEC §2, §4): JSON, the right code, never a 422."""
+"""The error shape of every failure (docs/contract.md#authentication, docs/contract.md#listings): JSON, the right code, never a 422."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ RECENT = "/v1/chat-sessions/recent?hours=1"
 
 
 def assert_error(r: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """A JSON error body of the SPEC shape, with ``nosniff``."""
+    """A JSON error body of the documented shape (docs/contract.md#parameters-and-errors), with ``nosniff``."""
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/json"
     assert r.headers["x-content-type-options"] == "nosniff"

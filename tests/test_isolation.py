@@ -1,4 +1,4 @@
-"""Tenant isolation, built from the app's route table (SPEC §1).
+"""Tenant isolation, built from the app's route table (docs/contract.md#tenancy).
 
 Every ``/v1`` route with a path parameter is called by tenant B with tenant A's ids and
 must answer 404 ``not_found`` without any of A's data; a new endpoint is covered as soon

@@ -3,7 +3,7 @@
 A route's query string is a :class:`QueryModel`. Each field is one parameter, typed with
 one of the strict parsers below, so a single declaration decides what a request may send
 (anything else is a 400 naming the parameter, see :mod:`chatsessions.errors`) and what
-the OpenAPI document says about it. The rules are written in ``docs/api-rules.md``:
+the OpenAPI document says about it (docs/contract.md#parameters-and-errors):
 
 - integers are plain decimal digits ≥ 1 (``1e3``, ``0x10``, ``+5``, ``0`` are refused),
   and a value above the parameter's cap counts as the cap;

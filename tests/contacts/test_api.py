@@ -1,4 +1,4 @@
-"""The contacts API in DM Champ's shapes (SPEC §5): create, find, read, update, erase."""
+"""The contacts API in DM Champ's shapes (docs/contract.md#writes): create, find, read, update, erase."""
 
 from __future__ import annotations
 

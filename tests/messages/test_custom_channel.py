@@ -1,4 +1,4 @@
-"""DM Champ's custom-channel endpoints: incoming (both spellings) and send (SPEC §5)."""
+"""DM Champ's custom-channel endpoints: incoming (both spellings) and send (docs/contract.md#writes)."""
 
 from __future__ import annotations
 

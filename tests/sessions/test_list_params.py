@@ -1,4 +1,4 @@
-"""Every parameter of the two listings (SPEC §4), valid and invalid, through real HTTP.
+"""Every parameter of the two listings (docs/contract.md#listings), valid and invalid, through real HTTP.
 
 Query strings are written out by hand so that what is sent is exactly what is named
 (``+5`` in a query string is a space; ``%2B5`` is a plus sign).
@@ -20,7 +20,7 @@ MIN = 60_000
 HOUR = 60 * MIN
 ERROR_KEYS = {"success", "error", "code", "parameter"}  # errors.py adds "parameter"
 
-# Not plain decimal digits ≥ 1 (SPEC §4): each must be a 400 naming the parameter.
+# Not plain decimal digits ≥ 1 (docs/contract.md#listings): each must be a 400 naming the parameter.
 BAD_INTEGERS = [
     "0",
     "00",

@@ -1,4 +1,4 @@
-"""Order and keyset pagination of the listings (SPEC §4): next_cursor chains, cursors."""
+"""Order and keyset pagination of the listings (docs/contract.md#listings): next_cursor chains, cursors."""
 
 from __future__ import annotations
 
@@ -359,7 +359,7 @@ async def test_cursor_of_another_tenant_is_400(
     r = await client.get(f"{RECENT}?hours=24&limit=1&cursor={cursor}", headers=other_tenant.auth)
     assert_invalid(r, "cursor")
     assert tenant.user_id not in r.text
-    # The cursor does not name its user (a userId is a credential, SPEC §2).
+    # The cursor does not name its user (a userId is a credential, docs/contract.md#authentication).
     body_part = cursor.split(".")[0]
     assert tenant.user_id.encode() not in base64.urlsafe_b64decode(
         body_part + "=" * (-len(body_part) % 4)
@@ -473,7 +473,11 @@ async def test_a_deep_page_reads_from_where_the_last_page_ended(
         client,
         tenant.auth,
         [
-            {"contact": {"externalId": f"deep-{i}"}, "direction": "inbound", "timestamp": T0 - i * MIN}
+            {
+                "contact": {"externalId": f"deep-{i}"},
+                "direction": "inbound",
+                "timestamp": T0 - i * MIN,
+            }
             for i in range(1, 601)
         ],
     )

@@ -1,4 +1,4 @@
-"""The session object (SPEC §4) and GET /v1/sessions/{id}, POST /v1/sessions/{id}/close (§3, §5)."""
+"""The session object (docs/contract.md#listings) and GET /v1/sessions/{id}, POST /v1/sessions/{id}/close (§3, §5)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from tests.sessions.test_list_params import assert_invalid, listing, store_batch
 
 MIN = 60_000
 HOUR = 60 * MIN
-NINE = 1_795_510_800_000  # 2026-11-24T09:00:00.000Z, the SPEC's example morning
+NINE = 1_795_510_800_000  # 2026-11-24T09:00:00.000Z, the morning of the API docs example
 SESSION_KEYS = {
     "session_id",
     "contact_id",

@@ -1,4 +1,4 @@
-"""Per-user settings: the session timeout, its validation, and its history (SPEC §3, §5)."""
+"""Per-user settings: the session timeout, its validation, and its history (docs/contract.md#sessions, docs/contract.md#writes)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The webhooks API (SPEC §6): shapes, validation, tenant isolation, rotation, test ping,
+"""The webhooks API (docs/contract.md#webhooks): shapes, validation, tenant isolation, rotation, test ping,
 the deliveries listing."""
 
 from __future__ import annotations

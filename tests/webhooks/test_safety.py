@@ -1,4 +1,4 @@
-"""SSRF safety (SPEC §6): only https to global addresses, checked at creation and at each
+"""SSRF safety (docs/contract.md#webhooks): only https to global addresses, checked at creation and at each
 delivery, connecting to the checked address; the private-address flag opens it up."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The authentication dependency (SPEC §2) and the failed-authentication throttle."""
+"""The authentication dependency (docs/contract.md#authentication) and the failed-authentication throttle."""
 
 from __future__ import annotations
 

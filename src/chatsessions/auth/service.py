@@ -1,4 +1,4 @@
-"""Users, API keys and authentication (SPEC §2)."""
+"""Users, API keys and authentication (docs/contract.md#authentication)."""
 
 from __future__ import annotations
 

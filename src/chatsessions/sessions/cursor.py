@@ -1,10 +1,10 @@
-"""Opaque, signed keyset cursors for the listing endpoints (SPEC §4).
+"""Opaque, signed keyset cursors for the listing endpoints (docs/contract.md#listings).
 
 A cursor is ``base64url(json payload) "." base64url(HMAC-SHA256(user id, payload)[:16])``.
 It carries the query it belongs to (so it cannot be replayed with other parameters), the
 request time that fixed the window, and the last (activity, id) seen. The user id is part
 of what is signed but not of the payload: a cursor names no credential (a user id is one,
-see SPEC §2), and another user's cursor fails verification.
+see docs/contract.md#authentication), and another user's cursor fails verification.
 
 >>> token = encode_cursor({"l": 7}, b"secret", user_id="u1")
 >>> decode_cursor(token, b"secret", user_id="u1")

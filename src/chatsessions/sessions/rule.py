@@ -1,4 +1,4 @@
-"""The session rule (SPEC §3) as pure functions: no I/O, no clock, property-tested.
+"""The session rule (docs/contract.md#sessions) as pure functions: no I/O, no clock, property-tested.
 
 A chat session is a run of one contact's messages, ordered by (timestamp, message id), in
 which every gap between consecutive messages is shorter than the timeout in force at the

@@ -97,7 +97,7 @@ class MessageOut(BaseModel):
 
 
 class SessionOut(BaseModel):
-    """A chat session (SPEC §4). `messages*` only with includeMessages=true."""
+    """A chat session (docs/contract.md#listings). `messages*` only with includeMessages=true."""
 
     session_id: str
     contact_id: str

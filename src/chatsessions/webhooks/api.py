@@ -1,4 +1,4 @@
-"""Routes of the webhooks API (SPEC §6): endpoints, secret rotation, test ping, deliveries."""
+"""Routes of the webhooks API (docs/contract.md#webhooks): endpoints, secret rotation, test ping, deliveries."""
 
 from __future__ import annotations
 

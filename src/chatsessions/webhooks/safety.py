@@ -1,4 +1,4 @@
-"""Where webhooks may be sent (SPEC §6 Safety): https URLs whose host resolves to global
+"""Where webhooks may be sent (docs/contract.md#webhooks Safety): https URLs whose host resolves to global
 addresses only, checked at creation and again at each delivery.
 
 The delivery then connects to the very address that was checked (no second DNS lookup
