@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsessions import __version__
 from chatsessions.auth.api import AuthFailureThrottle
+from chatsessions.channels.api import router as channels_router
 from chatsessions.config import Settings, get_settings
 from chatsessions.contacts.api import router as contacts_router
 from chatsessions.db import Database
@@ -60,7 +61,11 @@ def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     name = type(exc).__name__
-    return name in {"CannotConnectNowError", "ConnectionDoesNotExistError", "TooManyConnectionsError"}
+    return name in {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "TooManyConnectionsError",
+    }
 
 
 class SecurityHeaders:
@@ -138,6 +143,7 @@ def create_app(
         app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    app.include_router(channels_router)
     _install_error_handlers(app)
     # Innermost of our middleware (added first): SecurityHeaders and CORS see the hot
     # routes' requests as any other.
