@@ -146,7 +146,10 @@ async def test_metrics_count_per_channel_type(client: httpx.AsyncClient, tenant:
     await post_meta(client, channel["webhookPath"], wa_text("wamid.M1"))
     await post_meta(client, channel["webhookPath"], wa_text("wamid.M2"), secret="wrong")
     after = (await client.get("/metrics")).text
-    deltas = {o: value(after, o) - value(before, o) for o in ("received", "stored", "duplicates", "rejected")}
+    deltas = {
+        o: value(after, o) - value(before, o)
+        for o in ("received", "stored", "duplicates", "rejected")
+    }
     assert deltas == {"received": 2, "stored": 1, "duplicates": 1, "rejected": 1}
 
 
@@ -157,7 +160,9 @@ async def test_a_channel_writes_only_into_its_own_tenant(
     theirs = await create_channel(client, other_tenant.auth, "whatsapp")
     # The same platform ids reach both channels: each tenant gets its own copy.
     for channel in (mine, theirs, mine):
-        assert (await post_meta(client, channel["webhookPath"], wa_text("wamid.SAME"))).status_code == 200
+        assert (
+            await post_meta(client, channel["webhookPath"], wa_text("wamid.SAME"))
+        ).status_code == 200
     a, b = await messages_of(client, tenant.auth), await messages_of(client, other_tenant.auth)
     assert [m["external_id"] for m in a] == [m["external_id"] for m in b] == ["wamid.SAME"]
     assert a[0]["contact_id"] != b[0]["contact_id"] and a[0]["message_id"] != b[0]["message_id"]
