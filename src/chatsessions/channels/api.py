@@ -258,6 +258,7 @@ async def receive(request: Request) -> Response:
 
 
 _WEBHOOK_PATH = "/channels/{channelId}/webhook"
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
 router.add_api_route(
     _WEBHOOK_PATH,
     handshake,
@@ -265,6 +266,11 @@ router.add_api_route(
     operation_id="verifyChannelWebhook",
     summary="Meta's subscription handshake (no API key)",
     response_class=PlainTextResponse,
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        403: {"description": "hub.verify_token does not match", "content": _ERROR},
+        405: {"description": "not a Meta channel", "content": _ERROR},
+    },
     openapi_extra={"parameters": [path_parameter("channelId")], "security": []},
     route_class_override=RequestOnlyRoute,
 )
@@ -274,6 +280,15 @@ router.add_api_route(
     methods=["POST"],
     operation_id="receiveChannelWebhook",
     summary="A platform's delivery (authenticated by the platform's proof, no API key)",
+    responses={
+        200: {
+            "description": "Committed (Twilio channels: an empty TwiML document)",
+            "content": {
+                "application/json": {"schema": {"type": "object"}},
+                "text/xml": {"schema": {"type": "string"}},
+            },
+        },
+    },
     openapi_extra={"parameters": [path_parameter("channelId")], "security": []},
     route_class_override=RequestOnlyRoute,
 )
