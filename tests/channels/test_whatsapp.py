@@ -19,7 +19,7 @@ from tests.channels.payloads import (
     wa_status,
     wa_text,
 )
-from tests.conftest import Tenant
+from tests.conftest import FakeClock, Tenant
 
 
 async def _counters(
@@ -220,3 +220,31 @@ async def test_meta_handshake(client: httpx.AsyncClient, tenant: Tenant) -> None
         r = await client.get(path, params=bad)
         assert r.status_code == 403, (bad, r.text)
         assert "1158201444" not in r.text
+
+
+async def test_odd_platform_values_are_stored_safely_or_named(
+    client: httpx.AsyncClient, tenant: Tenant, clock: FakeClock
+) -> None:
+    channel = await create_channel(client, tenant.auth, "whatsapp")
+    messages = [
+        wa_message("wamid.NUL", body={"body": "a\x00b"}),
+        wa_message("wamid.BIG", body={"body": "é" * 40_000}),  # 80,000 bytes of UTF-8
+        wa_message("wamid.FUTURE", ts=SECONDS + 3600),  # a clock an hour ahead
+        wa_message("wamid." + "x" * 300),  # too long to be an externalId
+        wa_message("wamid.SHORT", sender="12"),  # not a phone number the library accepts
+    ]
+    contacts = [wa_contact(), wa_contact("12", "Shorty")]
+    r = await post_meta(
+        client, channel["webhookPath"], wa_payload([wa_change(messages, contacts=contacts)])
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"success": True, "stored": 4, "duplicates": 0, "ignored": 1}
+    got = {m["external_id"]: m for m in await messages_of(client, tenant.auth)}
+    assert got["wamid.NUL"]["content"] == "a\ufffdb"
+    assert len(got["wamid.BIG"]["content"].encode()) == 64 * 1024
+    assert got["wamid.FUTURE"]["timestamp"] == format_ms(clock())
+    assert got["wamid.SHORT"]["contact_phone"] is None
+    r = await client.get("/v1/contacts", params={"externalId": "whatsapp:12"}, headers=tenant.auth)
+    assert r.status_code == 200 and r.json()["contactId"] == got["wamid.SHORT"]["contact_id"]
+    r = await client.get(f"/v1/channels/{channel['channelId']}", headers=tenant.auth)
+    assert "not stored" in r.json()["data"]["counters"]["lastError"]

@@ -26,6 +26,7 @@ from chatsessions.channels.base import (
     media_or_word,
     seconds_to_ms,
 )
+from chatsessions.contacts.normalise import normalise_phone
 
 __all__ = ["TYPE", "Config", "translate", "verify"]
 
@@ -132,7 +133,10 @@ def _identity(raw: dict[str, Any], contacts: list[_Contact], *, echo: bool) -> I
         user_id = user_id or match.user_id
     name = match.profile.name if match is not None and match.profile is not None else None
     if isinstance(phone, str) and phone.strip("+").isdigit():
-        return Identity(channel=TYPE, phone="+" + phone.strip("+"), first_name=name)
+        try:
+            return Identity(channel=TYPE, phone=normalise_phone(phone), first_name=name)
+        except ValueError:  # not a number the phone library accepts: keep the wa_id as an id
+            return Identity(channel=TYPE, external_id=f"whatsapp:{phone}", first_name=name)
     if isinstance(user_id, str) and user_id:
         return Identity(channel=TYPE, external_id=f"whatsapp:{user_id}", first_name=name)
     return None
