@@ -8,7 +8,8 @@ channel; then, with payloads built and signed before the clock starts:
 - 100-message payloads (one ``entry``, 100 ``messages``) from 4 concurrent senders:
   messages stored per second;
 
-and the channel's counters at the end. Not part of the test suite; standalone.
+the same 32-sender load through ``POST /v1/messages`` (what the machine gives the core
+write path at that moment, for comparison); and the channel's counters at the end. Not part of the test suite; standalone.
 
     .venv/bin/python bench/channels_bench.py [--single 400] [--per-sender 25] [--bulk 20]
         [--backends sqlite,postgresql] [--admin-url postgresql://postgres@127.0.0.1:5432/test]
@@ -73,12 +74,21 @@ def payload(first: int, count: int) -> tuple[bytes, dict[str, str]]:
 
 
 async def _send(client: httpx.AsyncClient, path: str, items: list[tuple[bytes, dict[str, str]]],
-                out: list[float]) -> None:  # fmt: skip
+                out: list[float], expect: int = 200) -> None:  # fmt: skip
     for body, headers in items:
         started = time.perf_counter()
         r = await client.post(path, content=body, headers=headers)
         out.append((time.perf_counter() - started) * 1000)
-        assert r.status_code == 200, r.text
+        assert r.status_code == expect, r.text
+
+
+def _message(n: int) -> bytes:
+    """The same single message as ``payload(n, 1)``, as a POST /v1/messages body."""
+    return orjson.dumps(
+        {"contact": {"phoneNumber": f"+1555{n % 200:07d}", "firstName": f"Bench {n % 200}"},
+         "direction": "inbound", "content": f"message {n}", "externalId": f"ref.{n}",
+         "timestamp": (NOW - 3600 + n % 3000) * 1000}
+    )  # fmt: skip
 
 
 async def measure(
@@ -122,12 +132,32 @@ async def measure(
         await asyncio.gather(*(_send(client, path, lane, bulk_lat) for lane in bulk_lanes))
         bulk_seconds = time.perf_counter() - started
 
+        # The same load through POST /v1/messages (inline contact by phone), on the same
+        # server at the same moment: what the machine gives the core write path.
+        reference: list[float] = []
+        ref_lanes = [
+            [_message(n + s * per_sender + i) for i in range(per_sender)] for s in range(32)
+        ]
+        n += 32 * per_sender
+        started = time.perf_counter()
+        ref_headers = {**auth, "Content-Type": "application/json"}
+        await asyncio.gather(
+            *(_send(client, "/v1/messages", [(b, ref_headers) for b in lane], reference, 201)
+              for lane in ref_lanes)
+        )  # fmt: skip
+        ref_seconds = time.perf_counter() - started
+
         r = await client.get(f"/v1/channels/{channel['channelId']}", headers=auth)
         counters = r.json()["data"]["counters"]
     return {
         "c1": (percentile(one, 50), percentile(one, 99), len(one)),
         "c32": (percentile(many, 50), percentile(many, 99), len(many), len(many) / c32_seconds),
         "bulk": (4 * bulk * 100 / bulk_seconds, percentile(bulk_lat, 50), percentile(bulk_lat, 99)),
+        "reference": (
+            percentile(reference, 50),
+            percentile(reference, 99),
+            len(reference) / ref_seconds,
+        ),
         "counters": counters,
     }
 
@@ -197,15 +227,18 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; client and server on this machine")
     print(
-        "| backend | c=1 p50 / p99 (ms) | c=32 p50 / p99 (ms), payloads/s | 100-message payloads: messages/s (p50 / p99 ms) |"
+        "| backend | c=1 p50 / p99 (ms) | c=32 p50 / p99 (ms), payloads/s "
+        "| 100-message payloads: messages/s (p50 / p99 ms) "
+        "| at the same moment, POST /v1/messages at c=32: p50 / p99 (ms), msg/s |"
     )
-    print("| --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- |")
     for backend in args.backends.split(","):
         res = run(backend, args.admin_url, args.single, args.per_sender, args.bulk)
-        c1, c32, bulk = res["c1"], res["c32"], res["bulk"]
+        c1, c32, bulk, ref = res["c1"], res["c32"], res["bulk"], res["reference"]
         print(
             f"| {backend} | {c1[0]:.1f} / {c1[1]:.1f} (n={c1[2]}) | {c32[0]:.1f} / {c32[1]:.1f} "
-            f"(n={c32[2]}), {c32[3]:.0f}/s | {bulk[0]:.0f}/s ({bulk[1]:.0f} / {bulk[2]:.0f}) |"
+            f"(n={c32[2]}), {c32[3]:.0f}/s | {bulk[0]:.0f}/s ({bulk[1]:.0f} / {bulk[2]:.0f}) | "
+            f"{ref[0]:.1f} / {ref[1]:.1f}, {ref[2]:.0f}/s |"
         )
         print(f"  counters[{backend}]: {orjson.dumps(res['counters']).decode()}")
 

@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsessions import __version__
 from chatsessions.auth.api import AuthFailureThrottle
+from chatsessions.channels.api import HOT_ROUTES as HOT_CHANNEL_ROUTES
 from chatsessions.channels.api import router as channels_router
 from chatsessions.config import Settings, get_settings
 from chatsessions.contacts.api import router as contacts_router
@@ -149,7 +150,7 @@ def create_app(
     # routes' requests as any other.
     app.add_middleware(
         HotRoutes,
-        routes=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES],
+        routes=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES, *HOT_CHANNEL_ROUTES],
         error_type=ChatSessionsError,
         on_error=_known_error,
     )

@@ -292,3 +292,8 @@ router.add_api_route(
     openapi_extra={"parameters": [path_parameter("channelId")], "security": []},
     route_class_override=RequestOnlyRoute,
 )
+HOT_ROUTES = [
+    r for r in router.routes if isinstance(r, RequestOnlyRoute) and "POST" in (r.methods or ())
+]
+"""The webhook's delivery route, served ahead of FastAPI's routing layers (``web.HotRoutes``):
+a platform's deliveries are the channel's hot path."""
