@@ -17,6 +17,8 @@ from chatsessions.app import create_app
 from chatsessions.config import Settings
 from chatsessions.db import Database
 from tests.channels.payloads import (
+    APP_SECRET,
+    TELEGRAM_SECRET,
     create_channel,
     messages_of,
     post_meta,
@@ -180,3 +182,46 @@ async def test_a_channel_writes_only_into_its_own_tenant(
     assert [c["channelId"] for c in r.json()["data"]] == [theirs["channelId"]]
     r = await client.get(path, headers=tenant.auth)
     assert r.json()["data"]["name"] == "my whatsapp" and r.json()["data"]["counters"]["stored"] == 1
+
+
+async def test_bodies_over_the_limit_and_verified_garbage(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    channel = await create_channel(client, tenant.auth, "telegram")
+    headers = {"X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    r = await client.post(
+        channel["webhookPath"], content=b"{" + b" " * (4 * 1024 * 1024), headers=headers
+    )
+    assert r.status_code == 413 and r.json()["code"] == "payload_too_large"
+    r = await client.post(channel["webhookPath"], content=b"not json at all", headers=headers)
+    assert r.status_code == 400 and r.json()["error"].startswith("body:"), r.text
+    r = await client.get(f"/v1/channels/{channel['channelId']}", headers=tenant.auth)
+    counters = r.json()["data"]["counters"]
+    assert counters["lastError"].startswith("not a telegram payload") and counters["stored"] == 0
+
+
+async def test_a_secret_that_cannot_be_opened_is_a_500_that_names_the_cause(
+    client: httpx.AsyncClient, tenant: Tenant, database: Database
+) -> None:
+    channel = await create_channel(client, tenant.auth, "whatsapp")
+    c = tables.channels.c
+    async with database.write() as conn:  # as after a change of the server key
+        await conn.execute(
+            tables.channels.update()
+            .where(c.user_id == tenant.user_id, c.id == channel["channelId"])
+            .values(secret_box="v1.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        )
+    r = await post_meta(client, channel["webhookPath"], wa_text("wamid.K1"))
+    assert r.status_code == 500 and r.json()["code"] == "internal"
+    r = await client.get(f"/v1/channels/{channel['channelId']}", headers=tenant.auth)
+    data = r.json()["data"]
+    assert data["config"]["appSecret"] is None  # unreadable, shown as such
+    assert "cannot decrypt" in data["counters"]["lastError"]
+    # Entering the secret again repairs the channel.
+    r = await client.patch(
+        f"/v1/channels/{channel['channelId']}",
+        json={"config": {"appSecret": APP_SECRET, "verifyToken": "new-verify-token"}},
+        headers=tenant.auth,
+    )
+    assert r.status_code == 200, r.text
+    assert (await post_meta(client, channel["webhookPath"], wa_text("wamid.K1"))).status_code == 200
