@@ -35,12 +35,12 @@ __all__ = [
 _PLACEHOLDER = "unchanged"
 
 
-_vaults: dict[tuple[str | None, str], vault.Vault] = {}
+_vaults: dict[tuple[str | None, str | None, str], vault.Vault] = {}
 
 
 def vault_of(settings: Settings) -> vault.Vault:
     """The process's vault for these settings (the key file is read once)."""
-    key = (settings.secret_key, str(vault.key_file_path(settings)))
+    key = (settings.secret_key, settings.secret_key_file, settings.database_url)
     found = _vaults.get(key)
     if found is None:
         found = _vaults[key] = vault.load_vault(settings)

@@ -7,11 +7,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
-from chatsessions.db import insert_for
+from chatsessions.db import fetch_rows, insert_for
 
 __all__ = [
     "COUNTER_SLOTS",
@@ -85,11 +85,14 @@ async def get_channel(conn: AsyncConnection, user_id: str, channel_id: str) -> C
     return ChannelRow(*row) if row is not None else None
 
 
+_BY_ID = select(*_COLUMNS).where(_c.id == bindparam("channel_id"))
+
+
 async def get_channel_by_id(conn: AsyncConnection, channel_id: str) -> ChannelRow | None:
-    """The channel a webhook URL names (whoever owns it)."""
-    found = await conn.execute(select(*_COLUMNS).where(_c.id == channel_id))
-    row = found.first()
-    return ChannelRow(*row) if row is not None else None
+    """The channel a webhook URL names (whoever owns it). On every delivery: a pre-built
+    statement run straight on the driver (``db.fetch_rows``)."""
+    rows = await fetch_rows(conn, _BY_ID, {"channel_id": channel_id})
+    return ChannelRow(*rows[0]) if rows else None
 
 
 async def list_channels(conn: AsyncConnection, user_id: str) -> list[ChannelRow]:
