@@ -91,10 +91,19 @@ def _message(n: int) -> bytes:
     )  # fmt: skip
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU the process has used (Linux ``/proc``)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def measure(
-    base_url: str, api_key: str, single: int, per_sender: int, bulk: int
+    base_url: str, api_key: str, single: int, per_sender: int, bulk: int, pid: int
 ) -> dict[str, Any]:
-    """Create the channel, run the three loads, read the counters."""
+    """Create the channel, run the three loads, read the counters. The server's CPU per
+    payload is measured too: on a shared machine the latencies mostly say how busy it was,
+    the CPU what one request costs."""
     auth = {"X-API-Key": api_key}
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
@@ -119,9 +128,10 @@ async def measure(
         many: list[float] = []
         lanes = [[payload(n + s * per_sender + i, 1) for i in range(per_sender)] for s in range(32)]
         n += 32 * per_sender
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(pid)
         await asyncio.gather(*(_send(client, path, lane, many) for lane in lanes))
         c32_seconds = time.perf_counter() - started
+        c32_cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / len(many)
 
         bulk_lat: list[float] = []
         bulk_lanes = [
@@ -139,24 +149,32 @@ async def measure(
             [_message(n + s * per_sender + i) for i in range(per_sender)] for s in range(32)
         ]
         n += 32 * per_sender
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), cpu_seconds(pid)
         ref_headers = {**auth, "Content-Type": "application/json"}
         await asyncio.gather(
             *(_send(client, "/v1/messages", [(b, ref_headers) for b in lane], reference, 201)
               for lane in ref_lanes)
         )  # fmt: skip
         ref_seconds = time.perf_counter() - started
+        ref_cpu_ms = (cpu_seconds(pid) - cpu) * 1000 / len(reference)
 
         r = await client.get(f"/v1/channels/{channel['channelId']}", headers=auth)
         counters = r.json()["data"]["counters"]
     return {
         "c1": (percentile(one, 50), percentile(one, 99), len(one)),
-        "c32": (percentile(many, 50), percentile(many, 99), len(many), len(many) / c32_seconds),
+        "c32": (
+            percentile(many, 50),
+            percentile(many, 99),
+            len(many),
+            len(many) / c32_seconds,
+            c32_cpu_ms,
+        ),
         "bulk": (4 * bulk * 100 / bulk_seconds, percentile(bulk_lat, 50), percentile(bulk_lat, 99)),
         "reference": (
             percentile(reference, 50),
             percentile(reference, 99),
             len(reference) / ref_seconds,
+            ref_cpu_ms,
         ),
         "counters": counters,
     }
@@ -193,7 +211,7 @@ def run(backend: str, admin_url: str, single: int, per_sender: int, bulk: int) -
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        return asyncio.run(measure(base, user["apiKey"], single, per_sender, bulk))
+        return asyncio.run(measure(base, user["apiKey"], single, per_sender, bulk, server.pid))
     finally:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
@@ -227,9 +245,9 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{os.cpu_count()} CPUs; client and server on this machine")
     print(
-        "| backend | c=1 p50 / p99 (ms) | c=32 p50 / p99 (ms), payloads/s "
+        "| backend | c=1 p50 / p99 (ms) | c=32 p50 / p99 (ms), payloads/s, server CPU per payload "
         "| 100-message payloads: messages/s (p50 / p99 ms) "
-        "| at the same moment, POST /v1/messages at c=32: p50 / p99 (ms), msg/s |"
+        "| at the same moment, POST /v1/messages at c=32: p50 / p99 (ms), msg/s, server CPU per message |"
     )
     print("| --- | --- | --- | --- | --- |")
     for backend in args.backends.split(","):
@@ -237,8 +255,8 @@ def main() -> None:
         c1, c32, bulk, ref = res["c1"], res["c32"], res["bulk"], res["reference"]
         print(
             f"| {backend} | {c1[0]:.1f} / {c1[1]:.1f} (n={c1[2]}) | {c32[0]:.1f} / {c32[1]:.1f} "
-            f"(n={c32[2]}), {c32[3]:.0f}/s | {bulk[0]:.0f}/s ({bulk[1]:.0f} / {bulk[2]:.0f}) | "
-            f"{ref[0]:.1f} / {ref[1]:.1f}, {ref[2]:.0f}/s |"
+            f"(n={c32[2]}), {c32[3]:.0f}/s, {c32[4]:.2f} ms | {bulk[0]:.0f}/s ({bulk[1]:.0f} / {bulk[2]:.0f}) | "
+            f"{ref[0]:.1f} / {ref[1]:.1f}, {ref[2]:.0f}/s, {ref[3]:.2f} ms |"
         )
         print(f"  counters[{backend}]: {orjson.dumps(res['counters']).decode()}")
 

@@ -27,7 +27,7 @@ __all__ = [
     "update_channel",
 ]
 
-COUNTER_SLOTS = 8
+COUNTER_SLOTS = 32  # about the number of deliveries one channel has in flight at once
 _c = tables.channels.c
 
 
