@@ -291,3 +291,31 @@ async def test_twilio_url_from_a_trusted_proxy_only(
                 },
             )
             assert r.status_code == expected, (trusted, r.text)
+
+
+async def test_a_flood_of_bad_proofs_is_throttled_per_address(
+    backend_settings: object, database: object, clock: object, tenant: Tenant
+) -> None:
+    from chatsessions.app import create_app
+    from chatsessions.config import Settings
+    from chatsessions.db import Database
+
+    assert isinstance(backend_settings, Settings) and isinstance(database, Database)
+    settings = backend_settings.model_copy(update={"auth_failure_limit": 3})
+    app = create_app(settings, clock=clock, database=database)  # type: ignore[arg-type]
+    forger = httpx.ASGITransport(app=app, client=("203.0.113.5", 4444))
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        httpx.AsyncClient(transport=forger, base_url="http://t") as f,
+    ):
+        channel = await create_channel(c, tenant.auth, "telegram")
+        path = channel["webhookPath"]
+        codes = []
+        for n in range(5):
+            r = await post_telegram(f, path, tg_update(n, message_id=n), secret="forged")
+            codes.append(r.status_code)
+        assert codes == [401, 401, 401, 429, 429]
+        # Throttled requests are refused before any write: only the three were counted.
+        assert await _rejected(c, tenant, channel["channelId"]) == 3
+        # The platform, from its own address, is not affected.
+        assert (await post_telegram(c, path, tg_update(9, message_id=9))).status_code == 200

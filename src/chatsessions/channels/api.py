@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import ids
-from chatsessions.auth.api import CurrentUser
+from chatsessions.auth.api import AuthFailureThrottle, CurrentUser, client_address
 from chatsessions.channels import intake, service, store
 from chatsessions.channels.base import ProofRejected
 from chatsessions.channels.registry import META_TYPES, platform_of
@@ -31,6 +31,7 @@ from chatsessions.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RateLimited,
 )
 from chatsessions.timeutil import Clock
 from chatsessions.web import (
@@ -229,9 +230,17 @@ async def receive(request: Request) -> Response:
         await intake.count(db, row, Counts(last_error=str(exc), last_error_at_ms=clock()))
         raise ChatSessionsError("the channel's secrets cannot be read on this server") from None
     url = config.public_url or intake.request_url(request, settings)
+    # Bad proofs count as failed authentications of the sender's address: a flood of
+    # forged deliveries gets 429s without a counter write each.
+    throttle: AuthFailureThrottle = request.app.state.auth_throttle
+    address = client_address(request, settings)
+    retry = throttle.retry_after(address)
+    if retry is not None:
+        raise RateLimited(retry, "too many deliveries with a bad proof from this address")
     try:
         platform.verify(raw, request.headers, config, url=url)
     except ProofRejected as exc:
+        throttle.record_failure(address)
         now = clock()
         intake.CHANNEL_ITEMS.labels(row.type, "rejected").inc()
         await intake.count(db, row, Counts(rejected=1, last_error=str(exc), last_error_at_ms=now))
