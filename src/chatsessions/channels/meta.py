@@ -124,6 +124,8 @@ def translate_messaging(raw_body: bytes, config: ChannelConfig, *, prefix: str) 
         if config.account_id is not None and entry.id != config.account_id:
             out.ignored += max(1, len(entry.messaging))
             continue
+        if not entry.messaging:
+            out.ignored += 1  # another field (comments, standby, …)
         for raw_event in entry.messaging:
             message = _message_of(_Event.model_validate(raw_event), prefix)
             if message is None:
