@@ -319,3 +319,16 @@ async def test_a_flood_of_bad_proofs_is_throttled_per_address(
         assert await _rejected(c, tenant, channel["channelId"]) == 3
         # The platform, from its own address, is not affected.
         assert (await post_telegram(c, path, tg_update(9, message_id=9))).status_code == 200
+
+    # Guesses at a Meta verify token are throttled the same way.
+    guesser = httpx.ASGITransport(app=app, client=("203.0.113.6", 4444))
+    async with (
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c,
+        httpx.AsyncClient(transport=guesser, base_url="http://t") as g,
+    ):
+        channel = await create_channel(c, tenant.auth, "whatsapp")
+        codes = []
+        for guess in ("a", "b", "c", "d"):
+            params = {"hub.mode": "subscribe", "hub.verify_token": guess, "hub.challenge": "1"}
+            codes.append((await g.get(channel["webhookPath"], params=params)).status_code)
+        assert codes == [403, 403, 403, 429]

@@ -184,9 +184,22 @@ async def _channel_of(request: Request) -> ChannelRow:
     return row
 
 
+def _throttle_of(request: Request) -> tuple[AuthFailureThrottle, str]:
+    """Bad proofs and verify tokens count as failed authentications of the sender's
+    address: a flood of forged deliveries, or guesses at a verify token, get 429 (and no
+    counter write each) once over the limit."""
+    throttle: AuthFailureThrottle = request.app.state.auth_throttle
+    address = client_address(request, request.app.state.settings)
+    retry = throttle.retry_after(address)
+    if retry is not None:
+        raise RateLimited(retry, "too many requests with a bad proof from this address")
+    return throttle, address
+
+
 async def handshake(request: Request) -> Response:
     """Meta's subscription check: echo `hub.challenge` when `hub.verify_token` matches."""
     row = await _channel_of(request)
+    throttle, address = _throttle_of(request)
     if row.type not in META_TYPES:
         raise MethodNotAllowed(f"a {row.type} channel has no subscription handshake")
     params = request.query_params
@@ -197,6 +210,7 @@ async def handshake(request: Request) -> Response:
     if mode != "subscribe" or not token or row.token_hash is None:
         raise HandshakeRefused("hub.mode must be subscribe with the channel's hub.verify_token")
     if not token_matches(token, row.token_hash):
+        throttle.record_failure(address)
         raise HandshakeRefused("hub.verify_token does not match")
     return PlainTextResponse(challenge)
 
@@ -219,6 +233,7 @@ async def receive(request: Request) -> Response:
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
     clock: Clock = request.app.state.clock
+    throttle, address = _throttle_of(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > WEBHOOK_BODY_LIMIT:
         raise PayloadTooLarge(f"request body is over the limit of {WEBHOOK_BODY_LIMIT} bytes")
@@ -230,13 +245,6 @@ async def receive(request: Request) -> Response:
         await intake.count(db, row, Counts(last_error=str(exc), last_error_at_ms=clock()))
         raise ChatSessionsError("the channel's secrets cannot be read on this server") from None
     url = config.public_url or intake.request_url(request, settings)
-    # Bad proofs count as failed authentications of the sender's address: a flood of
-    # forged deliveries gets 429s without a counter write each.
-    throttle: AuthFailureThrottle = request.app.state.auth_throttle
-    address = client_address(request, settings)
-    retry = throttle.retry_after(address)
-    if retry is not None:
-        raise RateLimited(retry, "too many deliveries with a bad proof from this address")
     try:
         platform.verify(raw, request.headers, config, url=url)
     except ProofRejected as exc:
