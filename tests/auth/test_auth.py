@@ -58,12 +58,7 @@ async def test_every_failure_is_the_same_401(
         # a valid key never rescues an invalid credential, and two users never mix
         {"params": {"apiKey": tenant.api_key}, "headers": {"X-API-Key": bad}},
         {"params": {"apiKey": tenant.api_key, "userId": other_tenant.user_id}},
-        {
-            "headers": {
-                "X-API-Key": tenant.api_key,
-                "Authorization": f"Bearer {other_tenant.api_key}",
-            }
-        },
+        {"headers": {"X-API-Key": tenant.api_key, "Authorization": f"Bearer {other_tenant.api_key}"}},
     ]
     bodies = set()
     for kw in cases:
@@ -158,9 +153,7 @@ def test_access_and_error_logs_mask_keys_and_user_ids(caplog: pytest.LogCaptureF
     assert "apiKey=***" in text and "userId=***" in text
 
 
-async def test_database_errors_never_show_parameter_values(
-    database: Database, tenant: Tenant
-) -> None:
+async def test_database_errors_never_show_parameter_values(database: Database, tenant: Tenant) -> None:
     """A failing statement's exception (what an error log prints) hides its bound values."""
     from sqlalchemy.exc import IntegrityError
 

@@ -42,16 +42,7 @@ Body = Callable[[str], dict[str, Any]]
 BODIES: dict[tuple[str, str], tuple[Body, list[str]]] = {
     ("POST", "/v1/messages"): (
         lambda contact: {"contactId": contact, "direction": "inbound", "content": "hi"},
-        [
-            "contactId",
-            "direction",
-            "role",
-            "type",
-            "content",
-            "mediaUrl",
-            "timestamp",
-            "externalId",
-        ],
+        ["contactId", "direction", "role", "type", "content", "mediaUrl", "timestamp", "externalId"],
     ),
     ("POST", "/v1/contacts"): (
         lambda _c: {"phoneNumber": "+15557770000", "firstName": "Ann"},
@@ -79,22 +70,8 @@ BODIES: dict[tuple[str, str], tuple[Body, list[str]]] = {
 }
 
 QUERIES: dict[str, list[str]] = {
-    "/v1/chat-sessions/recent?hours=24": [
-        "hours",
-        "status",
-        "limit",
-        "includeMessages",
-        "messageLimit",
-        "cursor",
-    ],
-    "/v1/chat-sessions/{contact}": [
-        "hours",
-        "status",
-        "limit",
-        "includeMessages",
-        "messageLimit",
-        "cursor",
-    ],
+    "/v1/chat-sessions/recent?hours=24": ["hours", "status", "limit", "includeMessages", "messageLimit", "cursor"],
+    "/v1/chat-sessions/{contact}": ["hours", "status", "limit", "includeMessages", "messageLimit", "cursor"],
     "/v1/chat-exports/recent?hours=24": ["hours", "format", "limit", "filter"],
     "/v1/contacts": ["phoneNumber", "email", "externalId"],
 }
@@ -161,14 +138,7 @@ async def test_hostile_query_parameters(
 
 
 async def test_hostile_path_ids(client: httpx.AsyncClient, tenant: Tenant) -> None:
-    for bad in (
-        "'%20OR%201=1--",
-        "..%2F..%2Fetc%2Fpasswd",
-        "%00",
-        "x" * 5000,
-        "%F0%9F%98%80",
-        "%ff%fe",
-    ):
+    for bad in ("'%20OR%201=1--", "..%2F..%2Fetc%2Fpasswd", "%00", "x" * 5000, "%F0%9F%98%80", "%ff%fe"):
         for method, template in (
             ("GET", "/v1/chat-sessions/{}"),
             ("GET", "/v1/sessions/{}"),
@@ -182,9 +152,7 @@ async def test_hostile_path_ids(client: httpx.AsyncClient, tenant: Tenant) -> No
             assert r.json()["success"] is False
 
 
-async def test_malformed_bodies(
-    client: httpx.AsyncClient, tenant: Tenant, database: Database
-) -> None:
+async def test_malformed_bodies(client: httpx.AsyncClient, tenant: Tenant, database: Database) -> None:
     before = await _row_count(database, tenant.user_id)
     cases = [
         b"\xff\xfe\x00garbage",

@@ -62,9 +62,7 @@ async def test_mixed_load_has_no_server_errors(tmp_path: Path) -> None:
                                 "contactId": rng.choice(contacts),
                                 "direction": rng.choice(["inbound", "outbound"]),
                                 "content": "soak " * rng.randrange(1, 20),
-                                "timestamp": format_ms(
-                                    system_clock() - rng.randrange(0, 86_400_000)
-                                ),
+                                "timestamp": format_ms(system_clock() - rng.randrange(0, 86_400_000)),
                                 "externalId": f"soak-{counter}",
                             },
                             headers=headers,

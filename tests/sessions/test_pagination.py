@@ -473,11 +473,7 @@ async def test_a_deep_page_reads_from_where_the_last_page_ended(
         client,
         tenant.auth,
         [
-            {
-                "contact": {"externalId": f"deep-{i}"},
-                "direction": "inbound",
-                "timestamp": T0 - i * MIN,
-            }
+            {"contact": {"externalId": f"deep-{i}"}, "direction": "inbound", "timestamp": T0 - i * MIN}
             for i in range(1, 601)
         ],
     )

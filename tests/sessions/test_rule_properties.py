@@ -110,9 +110,7 @@ def offline(
 
 timestamps = st.lists(st.integers(min_value=0, max_value=12 * 60 * MIN), min_size=1, max_size=40)
 histories = st.lists(
-    st.tuples(
-        st.integers(0, 12 * 60 * MIN), st.sampled_from([1, 5, 30, 60, 90]).map(lambda m: m * MIN)
-    ),
+    st.tuples(st.integers(0, 12 * 60 * MIN), st.sampled_from([1, 5, 30, 60, 90]).map(lambda m: m * MIN)),
     max_size=3,
 ).map(lambda changes: TimeoutHistory(((-(2**62), 60 * MIN), *changes)))
 
@@ -200,12 +198,6 @@ def test_close_is_a_boundary_messages_at_or_before_it_stay() -> None:
 
 
 def test_status_and_end_follow_the_rule() -> None:
-    assert rule.end_and_reason(now_ms=5, last_ms=1, closed_at_ms=None, expires_ms=10) == (
-        None,
-        None,
-    )
-    assert rule.end_and_reason(now_ms=10, last_ms=1, closed_at_ms=None, expires_ms=10) == (
-        1,
-        "inactivity",
-    )
+    assert rule.end_and_reason(now_ms=5, last_ms=1, closed_at_ms=None, expires_ms=10) == (None, None)
+    assert rule.end_and_reason(now_ms=10, last_ms=1, closed_at_ms=None, expires_ms=10) == (1, "inactivity")
     assert rule.end_and_reason(now_ms=5, last_ms=1, closed_at_ms=3, expires_ms=10) == (3, "closed")
