@@ -20,6 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsessions import __version__
 from chatsessions.auth.api import AuthFailureThrottle
+from chatsessions.channels.api import HOT_ROUTES as HOT_CHANNEL_ROUTES
+from chatsessions.channels.api import router as channels_router
 from chatsessions.config import Settings, get_settings
 from chatsessions.contacts.api import router as contacts_router
 from chatsessions.db import Database
@@ -145,6 +147,7 @@ def create_app(
         app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    app.include_router(channels_router)
     if shadowed := shadowed_routes(app.router.routes):
         # Within a domain the router orders literal paths first (web.DomainRouter); across
         # domains the include order decides, so a clash is a mistake to fix at once.
@@ -155,7 +158,7 @@ def create_app(
     app.add_middleware(
         HotRoutes,
         router=app.router,
-        hot=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES],
+        hot=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES, *HOT_CHANNEL_ROUTES],
         error_type=ChatSessionsError,
         on_error=_known_error,
     )
