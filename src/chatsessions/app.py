@@ -31,6 +31,7 @@ from chatsessions.errors import (
     Unavailable,
 )
 from chatsessions.exports.api import router as exports_router
+from chatsessions.imports.api import router as imports_router
 from chatsessions.logging_setup import configure_logging, mask
 from chatsessions.messages.api import HOT_ROUTES as HOT_INGEST_ROUTES
 from chatsessions.messages.api import router as messages_router
@@ -138,6 +139,7 @@ def create_app(
         app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    app.include_router(imports_router)
     _install_error_handlers(app)
     # Innermost of our middleware (added first): SecurityHeaders and CORS see the hot
     # routes' requests as any other.
