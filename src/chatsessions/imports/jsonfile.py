@@ -19,7 +19,8 @@ def load_json(source: Source) -> Any:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        problem = "is not valid JSON" + (" (it ends too soon)" if exc.pos >= len(data) - 1 else "")
+        cut = "end of data" in exc.msg  # a file cut short (an interrupted copy or upload)
+        problem = "is not valid JSON" + (" (the file ends too soon)" if cut else "")
         raise ImportFileError(
             source.name, f"line {exc.lineno} column {exc.colno}", f"{problem}: {exc.msg}"
         ) from None

@@ -104,7 +104,7 @@ def _decide_order(plan: Plan, dates: dict[tuple[int, int, int], _Day]) -> None:
     given = plan.fmt.date_order or plan.options.date_order
     first_line = {key: (day.file, day.line) for key, day in dates.items()}
     if given is not None:
-        bad = [key for key in dates if given not in possible_orders(key)]
+        bad = [key for key in dates if given not in possible_orders(key, explicit=True)]
         if bad:
             key = min(bad, key=lambda k: first_line[k][1])
             file, line = first_line[key]

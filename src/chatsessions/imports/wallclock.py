@@ -42,9 +42,15 @@ def _is_date(fields: tuple[int, int, int], order: str) -> bool:
     return True
 
 
-def possible_orders(fields: tuple[int, int, int]) -> set[str]:
-    """The orders in which ``fields`` is a real date."""
-    return {order for order in DATE_ORDERS if _is_date(fields, order)}
+def possible_orders(fields: tuple[int, int, int], *, explicit: bool = False) -> set[str]:
+    """The orders in which ``fields`` is a real date. Unless the caller named the order,
+    year-first needs a year written in full: ``15/1/23`` is the 15th of January 2023, not
+    the 23rd of January 2015 (the locales that put the year first write four digits)."""
+    return {
+        order
+        for order in DATE_ORDERS
+        if _is_date(fields, order) and (explicit or order != "ymd" or fields[0] >= 100)
+    }
 
 
 class LocalClock:
