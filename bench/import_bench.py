@@ -84,7 +84,7 @@ def parse_only(path: Path) -> tuple[float, int]:
     sources = [Source.from_path(str(path))]
     started = time.perf_counter()
     plan = service.prepare(
-        sources, service.ImportOptions(format="whatsapp", me="Shop"), now_ms=int(time.time() * 1000)
+        sources, service.ImportOptions(format="whatsapp", me="Shop", date_order="dmy"), now_ms=int(time.time() * 1000)
     )
     count = sum(1 for _ in service.rows(sources, plan))
     return time.perf_counter() - started, count
@@ -117,6 +117,8 @@ def run_cli(url: str, path: Path) -> tuple[float, float, str]:
             "whatsapp",
             "--me",
             "Shop",
+            "--date-order",
+            "dmy",
             "--user-id",
             user_id,
         ],
