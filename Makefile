@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install run test lint typecheck bench clean resilience
+.PHONY: install run test lint typecheck bench bench-import clean resilience
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,3 +54,8 @@ bench: install
 	$(BIN)/python bench/generate.py --scale small --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_small
 	$(BIN)/python bench/generate.py --scale $(SCALE) --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_$(SCALE)
 	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)
+
+## make bench-import: a generated 100k-message WhatsApp export through `import-chat` on SQLite
+## and PostgreSQL (seconds, msg/s), then 1M messages for peak RSS (bench/import_bench.py).
+bench-import: install
+	$(BIN)/python bench/import_bench.py

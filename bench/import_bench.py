@@ -84,9 +84,11 @@ def parse_only(path: Path) -> tuple[float, int]:
     sources = [Source.from_path(str(path))]
     started = time.perf_counter()
     plan = service.prepare(
-        sources, service.ImportOptions(format="whatsapp", me="Shop", date_order="dmy"), now_ms=int(time.time() * 1000)
+        sources,
+        service.ImportOptions(format="whatsapp", me="Shop", date_order="dmy"),
+        now_ms=int(time.time() * 1000),
     )
-    count = sum(1 for _ in service.rows(sources, plan))
+    count = sum(1 for _ in service.rows(plan))
     return time.perf_counter() - started, count
 
 
@@ -96,8 +98,9 @@ def _env(url: str) -> dict[str, str]:
     return env
 
 
-def run_cli(url: str, path: Path) -> tuple[float, float, str]:
-    """Create a user, then time ``import-chat``: seconds, child's peak RSS (MB), output."""
+def run_cli(url: str, path: Path) -> tuple[float, float, float, str]:
+    """Create a user, then time ``import-chat``: seconds, the child's peak RSS (MB) and CPU
+    seconds (its own work, less sensitive than wall time to a busy machine), its output."""
     made = subprocess.run(
         [CLI, "users", "create", "--name", "bench", "--json"],
         env=_env(url),
@@ -106,7 +109,8 @@ def run_cli(url: str, path: Path) -> tuple[float, float, str]:
         check=True,
     )
     user_id = json.loads(made.stdout)["userId"]
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, cpu_before = usage.ru_maxrss, usage.ru_utime + usage.ru_stime
     started = time.perf_counter()
     done = subprocess.run(
         [
@@ -130,9 +134,10 @@ def run_cli(url: str, path: Path) -> tuple[float, float, str]:
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"import failed:\n{done.stdout}\n{done.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     # ru_maxrss of children is the largest child so far (KiB on Linux); the import is the largest.
-    return elapsed, max(peak, before) / 1024, done.stdout.strip()
+    cpu = usage.ru_utime + usage.ru_stime - cpu_before
+    return elapsed, max(usage.ru_maxrss, before) / 1024, cpu, done.stdout.strip()
 
 
 async def _pg(statement: str) -> None:
@@ -152,7 +157,7 @@ def bench_backend(backend: str, path: Path, messages: int, tmp: Path) -> dict[st
         base = PG_ADMIN.rsplit("/", 1)[0]
         url = f"{base}/{name}"
     try:
-        elapsed, rss, out = run_cli(url, path)
+        elapsed, rss, cpu, out = run_cli(url, path)
     finally:
         if backend == "postgresql":
             asyncio.run(_pg(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -161,6 +166,7 @@ def bench_backend(backend: str, path: Path, messages: int, tmp: Path) -> dict[st
         "messages": messages,
         "seconds": round(elapsed, 2),
         "msg_per_s": round(messages / elapsed),
+        "cli_cpu_s": round(cpu, 2),
         "peak_rss_mb": round(rss),
         "output": out,
     }

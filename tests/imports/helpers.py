@@ -26,7 +26,11 @@ def read(
     names = [files] if isinstance(files, str) else files
     sources = [n if isinstance(n, Source) else Source.from_path(str(FIXTURES / n)) for n in names]
     plan = service.prepare(sources, service.ImportOptions(**options), now_ms=now_ms)
-    return plan, list(service.rows(sources, plan))
+    try:
+        return plan, list(service.rows(plan))
+    finally:
+        assert plan.spool is not None
+        plan.spool.close()
 
 
 def simple(rows: list[service.Row]) -> list[tuple[str, str, str, int]]:

@@ -105,9 +105,7 @@ async def import_chat(
     sources = [Source.from_bytes("body", body)]
     now = clock()
     plan = await asyncio.to_thread(service.prepare, sources, options, now_ms=now)
-    result = await service.run_import(
-        db, user_id=caller.user_id, sources=sources, plan=plan, now_ms=now
-    )
+    result = await service.run_import(db, user_id=caller.user_id, plan=plan, now_ms=now)
     return json_response(
         {
             "success": True,

@@ -136,14 +136,14 @@ def import_chat(
         typer.echo(
             f"dry run: would store up to {plan.messages} messages for contact {plan.contact or plan.contact_phone!r}"
         )
-        for i, (direction, kind, content, ts, _ext) in enumerate(service.rows(sources, plan)):
+        for i, (direction, kind, content, ts, _ext) in enumerate(service.rows(plan)):
             if i == _SAMPLE:
                 typer.echo(f"… and {plan.messages - _SAMPLE} more")
                 break
             preview = content if len(content) <= 60 else content[:59] + "…"
             typer.echo(f"  {format_ms(ts)}  {direction:8}  {kind:5}  {preview!r}")
         return
-    result = _store(user_id, sources, plan, now)
+    result = _store(user_id, plan, now)
     typer.echo(
         f"contact {result.contact_id} ({plan.contact or plan.contact_phone}): "
         f"{result.messages} messages stored, {result.duplicates} already present; "
@@ -151,7 +151,7 @@ def import_chat(
     )
 
 
-def _store(user_id: str, sources: list[Source], plan: Plan, now: int) -> service.ImportResult:
+def _store(user_id: str, plan: Plan, now: int) -> service.ImportResult:
     from chatsessions.imports import service
 
     try:
@@ -174,7 +174,6 @@ def _store(user_id: str, sources: list[Source], plan: Plan, now: int) -> service
                 return await service.run_import(
                     db,
                     user_id=user_id,
-                    sources=sources,
                     plan=plan,
                     now_ms=now,
                     on_stored=lambda n: progress.advance(task, n),

@@ -17,6 +17,7 @@ from chatsessions.imports.model import (
     Source,
 )
 from chatsessions.imports.registry import FORMATS, Format
+from chatsessions.imports.spool import Spool
 from chatsessions.imports.wallclock import LocalClock, possible_orders
 from chatsessions.messages.schemas import MAX_CONTENT_BYTES
 from chatsessions.messages.service import MAX_FUTURE_MS
@@ -54,6 +55,7 @@ class Plan:
     first_ms: int | None = None
     last_ms: int | None = None
     authors: dict[str, int] = field(default_factory=dict)
+    spool: Spool | None = None  # the messages as the first pass read them
 
     @property
     def conversation(self) -> str:
@@ -183,11 +185,13 @@ def scan(
     lo = hi = None
     hi_at: tuple[str, int] = ("", 0)
     count = skipped = 0
+    spool = plan.spool = Spool()
     for msg in plan.fmt.parse(sources, ParseOptions(chat=plan.options.chat)):
         if msg.type == "system":
             skipped += 1
             continue
         count += 1
+        spool.add((msg.author, msg.type, msg.text, msg.ts_ms, msg.wall))
         if on_read is not None and count % 10_000 == 0:
             on_read(count)
         author = msg.author
@@ -231,6 +235,7 @@ def scan(
                 lo = msg.ts_ms
             if hi is None or msg.ts_ms > hi:
                 hi, hi_at = msg.ts_ms, (msg.file, msg.line)
+    spool.finish()
     if count == 0:
         names = ", ".join(s.name for s in sources)
         raise ImportFileError(names, "", f"no messages found in this {plan.fmt.name} export")

@@ -1,7 +1,7 @@
 """Running an import: validate the whole export first, then store it in batches.
 
-The first pass (``plan.scan``) reads everything and decides; only then does the second
-pass read the export again and store it, 1,000 messages per transaction, through the same
+The first pass (``plan.scan``) reads everything, keeps it on disk (``spool``) and decides;
+only then does the second pass store it, 1,000 messages per transaction, through the same
 write path as ``POST /v1/messages/batch`` (so sessions are cut exactly as if the messages
 had arrived live). Each message's ``externalId`` is derived from what it is, so importing
 the same export again, or a later export that overlaps it, stores only what is new.
@@ -21,7 +21,7 @@ from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database
 from chatsessions.errors import Conflict
 from chatsessions.imports import store
-from chatsessions.imports.model import ParseOptions, Source
+from chatsessions.imports.model import Source
 from chatsessions.imports.plan import ImportOptions, Plan, check_options, scan
 from chatsessions.messages import service as messages_service
 
@@ -66,24 +66,22 @@ def prepare(
     return scan(sources, plan, now_ms=now_ms, on_read=on_read)
 
 
-def rows(sources: Sequence[Source], plan: Plan) -> Iterator[Row]:
-    """The second pass: each message as a :data:`Row`, in the export's order.
+def rows(plan: Plan) -> Iterator[Row]:
+    """The second pass: each message the first pass read, as a :data:`Row`, in order.
 
     The ``externalId`` hashes (format, conversation, time, author, type, text); the n-th
     identical message at the same time gets ``:n`` appended, so two "ok"s sent in the same
     minute are two messages, and the same two in a later export are the same two.
     """
+    assert plan.spool is not None, "scan() reads the export first"
     clock = plan.clock()
     fmt, me = plan.fmt.name, plan.me
     prefix = f"{fmt}\x1f{plan.conversation}\x1f".encode()
     window: dict[int, dict[bytes, int]] = {}
-    for msg in plan.fmt.parse(sources, ParseOptions(chat=plan.options.chat)):
-        if msg.type == "system":
-            continue
-        ts = msg.ts_ms if msg.ts_ms is not None else clock.epoch_ms(msg.wall)  # type: ignore[arg-type]
+    for author, kind, text, ts_ms, wall in plan.spool:
+        ts = ts_ms if ts_ms is not None else clock.epoch_ms(wall)  # type: ignore[arg-type]
         digest = hashlib.blake2b(
-            prefix
-            + f"{ts}\x1f{msg.author}\x1f{msg.type}\x1f{msg.text}".encode("utf-8", "surrogatepass"),
+            prefix + f"{ts}\x1f{author}\x1f{kind}\x1f{text}".encode("utf-8", "surrogatepass"),
             digest_size=16,
         ).digest()
         seen = window.get(ts)
@@ -94,8 +92,7 @@ def rows(sources: Sequence[Source], plan: Plan) -> Iterator[Row]:
         rank = seen.get(digest, 0)
         seen[digest] = rank + 1
         external_id = f"import:{fmt}:{digest.hex()}" + (f":{rank}" if rank else "")
-        direction = "outbound" if msg.author == me else "inbound"
-        yield (direction, msg.type, msg.text, ts, external_id)
+        yield ("outbound" if author == me else "inbound", kind, text, ts, external_id)
 
 
 def _batches(source: Iterator[Row]) -> Iterator[list[Row]]:
@@ -175,14 +172,13 @@ async def run_import(
     db: Database,
     *,
     user_id: str,
-    sources: Sequence[Source],
     plan: Plan,
     now_ms: int,
     on_stored: Callable[[int], None] | None = None,
 ) -> ImportResult:
-    """Store a planned import: ``BATCH`` messages per transaction, parsing the next batch in
-    a thread while the current one is written."""
-    batches = _batches(rows(sources, plan))
+    """Store what :func:`prepare` read: ``BATCH`` messages per transaction, the next batch
+    made ready in a thread while the current one is written. Closes the plan's spool."""
+    batches = _batches(rows(plan))
     contact_id: str | None = None
     stored = duplicates = 0
 
@@ -208,13 +204,17 @@ async def run_import(
         if on_stored is not None:
             on_stored(len(batch))
 
-    upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
-    while True:
-        batch = await upcoming
-        if batch is None:
-            break
+    try:
         upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
-        await write(batch)
+        while True:
+            batch = await upcoming
+            if batch is None:
+                break
+            upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
+            await write(batch)
+    finally:
+        if plan.spool is not None:
+            plan.spool.close()
     assert contact_id is not None and plan.first_ms is not None and plan.last_ms is not None
     async with db.read() as conn:
         sessions = await store.count_sessions(
