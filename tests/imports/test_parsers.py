@@ -214,3 +214,24 @@ def test_derived_ids_are_stable_and_identical_messages_get_ranks() -> None:
     assert ids == [r[4] for r in again]
     assert len(set(ids)) == 4
     assert ids[1] == ids[0] + ":1"
+
+
+def test_future_times_are_refused_naming_the_message() -> None:
+    text = b"15/01/2023, 10:00 - Layla Haddad: hi\n15/01/2031, 10:00 - Corner Shop: later\n"
+    with pytest.raises(ImportFileError) as wa:
+        read([Source.from_bytes("chat.txt", text)], format="whatsapp", me="Corner Shop")
+    assert (wa.value.where, wa.value.problem) == (
+        "line 2",
+        "the message is dated in the future (check --tz)",
+    )
+    meta = b'{"messages": [{"sender_name": "Zoe", "timestamp_ms": 99999999999999, "content": "x"}]}'
+    with pytest.raises(ImportFileError) as fb:
+        read([Source.from_bytes("message_1.json", meta)], format="messenger", me="Corner Shop")
+    assert fb.value.where == "message 1"
+
+
+def test_an_export_without_messages_is_an_error() -> None:
+    # signal-export writing nothing recognisable must not look like an empty success.
+    with pytest.raises(ImportFileError) as empty:
+        read([Source.from_bytes("chat.md", b"# Layla Haddad\n\n")], format="signal", me="Me")
+    assert "no messages found" in empty.value.problem

@@ -178,14 +178,30 @@ def scan(
     now_ms: int,
     on_read: Callable[[int], None] | None = None,
 ) -> Plan:
-    """Read every message once: check it, count it, learn authors, dates and times."""
+    """Read every message once: check it, count it, keep it (``plan.spool``), learn
+    authors, dates and times, and decide. Any problem raises before anything is stored."""
+    plan.spool = Spool()
+    try:
+        return _scan(sources, plan, plan.spool, now_ms=now_ms, on_read=on_read)
+    except BaseException:
+        plan.spool.close()
+        raise
+
+
+def _scan(
+    sources: Sequence[Source],
+    plan: Plan,
+    spool: Spool,
+    *,
+    now_ms: int,
+    on_read: Callable[[int], None] | None,
+) -> Plan:
     authors = plan.authors
     where: dict[str, tuple[str, int]] = {}
     dates: dict[tuple[int, int, int], _Day] = {}
     lo = hi = None
-    hi_at: tuple[str, int] = ("", 0)
+    hi_at: tuple[str, str] = ("", "")
     count = skipped = 0
-    spool = plan.spool = Spool()
     for msg in plan.fmt.parse(sources, ParseOptions(chat=plan.options.chat)):
         if msg.type == "system":
             skipped += 1
@@ -234,7 +250,7 @@ def scan(
             if lo is None or msg.ts_ms < lo:
                 lo = msg.ts_ms
             if hi is None or msg.ts_ms > hi:
-                hi, hi_at = msg.ts_ms, (msg.file, msg.line)
+                hi, hi_at = msg.ts_ms, (msg.file, _at(msg))
     spool.finish()
     if count == 0:
         names = ", ".join(s.name for s in sources)
@@ -252,13 +268,11 @@ def scan(
             if lo is None or day_lo < lo:
                 lo = day_lo
             if hi is None or day_hi > hi:
-                hi, hi_at = day_hi, (day.file, day.line)
+                hi, hi_at = day_hi, (day.file, f"line {day.line}")
     assert lo is not None and hi is not None
     if lo < 0:
         raise ImportFileError(sources[0].name, "", "a message is dated before 1970")
     if hi > now_ms + MAX_FUTURE_MS:
-        raise ImportFileError(
-            hi_at[0], f"line {hi_at[1]}", "the message is dated in the future (check --tz)"
-        )
+        raise ImportFileError(hi_at[0], hi_at[1], "the message is dated in the future (check --tz)")
     plan.first_ms, plan.last_ms = lo, hi
     return plan
