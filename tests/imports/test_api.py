@@ -277,3 +277,21 @@ async def test_dst_change_with_tz(client: httpx.AsyncClient, tenant: Tenant) -> 
         "2023-10-29T02:30:00.000Z",  # UTC+1
     ]
     assert utc(2023, 3, 26, 1, 30) < utc(2023, 10, 29, 0, 30)
+
+
+async def test_two_contacts_with_the_name_is_a_conflict(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    for phone in ("+15550100201", "+15550100202"):
+        await make_contact(
+            client, tenant.auth, firstName="Layla", lastName="Haddad", phoneNumber=phone
+        )
+    body = fixture("whatsapp_android_dmy_24h.txt")
+    out = await post_import(client, tenant, body, expect=409, format="whatsapp", me="Corner Shop")
+    assert "several contacts are named 'Layla Haddad'" in out["error"]
+    assert await stored_count(client, tenant) == 0
+    chosen = await post_import(
+        client, tenant, body, format="whatsapp", me="Corner Shop", contactPhone="+15550100202"
+    )
+    r = await client.get("/v1/contacts?phoneNumber=%2B15550100202", headers=tenant.auth)
+    assert r.json()["contactId"] == chosen["data"]["contactId"]

@@ -10,6 +10,7 @@ the same export again, or a later export that overlaps it, stores only what is n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -204,8 +205,8 @@ async def run_import(
         if on_stored is not None:
             on_stored(len(batch))
 
+    upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
     try:
-        upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
         while True:
             batch = await upcoming
             if batch is None:
@@ -213,6 +214,10 @@ async def run_import(
             upcoming = asyncio.ensure_future(asyncio.to_thread(next, batches, None))
             await write(batch)
     finally:
+        # A write that failed leaves the next batch being read: let that read end before
+        # the spool under it is closed (its result no longer matters).
+        with contextlib.suppress(Exception):
+            await upcoming
         if plan.spool is not None:
             plan.spool.close()
     assert contact_id is not None and plan.first_ms is not None and plan.last_ms is not None
