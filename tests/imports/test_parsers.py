@@ -235,3 +235,22 @@ def test_an_export_without_messages_is_an_error() -> None:
     with pytest.raises(ImportFileError) as empty:
         read([Source.from_bytes("chat.md", b"# Layla Haddad\n\n")], format="signal", me="Me")
     assert "no messages found" in empty.value.problem
+
+
+def test_signal_author_alone_on_its_line() -> None:
+    # signal-export writes "Name:" with nothing after it when the message is only an
+    # attachment, which then follows on its own line.
+    text = (
+        b"[2023-01-15, 10:00] Layla Haddad: hi\n"
+        b"[2023-01-15, 10:01] Layla Haddad:\n"
+        b"![voice-note.m4a](./media/voice-note.m4a)\n"
+        b"[2023-01-15, 10:02:30] Me:\n"
+        b"two\n"
+        b"lines\n"
+    )
+    _, rows = read([Source.from_bytes("Layla Haddad.md", text)], format="signal", me="Me")
+    assert simple(rows) == [
+        (IN, "text", "hi", utc(2023, 1, 15, 10, 0)),
+        (IN, "media", "![voice-note.m4a](./media/voice-note.m4a)", utc(2023, 1, 15, 10, 1)),
+        (OUT, "text", "two\nlines", utc(2023, 1, 15, 10, 2, 30)),
+    ]

@@ -35,7 +35,7 @@ _ATTACHMENTS = re.compile(r"(?:\s*!?\[[^\]\n]*\]\([^)\n]+\))+\s*")
 def _finish(
     file: str, number: int, author: str, wall: WallTime, lines: list[str]
 ) -> ImportedMessage:
-    text = "\n".join(lines).rstrip("\n")
+    text = "\n".join(lines[1:] if lines[0] == "" else lines).rstrip("\n")
     kind = "media" if text and _ATTACHMENTS.fullmatch(text) else "text"
     return ImportedMessage(file, number, author, text, kind, None, wall)
 
@@ -66,6 +66,9 @@ def _parse_one(source: Source) -> Iterator[ImportedMessage]:
                 raise ImportFileError(file, f"line {number}", f"no such time {hh}:{mm}")
             wall = (int(y), int(mo), int(d), hour, minute, second)
             author, sep, text = rest.partition(": ")
+            if not sep and rest.endswith(":") and "\n" not in rest:
+                # "Jane:" alone: the text (often an attachment) is on the next lines.
+                author, sep, text = rest[:-1], ":", ""
             if not sep or not author.strip():
                 yield ImportedMessage(file, number, "", rest, "system", None, wall)
                 continue
