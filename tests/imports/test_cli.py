@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -11,7 +15,28 @@ from chatsessions.config import Settings
 from tests.conftest import Tenant
 from tests.imports.helpers import FIXTURES
 from tests.imports.test_api import contact_messages, stored_count
-from tests.test_cli import cli
+
+_SCRIPT = Path(sys.executable).with_name("chatsessions")
+CLI = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "chatsessions.cli"]
+
+
+def _run(
+    db_url: str, args: tuple[str, ...], cwd: Path, expect: int
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATSESSIONS_")}
+    env["CHATSESSIONS_DATABASE_URL"] = db_url
+    proc = subprocess.run(
+        [*CLI, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert proc.returncode == expect, f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+async def cli(
+    db_url: str, *args: str, cwd: Path, expect: int = 0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``chatsessions ARGS`` against ``db_url`` in a subprocess; assert its exit status."""
+    return await asyncio.to_thread(_run, db_url, args, cwd, expect)
 
 
 async def test_import_chat_zip_then_again_then_dry_run(
