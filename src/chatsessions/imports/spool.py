@@ -37,7 +37,9 @@ class Spool:
             self._flush()
 
     def _flush(self) -> None:
-        marshal.dump(self._chunk, self._file)
+        # Length-prefixed bytes: marshal.load() on a file reads it in many tiny calls.
+        data = marshal.dumps(self._chunk)
+        self._file.write(len(data).to_bytes(8, "little") + data)
         self.count += len(self._chunk)
         self._chunk = []
 
@@ -49,11 +51,10 @@ class Spool:
     def __iter__(self) -> Iterator[SpooledMessage]:
         """The messages in the order added (one reader at a time)."""
         self._file.seek(0)
-        while True:
-            try:
-                chunk: list[SpooledMessage] = marshal.load(self._file)
-            except EOFError:
-                return
+        while size := self._file.read(8):
+            chunk: list[SpooledMessage] = marshal.loads(
+                self._file.read(int.from_bytes(size, "little"))
+            )
             yield from chunk
 
     def close(self) -> None:
