@@ -81,6 +81,8 @@ def _describe(plan: Plan) -> None:
             f"times read as wall clock in {plan.zone.key} (--tz); date order {order}{how}",
             markup=False,
         )
+    else:
+        err.print(f"times are absolute in {plan.fmt.name} exports (--tz not needed)", markup=False)
     assert plan.first_ms is not None and plan.last_ms is not None
     err.print(f"from {format_ms(plan.first_ms)} to {format_ms(plan.last_ms)}", markup=False)
 
