@@ -30,9 +30,7 @@ if TYPE_CHECKING:  # imported inside the commands that use them: they load the w
 
 T = TypeVar("T")
 
-app = typer.Typer(
-    help="chatsessions: chat sessions service (DM Champ-compatible API).", no_args_is_help=True
-)
+app = typer.Typer(help="chatsessions: chat sessions service (DM Champ-compatible API).", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
@@ -116,9 +114,7 @@ def users_create(
             help="session timeout in minutes [default: CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES, 60]",
         ),
     ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="print {userId, apiKey} as JSON")
-    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="print {userId, apiKey} as JSON")] = False,
 ) -> None:
     """Create a user and its first API key (the key is shown once)."""
     minutes = timeout_minutes or _settings().default_timeout_minutes
@@ -133,9 +129,7 @@ def users_create(
 
     user = run_with_db(work)
     if json_output:
-        sys.stdout.write(
-            orjson.dumps({"userId": user.user_id, "apiKey": user.api_key}).decode() + "\n"
-        )
+        sys.stdout.write(orjson.dumps({"userId": user.user_id, "apiKey": user.api_key}).decode() + "\n")
     else:
         typer.echo(f"userId: {user.user_id}")
         typer.echo(f"apiKey: {user.api_key}  (shown once: store it now)")
@@ -144,9 +138,7 @@ def users_create(
 @keys_app.command("create")
 def keys_create(
     user_id: Annotated[str, typer.Option("--user-id", help="the user to create a key for")],
-    json_output: Annotated[
-        bool, typer.Option("--json", help="print {userId, apiKey} as JSON")
-    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="print {userId, apiKey} as JSON")] = False,
 ) -> None:
     """Create another API key for a user."""
 
@@ -207,9 +199,7 @@ def demo_command(
     ] = False,
     host: Annotated[str, typer.Option(help="host for the printed curl line")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port for the printed curl line")] = 8000,
-    seed: Annotated[
-        int, typer.Option(help="random seed of the demo data")
-    ] = 20261126,  # demo.DEFAULT_SEED
+    seed: Annotated[int, typer.Option(help="random seed of the demo data")] = 20261126,  # demo.DEFAULT_SEED
 ) -> None:
     """Load a realistic demo tenant (50 contacts, a week of chats) and print its key."""
     from chatsessions import demo
@@ -299,7 +289,6 @@ def import_command(
 ) -> None:
     """Import contacts and messages (JSON Lines) into a user; safe to run again."""
     from chatsessions import transfer
-
     if not file.is_file():
         err.print(f"[red]no such file: {file}[/red]")
         raise typer.Exit(2)
@@ -337,6 +326,7 @@ def import_command(
             f"[yellow]{stats.without_external_id} message(s) had no externalId: importing this "
             "file again would store them again[/yellow]"
         )
+
 
 
 @app.command("backup")

@@ -94,9 +94,7 @@ async def create_key(conn: AsyncConnection, *, user_id: str, now_ms: int) -> str
 async def revoke_key(conn: AsyncConnection, *, api_key_or_id: str, now_ms: int) -> bool:
     """Revoke a key given either the key itself or its id; True when one was revoked."""
     if api_key_or_id.startswith("csk_"):
-        n = await store.revoke_key(
-            conn, key_hash=hash_key(api_key_or_id), key_id=None, now_ms=now_ms
-        )
+        n = await store.revoke_key(conn, key_hash=hash_key(api_key_or_id), key_id=None, now_ms=now_ms)
     else:
         n = await store.revoke_key(conn, key_hash=None, key_id=api_key_or_id, now_ms=now_ms)
     return n > 0

@@ -33,7 +33,9 @@ class ApiKeyRow:
 
 async def insert_user(conn: AsyncConnection, *, user_id: str, name: str, now_ms: int) -> None:
     """Store a new user."""
-    await conn.execute(tables.users.insert().values(id=user_id, name=name, created_at_ms=now_ms))
+    await conn.execute(
+        tables.users.insert().values(id=user_id, name=name, created_at_ms=now_ms)
+    )
 
 
 async def user_exists(conn: AsyncConnection, user_id: str) -> bool:
@@ -66,9 +68,7 @@ async def find_key_by_hash(conn: AsyncConnection, key_hash: str) -> ApiKeyRow | 
     return ApiKeyRow(rows[0][0], rows[0][1], rows[0][2]) if rows else None
 
 
-async def revoke_key(
-    conn: AsyncConnection, *, key_hash: str | None, key_id: str | None, now_ms: int
-) -> int:
+async def revoke_key(conn: AsyncConnection, *, key_hash: str | None, key_id: str | None, now_ms: int) -> int:
     """Mark a key revoked (by its hash or id); returns how many keys changed."""
     k = tables.api_keys.c
     cond = k.key_hash == key_hash if key_hash is not None else k.id == key_id

@@ -233,18 +233,12 @@ class ContactPlacement:
         due = max(session.expires_ms, session.created_at_ms)
         return since_ms <= due <= self.now_ms
 
-    def _session_json(
-        self, session_id: str, contact: ContactFields | None
-    ) -> dict[str, Any] | None:
+    def _session_json(self, session_id: str, contact: ContactFields | None) -> dict[str, Any] | None:
         session = self.live.get(session_id)
         if session is None or contact is None:
             return None
         listed = ListedSession(
-            session,
-            contact.first_name,
-            contact.last_name,
-            contact.phone,
-            contact.email,
+            session, contact.first_name, contact.last_name, contact.phone, contact.email,
             contact.channel,
         )
         return sessions_service.session_as_json(listed, now_ms=self.now_ms)
@@ -267,16 +261,8 @@ class ContactPlacement:
             final = self.resolve(msg.session_id)
             if final != msg.session_id:
                 msg = MessageWrite(
-                    msg.id,
-                    msg.contact_id,
-                    final,
-                    msg.direction,
-                    msg.role,
-                    msg.type,
-                    msg.content,
-                    msg.media_url,
-                    msg.ts_ms,
-                    msg.external_id,
+                    msg.id, msg.contact_id, final, msg.direction, msg.role, msg.type,
+                    msg.content, msg.media_url, msg.ts_ms, msg.external_id,
                 )
             writes.messages.append(msg)
         writes.outbox.extend(self._outbox)

@@ -164,9 +164,7 @@ async def _place(
         return _Placed(sess.id, True, [], [], status)
     target = before if before is not None and placement.target == before.id else after
     assert target is not None
-    was_open = rule.is_open(
-        now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms
-    )
+    was_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
     absorbed_ids: list[str] = []
     if placement.kind is PlacementKind.MERGE:
         assert after is not None
@@ -179,9 +177,7 @@ async def _place(
         absorbed_ids.append(after.id)
     target.add_message(msg.ts_ms, inbound=inbound, history=history)
     await sessions_store.update_session(conn, user_id, target, now_ms=now_ms)
-    now_open = rule.is_open(
-        now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms
-    )
+    now_open = rule.is_open(now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms)
     status = rule.OPENED if now_open else rule.CLOSED
     return _Placed(target.id, not was_open and now_open, absorbed_ids, [], status)
 
@@ -347,16 +343,8 @@ async def ingest(
             continue
         placed[i] = where
         row = MessageWrite(
-            message_ids[i],
-            cid,
-            where.session_id,
-            msg.direction,
-            msg.role,
-            msg.type,
-            msg.content,
-            msg.media_url,
-            msg.ts_ms,
-            msg.external_id,
+            message_ids[i], cid, where.session_id, msg.direction, msg.role, msg.type,
+            msg.content, msg.media_url, msg.ts_ms, msg.external_id,
         )
         contacts[cid].add_message(row)
         if subscriptions:

@@ -184,7 +184,9 @@ _LOAD_SQLITE = text(
 ).bindparams(bindparam("contact_ids", expanding=True))
 
 
-async def lock_and_load(conn: AsyncConnection, user_id: str, contact_ids: Sequence[str]) -> Loaded:
+async def lock_and_load(
+    conn: AsyncConnection, user_id: str, contact_ids: Sequence[str]
+) -> Loaded:
     """Lock the contacts (PostgreSQL row locks in id order; SQLite holds the write lock)
     and read the user's timeout history and enabled endpoints: one statement."""
     wanted = sorted(set(contact_ids))
@@ -303,18 +305,8 @@ _OWING_SQLITE = text(
 def _tracked(row: Sequence[Any]) -> TrackedSession:
     (sid, contact_id, start, last, expires, closed, activity, count, inbound, outbound) = row[:10]
     return TrackedSession(
-        sid,
-        contact_id,
-        start,
-        last,
-        expires,
-        closed,
-        activity,
-        count,
-        inbound,
-        outbound,
-        created_at_ms=row[10],
-        close_notified_ms=row[11],
+        sid, contact_id, start, last, expires, closed, activity, count, inbound, outbound,
+        created_at_ms=row[10], close_notified_ms=row[11],
     )
 
 
@@ -620,7 +612,9 @@ async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: 
             await conn.execute(stmt, rows)
 
     await many(_SQLITE_DELETE, [{"user_id": user_id, "id": sid} for sid in w.deleted])
-    await many(_SQLITE_MOVE, [{"user_id": user_id, "from_id": f, "to_id": t} for f, t in w.moved])
+    await many(
+        _SQLITE_MOVE, [{"user_id": user_id, "from_id": f, "to_id": t} for f, t in w.moved]
+    )
     await many(_SQLITE_INSERT_SESSION, [_session_values(x, user_id, now_ms) for x in w.inserted])
     await many(_SQLITE_UPDATE_SESSION, [_session_values(x, user_id, now_ms) for x in w.updated])
     await many(
