@@ -33,6 +33,7 @@ from chatsessions.errors import (
     Unavailable,
 )
 from chatsessions.exports.api import router as exports_router
+from chatsessions.imports.api import router as imports_router
 from chatsessions.logging_setup import configure_logging, mask
 from chatsessions.messages.api import HOT_ROUTES as HOT_INGEST_ROUTES
 from chatsessions.messages.api import router as messages_router
@@ -148,6 +149,7 @@ def create_app(
     app.include_router(exports_router)
     app.include_router(webhooks_router)
     app.include_router(channels_router)
+    app.include_router(imports_router)
     if shadowed := shadowed_routes(app.router.routes):
         # Within a domain the router orders literal paths first (web.DomainRouter); across
         # domains the include order decides, so a clash is a mistake to fix at once.
