@@ -32,7 +32,7 @@ from chatsessions.sessions.store import ListedSession, MessageRow
 from chatsessions.webhooks import outbox
 from chatsessions.webhooks.outbox import OutboxWrite, SessionEvent, Subscription
 
-__all__ = ["ContactPlacement", "Placed"]
+__all__ = ["ContactPlacement", "Placed", "Recut"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,26 @@ class Placed:
             for gone in self.absorbed
         ]
         out.append(SessionEvent(outbox.RECEIVED, self.session_id, message_id=message_id))
+        return out
+
+
+@dataclass(frozen=True)
+class Recut:
+    """What a re-cut did: the sessions it created, those it absorbed (each into the one
+    now holding its last message), and, given a new message, where it went."""
+
+    created: list[str]
+    merged_into: dict[str, str]
+    home: str | None
+    opened: bool
+
+    def events(self) -> list[SessionEvent]:
+        """The events of a re-cut without a new message (a timeout change)."""
+        out = [SessionEvent(outbox.OPENED, sid) for sid in self.created]
+        out += [
+            SessionEvent(outbox.MERGED, into, merged_session_id=gone)
+            for gone, into in self.merged_into.items()
+        ]
         return out
 
 
@@ -147,7 +167,10 @@ class ContactPlacement:
             if self.wanted:
                 return None
             self._key_of[message.id] = (ts_ms, inbound)
-            where = self._recut(olds, new_message=message.id)
+            done = self._recut(olds, new_message=message.id)
+            assert done.home is not None
+            split_off = [sid for sid in done.created if sid != done.home]
+            where = Placed(done.home, done.opened, list(done.merged_into), split_off)
         elif placement.kind is PlacementKind.NEW:
             session = TrackedSession(
                 id=ids.new_id(),
@@ -228,7 +251,16 @@ class ContactPlacement:
                 out[final].append((self._key_of[message_id][0], message_id))
         return out
 
-    def _recut(self, olds: list[TrackedSession], *, new_message: str | None) -> Placed:
+    def recut_range(self, lo_ms: int, hi_ms: int) -> Recut | None:
+        """Re-cut the held sessions starting in ``[lo_ms, hi_ms]`` under the history (after
+        a timeout change). None: the stored messages of :attr:`wanted` are needed first."""
+        olds = [x for x in self._ordered if lo_ms <= x.start_ms <= hi_ms]
+        self.wanted = self._unloaded(olds)
+        if self.wanted or not olds:
+            return None if self.wanted else Recut([], {}, None, False)
+        return self._recut(olds, new_message=None)
+
+    def _recut(self, olds: list[TrackedSession], *, new_message: str | None) -> Recut:
         """Re-cut ``olds`` (consecutive sessions, messages all loaded) with an optional new
         message: ids stay stable as :func:`rule.resegment` says."""
         members = self._members({x.id for x in olds})
@@ -277,9 +309,7 @@ class ContactPlacement:
                 opened = piece.session_id is None or (not was_open and self._is_open(session))
         for gone in absorbed:
             self._absorb(by_id[gone], into=into[gone], indexed=False)
-        assert home is not None or new_message is None
-        split_off = [sid for sid in created if sid != home]
-        return Placed(home or "", opened, absorbed, split_off)
+        return Recut(created, {gone: into[gone] for gone in absorbed}, home, opened)
 
     # -- events ---------------------------------------------------------------------------
 

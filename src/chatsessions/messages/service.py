@@ -19,11 +19,17 @@ from chatsessions.sessions import rule
 from chatsessions.sessions import store as sessions_store
 from chatsessions.sessions.rule import TimeoutHistory
 from chatsessions.sessions.store import MessageRow
-from chatsessions.settings import service as settings_service
 from chatsessions.timeutil import parse_iso_ms
 from chatsessions.webhooks import outbox
 
-__all__ = ["MAX_FUTURE_MS", "NewMessage", "StoredMessage", "ingest", "prepare_message"]
+__all__ = [
+    "MAX_FUTURE_MS",
+    "NewMessage",
+    "StoredMessage",
+    "ingest",
+    "prepare_message",
+    "recut_after_timeout_change",
+]
 
 MAX_FUTURE_MS = 5 * 60_000
 _DEFAULT_ROLE = {"inbound": "user", "outbound": "assistant"}
@@ -119,11 +125,7 @@ async def ingest(
     >>> # [first] = await ingest(conn, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
     contact_ids, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
-    history = (
-        TimeoutHistory(tuple(loaded.timeout_changes))
-        if loaded.timeout_changes
-        else TimeoutHistory.constant(settings_service.DEFAULT_TIMEOUT_MS)
-    )
+    history = _history(loaded)
     subscriptions = loaded.subscriptions
     ranges: dict[str, tuple[int, int]] = {}
     for msg, cid in zip(items, contact_ids, strict=True):
@@ -228,6 +230,49 @@ async def ingest(
             original.message_id, original.session_id, True, session_status=original.session_status
         )
     return [results[i] for i in range(len(items))]
+
+
+def _history(loaded: Loaded) -> TimeoutHistory:
+    if not loaded.timeout_changes:
+        return TimeoutHistory.constant(rule.DEFAULT_TIMEOUT_MS)
+    return TimeoutHistory(tuple(loaded.timeout_changes))
+
+
+async def recut_after_timeout_change(
+    conn: AsyncConnection, *, user_id: str, ranges: dict[str, tuple[int, int]], now_ms: int
+) -> None:
+    """Re-cut, under the user's timeout history as it now is, each contact's sessions
+    starting in its ``(lo, hi)`` range, with the same placement and write as ingest (the
+    contacts are locked here, in id order)."""
+    loaded = await messages_store.lock_and_load(conn, user_id, sorted(ranges))
+    history = _history(loaded)
+    subscriptions = loaded.subscriptions
+    state = await messages_store.read_state(
+        conn,
+        user_id,
+        ranges=ranges,
+        external_ids=[],
+        owing_since_ms=outbox.close_subscribers_since(subscriptions),
+        now_ms=now_ms,
+    )
+    writes = Writes()
+    for cid, sessions in sorted(state.sessions.items()):
+        placement = ContactPlacement(cid, sessions, history=history, now_ms=now_ms)
+        lo, hi = ranges[cid]
+        done = placement.recut_range(lo, hi)
+        if done is None:
+            placement.load(await sessions_store.message_keys(conn, user_id, placement.wanted))
+            done = placement.recut_range(lo, hi)
+            assert done is not None
+        if subscriptions:
+            placement.emit(
+                done.events(),
+                subscriptions=subscriptions,
+                contact=loaded.contacts.get(cid),
+                message=None,
+            )
+        placement.collect(writes)
+    await messages_store.write(conn, user_id, writes, now_ms=now_ms)
 
 
 async def _resolve_contacts(
