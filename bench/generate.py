@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import numpy as np  # type: ignore[import-not-found,unused-ignore]
 
 from chatsessions.auth.service import hash_key
 from chatsessions.config import Settings, normalise_database_url
@@ -298,7 +298,7 @@ def contact_rows(
     span_start = now_ms - span_days * DAY_MS
     if conversations == 0:
         created = now_ms - span_days * DAY_MS
-        contact = (
+        contact: tuple[Any, ...] = (
             user_id,
             contact_id,
             None,
@@ -535,7 +535,7 @@ def pg_dsn(url: str) -> str:
 
 async def ensure_database(url: str) -> None:
     """Create the database named by ``url`` if it does not exist."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     dsn = pg_dsn(url)
     base, _, name = dsn.rpartition("/")

@@ -295,10 +295,10 @@ def servers_table(r: dict[str, Any], key: str = "servers") -> list[str]:
 def plot(runs: dict[str, dict[str, Any]], path: Path) -> bool:
     """p50/p99 of each read scenario against dataset size (one panel per concurrency)."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         print("matplotlib missing: no plot (pip install -e '.[bench]')", file=sys.stderr)
         return False
@@ -433,8 +433,8 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 "",
             ]
     for s in reversed(SCALES):
-        r = runs.get(s)
-        if r and r.get("explain"):
+        explained = runs.get(s)
+        if explained and explained.get("explain"):
             out += [
                 f"## EXPLAIN (ANALYZE, BUFFERS) of each read statement ({s})",
                 "",
@@ -442,12 +442,12 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 "`contacts/store.py`, `auth/store.py`) with the bench tenant's values.",
                 "",
             ]
-            for name, text in r["explain"].items():
+            for name, text in explained["explain"].items():
                 out += [
                     f"### {name}",
                     "",
                     "```sql",
-                    r["statements"][name],
+                    explained["statements"][name],
                     "```",
                     "",
                     "Plan for the values (EXPLAIN with parameters):",
@@ -457,7 +457,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                     "```",
                     "",
                 ]
-                generic = (r.get("explain_generic") or {}).get(name)
+                generic = (explained.get("explain_generic") or {}).get(name)
                 if generic and "$1" in generic:
                     out += [
                         "The same statement prepared, after six executions under the default "
@@ -470,6 +470,15 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                         "",
                     ]
             break
+    plans = DOCS / "ingest-plans.md"  # bench/ingest_plans.py
+    if plans.exists():
+        body = (
+            plans.read_text()
+            .rstrip()
+            .replace("\n## ", "\n### ")
+            .replace("# Ingest", "## Ingest", 1)
+        )
+        out += [body, ""]
     findings = HERE / "findings.md"
     if findings.exists():
         out += [findings.read_text().rstrip(), ""]

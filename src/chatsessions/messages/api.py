@@ -38,8 +38,7 @@ async def _store(
     async def work(conn: AsyncConnection) -> list[service.StoredMessage]:
         return await service.ingest(conn, user_id=user_id, items=items, now_ms=now_ms)
 
-    # Ingest's statements are shaped not to depend on the values (db.Database.write).
-    return await db.run_write(work, generic_plans=True)
+    return await db.run_write(work, generic_plans=service.GENERIC_PLANS)
 
 
 async def post_message(request: Request) -> Response:

@@ -23,6 +23,7 @@ from chatsessions.timeutil import parse_iso_ms
 from chatsessions.webhooks import outbox
 
 __all__ = [
+    "GENERIC_PLANS",
     "MAX_FUTURE_MS",
     "NewMessage",
     "StoredMessage",
@@ -32,6 +33,14 @@ __all__ = [
 ]
 
 MAX_FUTURE_MS = 5 * 60_000
+GENERIC_PLANS = False
+"""How the routes run :func:`ingest`: ``db.run_write(..., generic_plans=GENERIC_PLANS)``.
+
+False: planned for the values at each run (the connection's ``force_custom_plan``). A
+generic plan is made once per connection from the statistics of that moment; made on
+near-empty tables it probed the replayed externalIds through ``ix_messages_user_ts`` (every
+message of the tenant per probe: 2.4 s per batch at 10,000 stored messages, 5.7 s at
+30,000; ``bench/ingest_plans.py``, docs/ingest-plans.md)."""
 _DEFAULT_ROLE = {"inbound": "user", "outbound": "assistant"}
 _MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
