@@ -297,16 +297,22 @@ async def _resolve_contacts(
             raise NotFound(
                 f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
             )
+    asked = [(it.contact, it.prefix + "contact.") for it in items if it.contact_id is None]
+    found = iter(
+        await contacts_service.find_or_create_contacts(
+            conn,
+            user_id=user_id,
+            wanted=[(fields, prefix) for fields, prefix in asked if fields is not None],
+            now_ms=now_ms,
+        )
+    )
     resolved: list[str] = []
     created: set[str] = set()
     for it in items:
         if it.contact_id is not None:
             resolved.append(it.contact_id)
             continue
-        assert it.contact is not None
-        contact, was_created = await contacts_service.find_or_create_contact(
-            conn, user_id=user_id, fields=it.contact, now_ms=now_ms, prefix=it.prefix + "contact."
-        )
+        contact, was_created = next(found)
         if was_created:
             created.add(contact.id)
         resolved.append(contact.id)
