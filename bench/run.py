@@ -1220,6 +1220,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--skip-writes", action="store_true", help="read scenarios only")
     p.add_argument("--no-report", action="store_true", help="do not regenerate docs/performance.md")
+    p.add_argument(
+        "--ingest-shapes",
+        default="all",
+        help="bench/ingest_shapes.py cases: all, none, or a comma list of shapes",
+    )
+    p.add_argument(
+        "--ingest-growth",
+        type=int,
+        default=None,
+        help="messages stored by the growth shapes (default: 100,000 small, 1,000,000 else)",
+    )
     a = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     res = run(a)
@@ -1241,6 +1252,16 @@ def main(argv: list[str] | None = None) -> None:
                 )
     path.write_text(json.dumps(res, indent=1) + "\n")
     log(f"wrote {path}")
+    if a.ingest_shapes != "none":
+        import ingest_shapes
+
+        growth = a.ingest_growth
+        if growth is None:
+            growth = 100_000 if a.scale == "small" else 1_000_000
+        shape_args = ["--growth", str(growth)]
+        if a.ingest_shapes != "all":
+            shape_args += ["--shapes", a.ingest_shapes]
+        asyncio.run(ingest_shapes.main(shape_args))
     if not a.no_report:
         import report
 
