@@ -5,7 +5,7 @@
 
 Each case runs on a freshly created and migrated database (PostgreSQL: one database per
 case; SQLite: one file per case), through the service's one write path without HTTP:
-``messages.service.ingest`` in ``Database.run_write`` with the routes' plan mode, every
+``messages.service.store_messages`` (``ingest`` as the routes run it), every
 transaction durably committed. The shapes (1,000-message batches):
 
 * ``a_random_now`` — random contacts (of 1,000), stamped within the last minute;
@@ -193,10 +193,7 @@ async def ours(
         )
         items.append(messages_service.prepare_message(body, now_ms=now_ms))
 
-    async def work(conn: AsyncConnection) -> list[messages_service.StoredMessage]:
-        return await messages_service.ingest(conn, user_id=user_id, items=items, now_ms=now_ms)
-
-    await db.run_write(work, generic_plans=messages_service.GENERIC_PLANS)
+    await messages_service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms)
 
 
 # -- the floor: the same rows, hand-written set-based SQL -----------------------------------

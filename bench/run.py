@@ -887,9 +887,8 @@ async def ingest_service_floor(
     size: int = 1,
 ) -> dict[str, Any]:
     """(c″) The service's own write path without HTTP: per request of ``size`` messages,
-    ``messages.service.ingest`` in ``Database.run_write`` with the routes' plan mode
-    (``messages.service.GENERIC_PLANS``), on ``concurrency`` connections of the service's
-    own pool. What is left out: HTTP, JSON, auth (the ingest tenant has no endpoints)."""
+    ``messages.service.store_messages`` (as the routes store messages), on
+    ``concurrency`` connections of the service's own pool. What is left out: HTTP, JSON, auth (the ingest tenant has no endpoints)."""
     from chatsessions.config import Settings
     from chatsessions.db import Database
     from chatsessions.messages import service as messages_service
@@ -920,10 +919,7 @@ async def ingest_service_floor(
             )
             items.append(messages_service.prepare_message(body, now_ms=now))
 
-        async def work(conn: Any) -> list[messages_service.StoredMessage]:
-            return await messages_service.ingest(conn, user_id=user, items=items, now_ms=now)
-
-        await db.run_write(work, generic_plans=messages_service.GENERIC_PLANS)
+        await messages_service.store_messages(db, user_id=user, items=items, now_ms=now)
 
     async def loop() -> None:
         nonlocal errors

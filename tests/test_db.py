@@ -121,3 +121,22 @@ async def test_generic_plans_hold_inside_their_transaction_only(backend_name: st
     assert inside == "force_generic_plan"
     # The connection's own setting (custom plans, for the listing) is back after it.
     assert ordinary == afterwards == "force_custom_plan"
+
+
+_BITMAP = text("SELECT current_setting('enable_bitmapscan')")
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_ingest_transactions_plan_with_index_scans_only(backend_name: str) -> None:
+    """store_messages' transactions turn bitmap scans off for themselves only."""
+    database = Database(Settings(database_url=PG_ADMIN_URL))
+
+    async def bitmap(conn: Any) -> str:
+        return str((await fetch_rows(conn, _BITMAP, {}))[0][0])
+
+    try:
+        inside = await database.run_write(bitmap, index_scans=True)
+        ordinary = await database.run_write(bitmap)
+    finally:
+        await database.dispose()
+    assert (inside, ordinary) == ("off", "on")

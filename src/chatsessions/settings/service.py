@@ -1,4 +1,4 @@
-"""Per-user settings: the session timeout and its history (SPEC §3, §5)."""
+"""Per-user settings: the session timeout and its history (a change takes effect from its moment)."""
 
 from __future__ import annotations
 
