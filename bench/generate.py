@@ -221,7 +221,8 @@ def zipf_conversations(scale: Scale, rng: np.random.Generator) -> np.ndarray:
         factor *= target / counts.sum()
     frac = np.clip(weights * factor, 1, scale.max_conversations)
     base = np.floor(frac)
-    return (base + (rng.random(scale.contacts) < frac - base)).astype(np.int64)
+    counts_out: np.ndarray = (base + (rng.random(scale.contacts) < frac - base)).astype(np.int64)
+    return counts_out
 
 
 # -- one contact's rows -------------------------------------------------------------------

@@ -52,6 +52,7 @@ from chatsessions.sessions.rule import DEFAULT_TIMEOUT_MS, TimeoutHistory, segme
 
 MIN = 60_000
 HERE = Path(__file__).resolve().parent
+GROWTH_SHAPES = ("b_history_300", "c_backfill_one")  # judged on flatness as they grow
 
 # An item: (contact index or a new phone number, timestamp ms, inbound?)
 Item = tuple[int | str, int, bool]
@@ -363,7 +364,8 @@ async def run_case(
         result[side] = await _run_side(side, backend, shape, base_url, tmp, now_ms, workers)
     result["ratio"] = round(result["ours"]["msg_per_s"] / result["floor"]["msg_per_s"], 3)
     ms = result["ours"]["batch_ms"]
-    if len(ms) >= 30:  # growth: the last 10 against the first 10 after 10 of warm-up
+    if shape.name in GROWTH_SHAPES and len(ms) >= 30:
+        # Growth: the last 10 batches against the first 10 after 10 of warm-up.
         result["growth"] = round(statistics.median(ms[-10:]) / statistics.median(ms[10:20]), 3)
     return result
 
@@ -475,6 +477,11 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--concurrency", default="1,4")
     p.add_argument("--out", default="")
     p.add_argument("--plot", default="", help="also draw the growth plot here")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace these cases in the newest results file instead of writing a new one",
+    )
     args = p.parse_args(argv)
     now_ms = int(time.time() * 1000)
     wanted = [s for s in args.shapes.split(",") if s]
@@ -507,6 +514,20 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     )
     print(table(results))
     out = Path(args.out or HERE / "results" / f"ingest-shapes-{time.strftime('%Y-%m-%d')}.json")
+    if args.merge:
+        earlier = sorted((HERE / "results").glob("ingest-shapes-*.json"))
+        if earlier:
+            out = earlier[-1]
+            ran = {(r["shape"], r["backend"], r["workers"]) for r in results}
+            kept = [
+                r
+                for r in json.loads(await asyncio.to_thread(out.read_text))
+                if (r["shape"], r["backend"], r["workers"]) not in ran
+            ]
+            results = sorted(
+                kept + results,
+                key=lambda r: (r["shape"], r["backend"] != "postgresql", r["workers"]),
+            )
     await asyncio.to_thread(out.write_text, json.dumps(results))
     print(f"wrote {out}")
     if args.plot:

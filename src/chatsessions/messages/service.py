@@ -137,7 +137,7 @@ async def ingest(
     >>> # inside db.run_write: one message, then its replay
     >>> # [first] = await ingest(conn, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
-    contact_ids, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
+    contact_ids, created, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
     history = _history(loaded)
     subscriptions = loaded.subscriptions
     ranges: dict[str, tuple[int, int]] = {}
@@ -147,11 +147,14 @@ async def ingest(
     state = await messages_store.read_state(
         conn,
         user_id,
-        ranges=ranges,
+        # A contact created by this request has no sessions yet: nothing to read.
+        ranges={cid: r for cid, r in ranges.items() if cid not in created},
         external_ids=[it.external_id for it in items if it.external_id is not None],
         owing_since_ms=outbox.close_subscribers_since(subscriptions),
         now_ms=now_ms,
     )
+    for cid in created:
+        state.sessions[cid] = []
 
     # Replays: of a stored message, or of an earlier item of this request.
     first_of: dict[str, int] = {}
@@ -305,8 +308,9 @@ async def recut_after_timeout_change(
 
 async def _resolve_contacts(
     conn: AsyncConnection, user_id: str, items: list[NewMessage], now_ms: int
-) -> tuple[list[str], Loaded]:
-    """Each item's contact id (locked), and what ``lock_and_load`` read."""
+) -> tuple[list[str], set[str], Loaded]:
+    """Each item's contact id (locked), those created by this request, and what
+    ``lock_and_load`` read."""
     given = {it.contact_id for it in items if it.contact_id is not None}
     loaded = await messages_store.lock_and_load(
         conn, user_id, [cid for cid in given if ids.is_id(cid)]
@@ -340,4 +344,4 @@ async def _resolve_contacts(
     await contacts_store.lock_contacts(conn, user_id, inline - created)
     if inline and loaded.subscriptions:
         loaded.contacts.update(await messages_store.contact_fields(conn, user_id, sorted(inline)))
-    return resolved, loaded
+    return resolved, created, loaded
