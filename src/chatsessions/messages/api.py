@@ -112,7 +112,9 @@ HOT_ROUTES = [r for r in router.routes if isinstance(r, RequestOnlyRoute)]
 """The two ingest routes, served ahead of FastAPI's routing layers (``web.HotRoutes``)."""
 
 
-async def _incoming_custom(request: Request, caller: CurrentUser, db: DB, clock: ClockDep) -> Response:
+async def _incoming_custom(
+    request: Request, caller: CurrentUser, db: DB, clock: ClockDep
+) -> Response:
     body = validate_body(
         CustomChannelIncoming, await read_json_body(request, limit=db.settings.max_body_bytes)
     )

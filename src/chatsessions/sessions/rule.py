@@ -258,7 +258,11 @@ def close_time(*, now_ms: int, last_ms: int) -> int:
 
 def status_of(*, now_ms: int, closed_at_ms: int | None, expires_ms: int) -> str:
     """``ChatSessionOpened`` or ``ChatSessionClosed``, exact at ``now_ms``."""
-    return OPENED if is_open(now_ms=now_ms, closed_at_ms=closed_at_ms, expires_ms=expires_ms) else CLOSED
+    return (
+        OPENED
+        if is_open(now_ms=now_ms, closed_at_ms=closed_at_ms, expires_ms=expires_ms)
+        else CLOSED
+    )
 
 
 def end_and_reason(
