@@ -34,11 +34,12 @@ test: check
 	$(BIN)/pytest -q
 
 ## make check: what fails the build before a test runs.
-LINTED := src tests bench scripts examples
+LINTED := src tests bench scripts
 check: install-dev
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
+	$(BIN)/mypy bench
 	$(BIN)/python scripts/gen_api_docs.py --check
 
 ## make resilience: the full fault-injection set (longer runs, more crashes).

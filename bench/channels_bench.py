@@ -32,7 +32,7 @@ import tempfile
 import time
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 import orjson
 

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import numpy as np  # type: ignore[import-not-found,unused-ignore]
 
 from chatsessions.auth.service import hash_key
 from chatsessions.config import Settings, normalise_database_url
@@ -221,7 +221,8 @@ def zipf_conversations(scale: Scale, rng: np.random.Generator) -> np.ndarray:
         factor *= target / counts.sum()
     frac = np.clip(weights * factor, 1, scale.max_conversations)
     base = np.floor(frac)
-    return (base + (rng.random(scale.contacts) < frac - base)).astype(np.int64)
+    counts_out: np.ndarray = (base + (rng.random(scale.contacts) < frac - base)).astype(np.int64)
+    return counts_out
 
 
 # -- one contact's rows -------------------------------------------------------------------
@@ -298,7 +299,7 @@ def contact_rows(
     span_start = now_ms - span_days * DAY_MS
     if conversations == 0:
         created = now_ms - span_days * DAY_MS
-        contact = (
+        contact: tuple[Any, ...] = (
             user_id,
             contact_id,
             None,
@@ -535,7 +536,7 @@ def pg_dsn(url: str) -> str:
 
 async def ensure_database(url: str) -> None:
     """Create the database named by ``url`` if it does not exist."""
-    import asyncpg
+    import asyncpg  # type: ignore[import-untyped]
 
     dsn = pg_dsn(url)
     base, _, name = dsn.rpartition("/")

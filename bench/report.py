@@ -11,6 +11,7 @@ shows each read scenario's p50/p99 against dataset size, and the hand-written an
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,51 @@ def newest() -> dict[str, dict[str, Any]]:
         if files:
             out[scale] = json.loads(files[-1].read_text()) | {"_file": files[-1].name}
     return out
+
+
+def newest_shapes() -> list[dict[str, Any]]:
+    """The newest ``bench/ingest_shapes.py`` results (empty: none yet)."""
+    files = sorted(RESULTS.glob("ingest-shapes-*.json"))
+    return list(json.loads(files[-1].read_text())) if files else []
+
+
+def shapes_section(results: list[dict[str, Any]]) -> list[str]:
+    """The ingest table: shape × backend × concurrency → msg/s, floor, ratio; growth."""
+    if not results:
+        return []
+    out = [
+        "## Ingest at every shape of data (`bench/ingest_shapes.py`)",
+        "",
+        "Each line on freshly created and migrated databases (ours and the floor each on its "
+        "own), 1,000-message batches through `messages.service.store_messages` (the routes' "
+        "write path without HTTP), durably committed. The floor writes the same rows "
+        "(contacts, sessions as the rule cuts them, messages) with hand-written set-based "
+        "SQL, one transaction per batch, in the same run. At concurrency > 1 each worker has "
+        "its own tenant and sends the shape's first batches (messages: per worker). "
+        "Growth (history and back-fill only): p50 of the last 10 batches / p50 of batches "
+        "11–20 (after 10 of warm-up), for ours and for the floor of the same run. "
+        "Measured on the shared 2-core machine under other agents' load.",
+        "",
+        "| shape | backend | concurrency | messages (per worker) | ours msg/s | floor msg/s | ratio "
+        "| p50 ms ours / floor | growth ours / floor |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+    ]
+    for r in results:
+        growth = "–"
+        if "growth" in r:
+            growth = f"{r['growth']:.2f} / {_growth(r['floor']['batch_ms']):.2f}"
+        out.append(
+            f"| {r['shape']} | {r['backend']} | {r['workers']} | {r['messages']:,} | "
+            f"{r['ours']['msg_per_s']:,.0f} | {r['floor']['msg_per_s']:,.0f} | "
+            f"{r['ratio']:.2f} | {r['ours']['p50_ms']:.1f} / {r['floor']['p50_ms']:.1f} | "
+            f"{growth} |"
+        )
+    return [*out, ""]
+
+
+def _growth(batch_ms: list[float]) -> float:
+    """p50 of the last 10 batches / p50 of batches 11-20."""
+    return statistics.median(batch_ms[-10:]) / statistics.median(batch_ms[10:20])
 
 
 def f(x: float | None, digits: int = 1) -> str:
@@ -295,17 +341,34 @@ def servers_table(r: dict[str, Any], key: str = "servers") -> list[str]:
 def plot(runs: dict[str, dict[str, Any]], path: Path) -> bool:
     """p50/p99 of each read scenario against dataset size (one panel per concurrency)."""
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
         print("matplotlib missing: no plot (pip install -e '.[bench]')", file=sys.stderr)
         return False
     scales = [s for s in SCALES if s in runs]
     xs = [runs[s]["dataset"]["messages"] for s in scales]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), sharey=False)
-    for ax, c in zip(axes, (1, 32), strict=True):
+    shapes = newest_shapes()
+    fig, axes = plt.subplots(1, 3 if shapes else 2, figsize=(18 if shapes else 12, 4.8))
+    if shapes:
+        growth = axes[2]
+        for r in shapes:
+            ms = r["ours"]["batch_ms"]
+            if r["workers"] != 1 or len(ms) < 10 or r["shape"] == "single":
+                continue
+            per = r["messages"] / len(ms)
+            xs_g = [per * (i + 1) for i in range(len(ms))]
+            growth.plot(xs_g, ms, label=f"{r['shape']} {r['backend']}", linewidth=0.8)
+        growth.set_yscale("log")
+        growth.set_xscale("log")
+        growth.set_xlabel("messages stored (fresh database per line)")
+        growth.set_ylabel("ms per batch of 1,000")
+        growth.set_title("ingest: ms per batch as the database grows")
+        growth.grid(True, which="both", alpha=0.3)
+        growth.legend(fontsize=6)
+    for ax, c in zip(axes[:2], (1, 32), strict=True):
         for name, color in zip((*READS, "paging"), ("C0", "C1", "C2", "C3"), strict=True):
             key = "paging" if name == "paging" else f"{name}@c{c}"
             if name == "paging" and c != 1:
@@ -433,8 +496,8 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 "",
             ]
     for s in reversed(SCALES):
-        r = runs.get(s)
-        if r and r.get("explain"):
+        explained = runs.get(s)
+        if explained and explained.get("explain"):
             out += [
                 f"## EXPLAIN (ANALYZE, BUFFERS) of each read statement ({s})",
                 "",
@@ -442,12 +505,12 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                 "`contacts/store.py`, `auth/store.py`) with the bench tenant's values.",
                 "",
             ]
-            for name, text in r["explain"].items():
+            for name, text in explained["explain"].items():
                 out += [
                     f"### {name}",
                     "",
                     "```sql",
-                    r["statements"][name],
+                    explained["statements"][name],
                     "```",
                     "",
                     "Plan for the values (EXPLAIN with parameters):",
@@ -457,7 +520,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                     "```",
                     "",
                 ]
-                generic = (r.get("explain_generic") or {}).get(name)
+                generic = (explained.get("explain_generic") or {}).get(name)
                 if generic and "$1" in generic:
                     out += [
                         "The same statement prepared, after six executions under the default "
@@ -470,6 +533,16 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                         "",
                     ]
             break
+    out += shapes_section(newest_shapes())
+    plans = DOCS / "ingest-plans.md"  # bench/ingest_plans.py
+    if plans.exists():
+        body = (
+            plans.read_text()
+            .rstrip()
+            .replace("\n## ", "\n### ")
+            .replace("# Ingest", "## Ingest", 1)
+        )
+        out += [body, ""]
     findings = HERE / "findings.md"
     if findings.exists():
         out += [findings.read_text().rstrip(), ""]

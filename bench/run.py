@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 
 HERE = Path(__file__).resolve().parent
@@ -375,7 +375,7 @@ class _Capture:
     def __init__(self) -> None:
         from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
-        self.dialect = dialect()
+        self.dialect = dialect()  # type: ignore[no-untyped-call]
         self.statements: list[tuple[Any, dict[str, Any] | None]] = []
         self.driver_statements: list[tuple[str, list[Any]]] = []
         self.driver_connection = _CaptureDriver(self)
@@ -422,6 +422,7 @@ async def service_statements(
     out["auth: key by hash"] = await capture(
         auth_store.find_key_by_hash, auth_service.hash_key(tenant["api_key"])
     )
+
     async def listing(
         contact_id: str | None, hours: int | None, after: tuple[int, str] | None = None
     ) -> tuple[str, list[Any]]:
@@ -885,168 +886,69 @@ async def ingest_service_floor(
     run_id: str,
     size: int = 1,
 ) -> dict[str, Any]:
-    """(c″) The service's own ingest statements (``messages/store.py``) run directly with
-    asyncpg: per request of ``size`` messages one transaction of exactly three statements,
-    as ``service.ingest`` runs it under ``db.Database.write(generic_plans=True)``.
-
-    ``PG_BEGIN_GENERIC_PLANS``; ``_LOAD_PG`` (lock the contacts in id order, timeout
-    history, endpoints); ``_READ_PG`` (each contact's sessions around its timestamps, the
-    stored messages by externalId); the messages placed in memory with
-    ``ContactPlacement`` (the session rule, as ``service.ingest`` does); ``_write_pg(parts)``
-    with ``_pg_params`` (the net result, data-modifying CTEs); ``COMMIT``. The statements
-    are compiled as ``db.fetch_rows`` compiles them and run with ``fetch`` on connections
-    with the service's ``server_settings``. What is left out: HTTP, JSON, auth, SQLAlchemy's
-    pool, webhook events (the ingest tenant has no endpoints) and the per-message path of
-    a contact needing a re-cut (its timeout never changes)."""
-    from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
-
-    from chatsessions.db import PG_BEGIN_GENERIC_PLANS, _compiled_for_asyncpg
-    from chatsessions.ids import new_id
-    from chatsessions.messages import store
-    from chatsessions.messages.placement import ContactPlacement
-    from chatsessions.messages.store import MessageWrite, TrackedSession, Writes
-    from chatsessions.sessions.rule import TimeoutHistory
-    from chatsessions.settings.service import DEFAULT_TIMEOUT_MS
-    from chatsessions.webhooks.events import NOTIFY_CHANNEL
+    """(c″) The service's own write path without HTTP: per request of ``size`` messages,
+    ``messages.service.store_messages`` (as the routes store messages), on
+    ``concurrency`` connections of the service's own pool. What is left out: HTTP, JSON, auth (the ingest tenant has no endpoints)."""
+    from chatsessions.config import Settings
+    from chatsessions.db import Database
+    from chatsessions.messages import service as messages_service
+    from chatsessions.messages.schemas import MessageIn
 
     user = tenant["ingest_user_id"]
     contacts = tenant["ingest_contact_ids"]
     spread = 999 if size == 1 else 59_999
-    dialect = asyncpg_dialect()
-    pool = await asyncpg.create_pool(
-        dsn,
-        min_size=concurrency,
-        max_size=concurrency,
-        command_timeout=60,
-        # As db.create_engine_for: the transaction switches to generic plans itself.
-        server_settings={
-            "application_name": "chatsessions",
-            "timezone": "UTC",
-            "plan_cache_mode": "force_custom_plan",
-        },
-    )
+    db = Database(Settings(database_url=dsn, database_pool_size=concurrency))
     rng = random.Random(run_id)
     counter = 0
-    warned = False
+    times: list[float] = []
+    errors = 0
+    stop = time.monotonic() + duration
 
-    async def fetch(conn: asyncpg.Connection, stmt: Any, params: dict[str, Any]) -> list[Any]:
-        # As db.fetch_rows: SQL compiled once per statement, parameters by position.
-        sql, names = _compiled_for_asyncpg(stmt, dialect)
-        rows: list[Any] = await conn.fetch(sql, *[params[n] for n in names])
-        return rows
-
-    async def one(conn: asyncpg.Connection) -> None:
-        nonlocal counter, warned
+    async def one() -> None:
+        nonlocal counter
         now = int(time.time() * 1000)
         items = []
         for _ in range(size):
             counter += 1
-            inbound = rng.random() < 0.5
-            items.append(
-                (
-                    rng.choice(contacts),
-                    now - rng.randint(0, spread),
-                    "inbound" if inbound else "outbound",
-                    f"floorc2-{run_id}-{counter}",
-                )
+            body = MessageIn(
+                contactId=rng.choice(contacts),
+                direction="inbound" if rng.random() < 0.5 else "outbound",
+                timestamp=now - rng.randint(0, spread),
+                content="floor service message",
+                externalId=f"floorc2-{run_id}-{counter}",
             )
-        await conn.execute(PG_BEGIN_GENERIC_PLANS)
-        try:
-            # 1. Lock the contacts (id order); the timeout history and the endpoints.
-            wanted = sorted({it[0] for it in items})
-            changes: list[tuple[int, int]] = []
-            endpoints = 0
-            for row in await fetch(conn, store._LOAD_PG, {"user_id": user, "contact_ids": wanted}):
-                if row[0] == 1:
-                    changes.append((row[2], row[3]))
-                elif row[0] == 2:
-                    endpoints += 1
-            if endpoints and not warned:
-                warned = True
-                log("service ingest floor: the ingest tenant has webhook endpoints (ignored)")
-            changes.sort()
-            history = (
-                TimeoutHistory(tuple(changes))
-                if changes
-                else TimeoutHistory.constant(DEFAULT_TIMEOUT_MS)
-            )
-            # 2. The sessions around each contact's timestamps; stored externalIds.
-            ranges: dict[str, tuple[int, int]] = {}
-            for cid, ts, _, _ in items:
-                lo, hi = ranges.get(cid, (ts, ts))
-                ranges[cid] = (min(lo, ts), max(hi, ts))
-            ordered = sorted(ranges)
-            params = {
-                "user_id": user,
-                "since_ms": None,
-                "now_ms": now,
-                "contact_ids": ordered,
-                "los": [ranges[c][0] for c in ordered],
-                "his": [ranges[c][1] for c in ordered],
-                "external_ids": sorted({it[3] for it in items}),
-            }
-            # In ranges' order (first appearance), as read_state keys them.
-            sessions: dict[str, list[TrackedSession]] = {cid: [] for cid in ranges}
-            seen: set[str] = set()
-            stored_external: set[str] = set()
-            for row in await fetch(conn, store._READ_PG, params):
-                if row[0] == 1:
-                    stored_external.add(row[13])
-                    continue
-                session = store._tracked(row[1:13])
-                if session.id not in seen:
-                    seen.add(session.id)
-                    sessions[session.contact_id].append(session)
-            # In memory: the session rule, message by message in request order.
-            placements = {
-                cid: ContactPlacement(cid, found, history=history, now_ms=now)
-                for cid, found in sessions.items()
-            }
-            for cid, ts, direction, ext in items:
-                if ext in stored_external:
-                    continue  # a replay (never, with run-unique externalIds)
-                where = placements[cid].place(ts, direction)
-                if where is None:
-                    raise RuntimeError("a message needs a re-cut: not covered by this floor")
-                placements[cid].add_message(
-                    MessageWrite(
-                        new_id(),
-                        cid,
-                        where.session_id,
-                        direction,
-                        "user" if direction == "inbound" else "assistant",
-                        "text",
-                        "floor service message",
-                        None,
-                        ts,
-                        ext,
-                    )
-                )
-            writes = Writes()
-            for placement in placements.values():
-                placement.collect(writes)
-            # 3. The net result: one statement of the parts the request needs.
-            parts = store.write_parts(writes)
-            if parts:
-                await fetch(
-                    conn,
-                    store._write_pg(parts),
-                    store._pg_params(user, writes, now, NOTIFY_CHANNEL),
-                )
-        except BaseException:
-            with suppress(Exception):
-                await conn.execute("ROLLBACK")
-            raise
-        await conn.execute("COMMIT")
+            items.append(messages_service.prepare_message(body, now_ms=now))
 
-    return await run_transactions(
-        pool,
-        one,
-        duration=duration,
-        concurrency=concurrency,
-        size=size,
-        label="service ingest floor",
-    )
+        await messages_service.store_messages(db, user_id=user, items=items, now_ms=now)
+
+    async def loop() -> None:
+        nonlocal errors
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            try:
+                await one()
+            except Exception as exc:
+                errors += 1
+                if errors == 1:
+                    log(f"service ingest floor error: {exc!r}")
+                continue
+            times.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(loop() for _ in range(concurrency)))
+    elapsed = time.perf_counter() - t0
+    await db.dispose()
+    out: dict[str, Any] = {"connections": concurrency}
+    if size == 1:
+        out["messages"] = len(times)
+    else:
+        out |= {"batches": len(times), "batch_size": size}
+    return out | {
+        "msg_per_s": round(len(times) * size / elapsed, 1),
+        "p50_ms": round(percentile(times, 50), 3),
+        "p99_ms": round(percentile(times, 99), 3),
+        "errors": errors,
+    }
 
 
 # -- the run --------------------------------------------------------------------------------
@@ -1314,6 +1216,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     p.add_argument("--skip-writes", action="store_true", help="read scenarios only")
     p.add_argument("--no-report", action="store_true", help="do not regenerate docs/performance.md")
+    p.add_argument(
+        "--ingest-shapes",
+        default="all",
+        help="bench/ingest_shapes.py cases: all, none, or a comma list of shapes",
+    )
+    p.add_argument(
+        "--ingest-growth",
+        type=int,
+        default=None,
+        help="messages stored by the growth shapes (default: 100,000 small, 1,000,000 else)",
+    )
     a = p.parse_args(argv)
     RESULTS.mkdir(parents=True, exist_ok=True)
     res = run(a)
@@ -1335,6 +1248,16 @@ def main(argv: list[str] | None = None) -> None:
                 )
     path.write_text(json.dumps(res, indent=1) + "\n")
     log(f"wrote {path}")
+    if a.ingest_shapes != "none":
+        import ingest_shapes
+
+        growth = a.ingest_growth
+        if growth is None:
+            growth = 100_000 if a.scale == "small" else 1_000_000
+        shape_args = ["--growth", str(growth)]
+        if a.ingest_shapes != "all":
+            shape_args += ["--shapes", a.ingest_shapes]
+        asyncio.run(ingest_shapes.main(shape_args))
     if not a.no_report:
         import report
 

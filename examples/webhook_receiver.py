@@ -1,6 +1,8 @@
 """Receive chatsessions webhooks: verify the signature, de-duplicate by webhook-id."""
-import json, os
+import json
+import os
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
 from standardwebhooks import Webhook
 
 hook, seen = Webhook(os.environ["WEBHOOK_SECRET"]), set()

@@ -94,9 +94,7 @@ async def test_a_failed_write_is_rolled_back_and_the_connection_stays_usable(
     assert await _message_count(database, tenant) == 0
 
     async def store(conn: Any) -> list[messages_service.StoredMessage]:
-        return await messages_service.ingest(
-            conn, user_id=tenant.user_id, items=[item], now_ms=T0
-        )
+        return await messages_service.ingest(conn, user_id=tenant.user_id, items=[item], now_ms=T0)
 
     await database.run_write(store, generic_plans=generic_plans)
     assert await _message_count(database, tenant) == 1
@@ -121,3 +119,22 @@ async def test_generic_plans_hold_inside_their_transaction_only(backend_name: st
     assert inside == "force_generic_plan"
     # The connection's own setting (custom plans, for the listing) is back after it.
     assert ordinary == afterwards == "force_custom_plan"
+
+
+_BITMAP = text("SELECT current_setting('enable_bitmapscan')")
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_ingest_transactions_plan_with_index_scans_only(backend_name: str) -> None:
+    """store_messages' transactions turn bitmap scans off for themselves only."""
+    database = Database(Settings(database_url=PG_ADMIN_URL))
+
+    async def bitmap(conn: Any) -> str:
+        return str((await fetch_rows(conn, _BITMAP, {}))[0][0])
+
+    try:
+        inside = await database.run_write(bitmap, index_scans=True)
+        ordinary = await database.run_write(bitmap)
+    finally:
+        await database.dispose()
+    assert (inside, ordinary) == ("off", "on")

@@ -186,6 +186,9 @@ def insert_for(conn: AsyncConnection, table: Any) -> Any:
 # SET LOCAL ends with the transaction: the connection keeps its default afterwards.
 PG_BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"
 PG_BEGIN_GENERIC_PLANS = f"{PG_BEGIN}; SET LOCAL plan_cache_mode = force_generic_plan"
+# Probes only: with statistics, PostgreSQL may misjudge a contact's sessions as one row and
+# read all of them through a bitmap (then sort) instead of the index in order.
+PG_INDEX_SCANS = "; SET LOCAL enable_bitmapscan = off"
 PG_BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # Database.read
 
 
@@ -282,7 +285,9 @@ class Database:
             yield
 
     @asynccontextmanager
-    async def write(self, *, generic_plans: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def write(
+        self, *, generic_plans: bool = False, index_scans: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed when the block ends without error.
 
         On PostgreSQL the transaction is the driver's (READ COMMITTED), begun before the
@@ -294,6 +299,9 @@ class Database:
         trip as BEGIN. Only for statements whose best plan does not depend on the values
         (ingest's: a probe per given id, ids as index conditions); planning was half of
         PostgreSQL's CPU per ingested message (docs/performance.md).
+
+        ``index_scans=True`` (PostgreSQL) turns bitmap scans off for the transaction (same
+        round trip): for statements made of index probes and ordered range reads only.
         """
         if self.is_sqlite:
             async with self._sqlite_write_lock, self.engine.connect() as conn:
@@ -302,6 +310,8 @@ class Database:
                     yield conn
         else:
             begin = PG_BEGIN_GENERIC_PLANS if generic_plans else PG_BEGIN
+            if index_scans:
+                begin += PG_INDEX_SCANS
             async with (
                 self._autocommit_engine.connect() as conn,
                 _driver_transaction(conn, begin),
@@ -314,16 +324,17 @@ class Database:
         *,
         attempts: int = 4,
         generic_plans: bool = False,
+        index_scans: bool = False,
     ) -> T:
         """Run ``work`` in a write transaction, retrying races the database reported.
 
         A race is a unique violation from a concurrent insert (e.g. two writers creating
         the same contact) or a deadlock/serialisation failure on PostgreSQL; the retry sees
-        the winner's row. ``generic_plans``: as for :meth:`write`.
+        the winner's row. ``generic_plans``, ``index_scans``: as for :meth:`write`.
         """
         for attempt in range(attempts):
             try:
-                async with self.write(generic_plans=generic_plans) as conn:
+                async with self.write(generic_plans=generic_plans, index_scans=index_scans) as conn:
                     return await work(conn)
             except Exception as exc:
                 if attempt == attempts - 1 or not _is_race(exc):

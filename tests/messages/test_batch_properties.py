@@ -1,5 +1,6 @@
 """Property test of batch ingest on the real databases: whatever the arrival order, the
-split into batches, explicit closes and timeout changes, the stored sessions equal the
+split into batches, explicit closes, replays and timeout changes (before any message, or
+between batches), the stored sessions equal the
 offline segmentation of the sorted messages, and every batch response agrees with what is
 stored (each item's session is the one now holding its message, with its exact status)."""
 
@@ -149,6 +150,8 @@ def _split(draw: Any, items: list[Any]) -> list[list[Any]]:
     changes=st.lists(
         st.tuples(st.integers(0, 6 * 60 * MIN), st.sampled_from([1, 10, 60, 90])), max_size=2
     ),
+    later_change=st.none()
+    | st.tuples(st.integers(0, 6 * 60 * MIN), st.sampled_from([1, 10, 60, 90])),
     data=st.data(),
 )
 async def test_batches_store_the_offline_segmentation(
@@ -157,6 +160,7 @@ async def test_batches_store_the_offline_segmentation(
     later: list[tuple[int, int, bool]],
     n_contacts: int,
     changes: list[tuple[int, int]],
+    later_change: tuple[int, int] | None,
     data: st.DataObject,
 ) -> None:
     tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
@@ -199,6 +203,7 @@ async def test_batches_store_the_offline_segmentation(
     )
 
     closes: dict[str, list[int]] = {cid: [] for cid in contacts}
+    latest_close = BASE
     sessions, messages = await _stored(database, tenant.user_id)
     ordered = sorted(sessions.values(), key=lambda r: (r.contact_id, r.start_ms))
     for row in ordered[: data.draw(st.integers(0, 2))]:
@@ -210,8 +215,24 @@ async def test_batches_store_the_offline_segmentation(
             )
 
         closed = await database.run_write(close)
+        latest_close = max(latest_close, now)
         if closed["closed_reason"] == "closed":
             closes[row.contact_id].append(max(now, row.last_ms))
+
+    if later_change is not None:
+        # A timeout change after messages exist: the sessions reaching its moment are
+        # re-cut (the same placement as ingest), later messages see the new history. It
+        # happens after the closes (a change takes effect from its moment, never before).
+        at, minutes = later_change
+
+        async def change(conn: Any) -> None:
+            await settings_service.set_timeout(
+                conn, user_id=tenant.user_id, minutes=minutes, now_ms=max(BASE + at, latest_close)
+            )
+
+        await database.run_write(change)
+        async with database.read() as conn:
+            history = await settings_service.timeout_history(conn, tenant.user_id)
 
     await _post_batches(
         database, tenant.user_id, contacts, _split(data.draw, plan(later, len(first))), originals

@@ -164,8 +164,7 @@ async def store_translation(
         return outcome
 
     try:
-        # Ingest's statements are shaped not to depend on the values (db.Database.write).
-        outcome = await db.run_write(work, generic_plans=True)
+        outcome = await messages_service.run_ingest_transaction(db, work)
     except Exception as exc:
         CHANNEL_ITEMS.labels(row.type, "failed").inc()
         reason = exc.message if isinstance(exc, ChatSessionsError) else type(exc).__name__

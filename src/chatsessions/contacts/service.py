@@ -20,6 +20,7 @@ __all__ = [
     "erase_contact",
     "find_contact",
     "find_or_create_contact",
+    "find_or_create_contacts",
     "get_owned_contact",
     "normalised_identifiers",
     "update_contact",
@@ -96,24 +97,22 @@ async def create_contact(
     return await _insert(conn, user_id, fields, idents, now_ms)
 
 
-async def _insert(
-    conn: AsyncConnection,
-    user_id: str,
-    fields: ContactFields,
-    idents: dict[str, str | None],
-    now_ms: int,
-) -> ContactRow:
-    values = {
+def _new_row(
+    user_id: str, fields: ContactFields, idents: dict[str, str | None], now_ms: int
+) -> dict[str, Any]:
+    return {
         "user_id": user_id,
         "id": ids.new_id(),
         **_row_values(fields, idents),
         "created_at_ms": now_ms,
         "updated_at_ms": now_ms,
     }
-    await store.insert_contact(conn, values)
+
+
+def _contact_of(values: dict[str, Any]) -> ContactRow:
     return ContactRow(
         id=values["id"],
-        user_id=user_id,
+        user_id=values["user_id"],
         first_name=values["first_name"],
         last_name=values["last_name"],
         phone=values["phone"],
@@ -123,8 +122,20 @@ async def _insert(
         instagram_id=values["instagram_id"],
         is_bot_active=values["is_bot_active"],
         do_not_disturb=values["do_not_disturb"],
-        created_at_ms=now_ms,
+        created_at_ms=values["created_at_ms"],
     )
+
+
+async def _insert(
+    conn: AsyncConnection,
+    user_id: str,
+    fields: ContactFields,
+    idents: dict[str, str | None],
+    now_ms: int,
+) -> ContactRow:
+    values = _new_row(user_id, fields, idents, now_ms)
+    await store.insert_contact(conn, values)
+    return _contact_of(values)
 
 
 async def find_contact(
@@ -150,16 +161,66 @@ async def find_or_create_contact(
 ) -> tuple[ContactRow, bool]:
     """The contact matching ``externalId``, then phone, then email; created when none does.
 
-    Returns ``(contact, created)``. A concurrent creation of the same contact makes the
-    insert fail on a unique constraint; the caller's transaction retry then finds it.
+    Returns ``(contact, created)``: :func:`find_or_create_contacts` of one.
     """
-    idents = normalised_identifiers(fields, prefix)
-    if all(v is None for v in idents.values()):
-        raise InvalidParameter(prefix.rstrip("."), "needs phoneNumber, email or externalId")
-    found = await find_contact(conn, user_id=user_id, idents=idents)
-    if found is not None:
-        return found, False
-    return await _insert(conn, user_id, fields, idents, now_ms), True
+    [found] = await find_or_create_contacts(
+        conn, user_id=user_id, wanted=[(fields, prefix)], now_ms=now_ms
+    )
+    return found
+
+
+async def find_or_create_contacts(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    wanted: list[tuple[ContactFields, str]],
+    now_ms: int,
+) -> list[tuple[ContactRow, bool]]:
+    """For each ``(fields, error prefix)`` in order, the contact matching ``externalId``,
+    then phone, then email, created when none does (a later entry finds one created for
+    an earlier): the result of finding or creating them one by one, in a few statements.
+
+    Returns ``(contact, created)`` per entry. A concurrent creation of the same contact
+    makes the insert fail on a unique constraint; the caller's transaction retry then
+    finds it.
+    """
+    idents_of = []
+    for fields, prefix in wanted:
+        idents = normalised_identifiers(fields, prefix)
+        if all(v is None for v in idents.values()):
+            raise InvalidParameter(prefix.rstrip("."), "needs phoneNumber, email or externalId")
+        idents_of.append(idents)
+    known: dict[str, dict[str, ContactRow]] = {}
+    for _api, column in _IDENTIFIERS:
+        values = [v for idents in idents_of if (v := idents[column]) is not None]
+        known[column] = (
+            await store.find_contacts_by(conn, user_id, field=column, values=values)
+            if values
+            else {}
+        )
+    out: list[tuple[ContactRow, bool]] = []
+    new_rows: list[dict[str, Any]] = []
+    for (fields, _prefix), idents in zip(wanted, idents_of, strict=True):
+        found = next(
+            (
+                known[column][value]
+                for _api, column in _IDENTIFIERS
+                if (value := idents[column]) is not None and value in known[column]
+            ),
+            None,
+        )
+        if found is not None:
+            out.append((found, False))
+            continue
+        row = _new_row(user_id, fields, idents, now_ms)
+        new_rows.append(row)
+        created = _contact_of(row)
+        for _api, column in _IDENTIFIERS:
+            if (value := idents[column]) is not None:
+                known[column][value] = created
+        out.append((created, True))
+    await store.insert_contacts(conn, new_rows)
+    return out
 
 
 async def get_owned_contact(conn: AsyncConnection, *, user_id: str, contact_id: str) -> ContactRow:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,8 +15,10 @@ __all__ = [
     "ContactRow",
     "delete_contact",
     "find_contact_by",
+    "find_contacts_by",
     "get_contact",
     "insert_contact",
+    "insert_contacts",
     "lock_contacts",
     "update_contact",
 ]
@@ -95,9 +97,32 @@ async def find_contact_by(
     return ContactRow.from_row(row) if row else None
 
 
+async def find_contacts_by(
+    conn: AsyncConnection, user_id: str, *, field: str, values: Sequence[str]
+) -> dict[str, ContactRow]:
+    """The caller's contacts whose ``field`` (phone, email, external_id) is one of
+    ``values``, by that value (a unique index probe each, 500 values a statement)."""
+    column = {"phone": c.phone, "email": c.email, "external_id": c.external_id}[field]
+    found: dict[str, ContactRow] = {}
+    unique = sorted(set(values))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        rows = await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, column.in_(chunk)))
+        for row in rows:
+            contact = ContactRow.from_row(row)
+            found[getattr(contact, field)] = contact
+    return found
+
+
 async def insert_contact(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
     """Insert a contact row (``values`` holds every column)."""
     await conn.execute(tables.contacts.insert().values(**values))
+
+
+async def insert_contacts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert contact rows (each holds every column) in one statement."""
+    if rows:
+        await conn.execute(tables.contacts.insert(), [dict(r) for r in rows])
 
 
 async def update_contact(

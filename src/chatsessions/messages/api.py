@@ -5,7 +5,6 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.auth.api import CurrentUser, authenticate
 from chatsessions.contacts.schemas import ContactFields
@@ -36,11 +35,7 @@ router = DomainRouter(prefix="/v1", tags=["messages"])
 async def _store(
     db: DB, user_id: str, items: list[service.NewMessage], now_ms: int
 ) -> list[service.StoredMessage]:
-    async def work(conn: AsyncConnection) -> list[service.StoredMessage]:
-        return await service.ingest(conn, user_id=user_id, items=items, now_ms=now_ms)
-
-    # Ingest's statements are shaped not to depend on the values (db.Database.write).
-    return await db.run_write(work, generic_plans=True)
+    return await service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms)
 
 
 async def post_message(request: Request) -> Response:

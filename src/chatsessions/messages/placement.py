@@ -1,53 +1,81 @@
-"""One contact's sessions held in memory while a request's messages are placed.
+"""One contact's sessions held in memory while a request's messages are placed: the one
+place where ingest applies the session rule.
 
-:class:`ContactPlacement` applies the session rule (:func:`rule.place_message`) to each
-message in request order, exactly as the one-message-at-a-time path does against the
-database (``service._place``), and records the events each message causes as ``emit``
-would write them at that moment (bodies built from the sessions as they are then, the
-silence closes the contact owes put in their place). What is left at the end is the net
-change, written in a few statements by ``messages.store.write``.
+:class:`ContactPlacement` applies :func:`rule.place_message` to each message in request
+order (a single message is a batch of one), re-cuts with :func:`rule.resegment` where the
+timeout changes inside the affected range (a message may then split a session), and
+records the events each message causes with the event bodies as they are at that moment
+(:mod:`chatsessions.webhooks.outbox`). What is left at the end is the net change, written
+in a few statements by ``messages.store.write``.
 
 It is given the contact's sessions around the request's timestamps (the last starting at
 or before the smallest, every one starting inside the range, the first after the
 largest), so the neighbours of any message of the request are among them, and the
-sessions owing a close announcement. A message that needs a re-cut
-(:attr:`PlacementKind.RESEGMENT`) is not handled here: the caller falls back to the
-per-message path for the contact.
+sessions owing a close announcement. A re-cut needs the stored messages of the sessions
+it touches: :meth:`ContactPlacement.place` then returns ``None`` with
+:attr:`ContactPlacement.wanted` naming the sessions to read; the caller reads them
+(``sessions.store.message_keys``), hands them to :meth:`ContactPlacement.load` and places
+the message again.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chatsessions import ids
-from chatsessions.messages.store import (
-    ContactFields,
-    MessageWrite,
-    OutboxWrite,
-    TrackedSession,
-    Writes,
-)
-from chatsessions.sessions import rule
-from chatsessions.sessions import service as sessions_service
+from chatsessions.messages.store import ContactFields, MessageWrite, TrackedSession, Writes
+from chatsessions.sessions import presenter, rule
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
 from chatsessions.sessions.store import ListedSession, MessageRow
-from chatsessions.webhooks import events as webhook_events
-from chatsessions.webhooks.events import SessionEvent
-from chatsessions.webhooks.store import Subscription
+from chatsessions.webhooks import outbox
+from chatsessions.webhooks.outbox import OutboxWrite, SessionEvent, Subscription
 
-__all__ = ["ContactPlacement", "Placed"]
+__all__ = ["ContactPlacement", "Placed", "Recut"]
 
 
 @dataclass(frozen=True)
 class Placed:
     """Where one message went: its session (at that moment), whether that session opened
-    with it, and the session it absorbed, if any."""
+    with it, the sessions it absorbed, and those a re-cut split off (new sessions)."""
 
     session_id: str
     opened: bool
     absorbed: list[str]
+    split_off: list[str] = field(default_factory=list)
+
+    def events(self, message_id: str) -> list[SessionEvent]:
+        """The events this placement causes, in the order receivers get them."""
+        out = [SessionEvent(outbox.OPENED, sid) for sid in self.split_off]
+        if self.opened:
+            out.append(SessionEvent(outbox.OPENED, self.session_id))
+        out += [
+            SessionEvent(outbox.MERGED, self.session_id, merged_session_id=gone)
+            for gone in self.absorbed
+        ]
+        out.append(SessionEvent(outbox.RECEIVED, self.session_id, message_id=message_id))
+        return out
+
+
+@dataclass(frozen=True)
+class Recut:
+    """What a re-cut did: the sessions it created, those it absorbed (each into the one
+    now holding its last message), and, given a new message, where it went."""
+
+    created: list[str]
+    merged_into: dict[str, str]
+    home: str | None
+    opened: bool
+
+    def events(self) -> list[SessionEvent]:
+        """The events of a re-cut without a new message (a timeout change)."""
+        out = [SessionEvent(outbox.OPENED, sid) for sid in self.created]
+        out += [
+            SessionEvent(outbox.MERGED, into, merged_session_id=gone)
+            for gone, into in self.merged_into.items()
+        ]
+        return out
 
 
 class ContactPlacement:
@@ -65,6 +93,7 @@ class ContactPlacement:
         self.history = history
         self.now_ms = now_ms
         self.live: dict[str, TrackedSession] = {x.id: x for x in sessions}
+        self.wanted: list[str] = []  # stored sessions whose messages a re-cut needs
         self._stored = set(self.live)  # ids that exist in the database
         self._ordered = sorted(sessions, key=lambda x: x.start_ms)
         self._starts = [x.start_ms for x in self._ordered]
@@ -74,6 +103,12 @@ class ContactPlacement:
         self._merged_into: dict[str, str] = {}
         self._messages: list[MessageWrite] = []
         self._outbox: list[OutboxWrite] = []
+        # Messages whose session is tracked one by one: this request's, and the stored
+        # messages of sessions a re-cut read (``_loaded``), with their stored session.
+        self._session_of: dict[str, str] = {}
+        self._key_of: dict[str, tuple[int, int]] = {}  # message id -> (ts, inbound)
+        self._loaded: set[str] = set()
+        self._stored_session_of: dict[str, str] = {}
 
     # -- the sessions ---------------------------------------------------------------------
 
@@ -101,6 +136,11 @@ class ContactPlacement:
             session_id = self._merged_into[session_id]
         return session_id
 
+    def session_of(self, message_id: str, stored_session_id: str) -> str:
+        """The session now holding a message (stored in ``stored_session_id``, or placed
+        by this request)."""
+        return self.resolve(self._session_of.get(message_id, stored_session_id))
+
     def status(self, session_id: str) -> str | None:
         """The status of a session held here now (None: not held here)."""
         session = self.live.get(self.resolve(session_id))
@@ -112,17 +152,26 @@ class ContactPlacement:
 
     # -- placing one message --------------------------------------------------------------
 
-    def place(self, ts_ms: int, direction: str) -> Placed | None:
-        """Apply the rule for a message (None: it needs a re-cut; nothing was changed)."""
+    def place(self, message: MessageWrite) -> Placed | None:
+        """Apply the rule for a message and keep it to insert (None: a re-cut needs the
+        stored messages of :attr:`wanted` first; nothing was changed)."""
+        ts_ms, history, now_ms = message.ts_ms, self.history, self.now_ms
         before, after = self._neighbours(ts_ms)
-        history, now_ms = self.history, self.now_ms
         placement = rule.place_message(
             ts_ms, before.span() if before else None, after.span() if after else None, history
         )
-        inbound = 1 if direction == "inbound" else 0
+        inbound = 1 if message.direction == "inbound" else 0
         if placement.kind is PlacementKind.RESEGMENT:
-            return None
-        if placement.kind is PlacementKind.NEW:
+            olds = [x for x in (before, after) if x is not None]
+            self.wanted = self._unloaded(olds)
+            if self.wanted:
+                return None
+            self._key_of[message.id] = (ts_ms, inbound)
+            done = self._recut(olds, new_message=message.id)
+            assert done.home is not None
+            split_off = [sid for sid in done.created if sid != done.home]
+            where = Placed(done.home, done.opened, list(done.merged_into), split_off)
+        elif placement.kind is PlacementKind.NEW:
             session = TrackedSession(
                 id=ids.new_id(),
                 contact_id=self.contact_id,
@@ -138,42 +187,129 @@ class ContactPlacement:
             )
             self.live[session.id] = session
             self._index(session)
-            return Placed(session.id, True, [])
-        target = before if before is not None and placement.target == before.id else after
-        assert target is not None
-        was_open = rule.is_open(
-            now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms
-        )
-        absorbed: list[str] = []
-        self._unindex(target)
-        if placement.kind is PlacementKind.MERGE:
-            assert after is not None
-            was_open = was_open or rule.is_open(
-                now_ms=now_ms, closed_at_ms=after.closed_at_ms, expires_ms=after.expires_ms
-            )
-            target.absorb(after)
-            self._absorb(after, into=target)
-            absorbed.append(after.id)
-        target.add_message(ts_ms, inbound=inbound, history=history)
-        self._index(target)
-        self._changed.add(target.id)
-        now_open = rule.is_open(
-            now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms
-        )
-        return Placed(target.id, not was_open and now_open, absorbed)
+            where = Placed(session.id, True, [])
+        else:
+            target = before if before is not None and placement.target == before.id else after
+            assert target is not None
+            was_open = self._is_open(target)
+            absorbed: list[str] = []
+            self._unindex(target)
+            if placement.kind is PlacementKind.MERGE:
+                assert after is not None
+                was_open = was_open or self._is_open(after)
+                target.absorb(after)
+                self._absorb(after, into=target.id)
+                absorbed.append(after.id)
+            target.add_message(ts_ms, inbound=inbound, history=history)
+            self._index(target)
+            self._changed.add(target.id)
+            where = Placed(target.id, not was_open and self._is_open(target), absorbed)
+        self._session_of[message.id] = where.session_id
+        self._key_of[message.id] = (ts_ms, inbound)
+        self._messages.append(message)
+        return where
 
-    def _absorb(self, gone: TrackedSession, *, into: TrackedSession) -> None:
-        self._unindex(gone)
+    def _is_open(self, session: TrackedSession) -> bool:
+        return rule.is_open(
+            now_ms=self.now_ms, closed_at_ms=session.closed_at_ms, expires_ms=session.expires_ms
+        )
+
+    def _absorb(self, gone: TrackedSession, *, into: str, indexed: bool = True) -> None:
+        if indexed:
+            self._unindex(gone)
         del self.live[gone.id]
-        self._merged_into[gone.id] = into.id
+        self._merged_into[gone.id] = into
         self._changed.discard(gone.id)
         self._marked.discard(gone.id)
         if gone.id in self._stored:
             self._deleted.append(gone.id)
 
-    def add_message(self, message: MessageWrite) -> None:
-        """Keep a message to insert (its session id is resolved at the end)."""
-        self._messages.append(message)
+    # -- re-cuts --------------------------------------------------------------------------
+
+    def _unloaded(self, olds: list[TrackedSession]) -> list[str]:
+        """Stored sessions (live or absorbed) whose messages are now in ``olds`` and have
+        not been read yet."""
+        targets = {x.id for x in olds}
+        return sorted(sid for sid in self._stored - self._loaded if self.resolve(sid) in targets)
+
+    def load(self, messages: dict[str, list[tuple[int, str, str]]]) -> None:
+        """Take the stored messages ``(ts, id, direction)`` of the sessions in
+        :attr:`wanted`, by session (``sessions.store.message_keys``)."""
+        for session_id, keys in messages.items():
+            self._loaded.add(session_id)
+            for ts_ms, message_id, direction in keys:
+                self._session_of[message_id] = session_id
+                self._stored_session_of[message_id] = session_id
+                self._key_of[message_id] = (ts_ms, 1 if direction == "inbound" else 0)
+        self.wanted = []
+
+    def _members(self, session_ids: set[str]) -> dict[str, list[tuple[int, str]]]:
+        out: dict[str, list[tuple[int, str]]] = {sid: [] for sid in session_ids}
+        for message_id, session_id in self._session_of.items():
+            final = self.resolve(session_id)
+            if final in out:
+                out[final].append((self._key_of[message_id][0], message_id))
+        return out
+
+    def recut_range(self, lo_ms: int, hi_ms: int) -> Recut | None:
+        """Re-cut the held sessions starting in ``[lo_ms, hi_ms]`` under the history (after
+        a timeout change). None: the stored messages of :attr:`wanted` are needed first."""
+        olds = [x for x in self._ordered if lo_ms <= x.start_ms <= hi_ms]
+        self.wanted = self._unloaded(olds)
+        if self.wanted or not olds:
+            return None if self.wanted else Recut([], {}, None, False)
+        return self._recut(olds, new_message=None)
+
+    def _recut(self, olds: list[TrackedSession], *, new_message: str | None) -> Recut:
+        """Re-cut ``olds`` (consecutive sessions, messages all loaded) with an optional new
+        message: ids stay stable as :func:`rule.resegment` says."""
+        members = self._members({x.id for x in olds})
+        was_open = any(self._is_open(x) for x in olds)
+        new_key = None
+        if new_message is not None:
+            new_key = (self._key_of[new_message][0], new_message)
+        pieces = rule.resegment([(x.span(), members[x.id]) for x in olds], new_key, self.history)
+        by_id = {x.id: x for x in olds}
+        kept = {p.session_id for p in pieces if p.session_id is not None}
+        absorbed = [x.id for x in olds if x.id not in kept]
+        last_of = {sid: max(members[sid])[1] for sid in absorbed if members[sid]}
+        for x in olds:
+            self._unindex(x)
+        created: list[str] = []
+        into: dict[str, str] = {}
+        home, opened = None, False
+        for piece in pieces:
+            seg = piece.segment
+            inbound = sum(self._key_of[mid][1] for _ts, mid in seg.messages)
+            session = by_id[piece.session_id] if piece.session_id is not None else None
+            if session is None:
+                session = TrackedSession(
+                    ids.new_id(), self.contact_id, 0, 0, 0, None, 0, 0, 0, 0, self.now_ms
+                )
+                created.append(session.id)
+                self.live[session.id] = session
+            session.start_ms, session.last_ms = seg.start_ms, seg.last_ms
+            session.expires_ms = self.history.expires(seg.last_ms)
+            session.closed_at_ms = seg.closed_at_ms
+            session.activity_ms = max(seg.last_ms, seg.closed_at_ms or seg.last_ms)
+            session.message_count = len(seg.messages)
+            session.inbound_count = inbound
+            session.outbound_count = len(seg.messages) - inbound
+            if piece.session_id is not None:
+                self._changed.add(session.id)
+            self._index(session)
+            held = {mid for _ts, mid in seg.messages}
+            for mid in held:
+                self._session_of[mid] = session.id
+            for gone, last in last_of.items():
+                if last in held:
+                    into[gone] = session.id
+            if new_message is not None and new_message in held:
+                home = session.id
+                opened = piece.session_id is None or (not was_open and self._is_open(session))
+        for gone in absorbed:
+            self._absorb(by_id[gone], into=into[gone], indexed=False)
+        return Recut(created, {gone: into[gone] for gone in absorbed}, home, opened)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -185,53 +321,51 @@ class ContactPlacement:
         contact: ContactFields | None,
         message: MessageRow | None,
     ) -> None:
-        """Record ``events`` as ``webhook_events.emit`` would write them now."""
-        if not events or not webhook_events.wants_any(events, subscriptions):
+        """Record ``events`` for the endpoints subscribed to them, with the silence closes
+        the contact owes put in their place (``outbox.place_silence_closes``)."""
+        if not events or not outbox.wants_any(events, subscriptions):
             return
-        since = webhook_events.close_subscribers_since(subscriptions)
+        since = outbox.close_subscribers_since(subscriptions)
         if since is not None:
             owed = [
                 (x.id, x.expires_ms, x.close_notified_ms)
                 for x in self._ordered
-                if self._owes_close(x, since)
+                if outbox.owes_close(
+                    closed_at_ms=x.closed_at_ms,
+                    expires_ms=x.expires_ms,
+                    close_notified_ms=x.close_notified_ms,
+                    created_at_ms=x.created_at_ms,
+                    since_ms=since,
+                    now_ms=self.now_ms,
+                )
             ]
             if owed:
-                events, marks = webhook_events.place_silence_closes(events, owed)
+                events, marks = outbox.place_silence_closes(events, owed)
                 for session_id, expires_ms in marks:
                     self.live[session_id].close_notified_ms = expires_ms
                     self._marked.add(session_id)
         bodies: dict[str, dict[str, Any] | None] = {}
         for event in events:
-            targets = webhook_events.targets_of(event.type, subscriptions)
+            targets = outbox.targets_of(event.type, subscriptions)
             if not targets:
                 continue
             if event.session_id not in bodies:
                 bodies[event.session_id] = self._session_json(event.session_id, contact)
             data: dict[str, Any] = {"session": bodies[event.session_id]}
-            if event.type == "MessageReceived" and event.message_id is not None:
+            if event.type == outbox.RECEIVED and event.message_id is not None:
                 assert message is not None and message.id == event.message_id
-                data["message"] = sessions_service.message_as_json(message)
-            if event.type == "ChatSessionMerged":
+                data["message"] = presenter.message_as_json(message)
+            if event.type == outbox.MERGED:
                 data["merged_session_id"] = event.merged_session_id
             self._outbox.append(
                 OutboxWrite(
                     ids.new_id(),
                     self.contact_id,
                     event.type,
-                    webhook_events.event_body(event.type, self.now_ms, data),
+                    outbox.event_body(event.type, self.now_ms, data),
                     targets,
                 )
             )
-
-    def _owes_close(self, session: TrackedSession, since_ms: int) -> bool:
-        """``tables.SESSION_CLOSE_PENDING`` and due in ``[since_ms, now]``."""
-        if session.closed_at_ms is not None:
-            return False
-        notified = session.close_notified_ms
-        if notified is not None and notified >= session.expires_ms:
-            return False
-        due = max(session.expires_ms, session.created_at_ms)
-        return since_ms <= due <= self.now_ms
 
     def _session_json(
         self, session_id: str, contact: ContactFields | None
@@ -247,14 +381,21 @@ class ContactPlacement:
             contact.email,
             contact.channel,
         )
-        return sessions_service.session_as_json(listed, now_ms=self.now_ms)
+        return presenter.session_as_json(listed, now_ms=self.now_ms)
 
     # -- the net result -------------------------------------------------------------------
 
     def collect(self, writes: Writes) -> None:
         """Add this contact's net change to ``writes``."""
         writes.deleted.extend(self._deleted)
-        writes.moved.extend((gone, self.resolve(gone)) for gone in self._deleted)
+        # Messages of a stored session not read here move with it; read ones one by one.
+        writes.moved.extend(
+            (gone, self.resolve(gone)) for gone in self._deleted if gone not in self._loaded
+        )
+        for message_id, stored in self._stored_session_of.items():
+            final = self.resolve(self._session_of[message_id])
+            if final != stored:
+                writes.reassigned.append((message_id, final))
         for session in self._ordered:
             if session.id not in self._stored:
                 writes.inserted.append(session)
@@ -264,7 +405,7 @@ class ContactPlacement:
                 assert session.close_notified_ms is not None
                 writes.notified.append((session.id, session.close_notified_ms))
         for msg in self._messages:
-            final = self.resolve(msg.session_id)
+            final = self.resolve(self._session_of[msg.id])
             if final != msg.session_id:
                 msg = MessageWrite(
                     msg.id,

@@ -1,16 +1,18 @@
-"""Storing messages: validation, idempotency, and the session rule applied transactionally."""
+"""Storing messages: validation, idempotency, and the one write path (``ingest``)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import astuple, dataclass, field
+from typing import TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatsessions import ids, tables
+from chatsessions import ids
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts import store as contacts_store
 from chatsessions.contacts.schemas import ContactFields
+from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.placement import ContactPlacement, Placed
@@ -18,17 +20,35 @@ from chatsessions.messages.schemas import MessageIn
 from chatsessions.messages.store import Loaded, MessageWrite, StoredExternal, Writes
 from chatsessions.sessions import rule
 from chatsessions.sessions import store as sessions_store
-from chatsessions.sessions.recut import recut_sessions
-from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
-from chatsessions.sessions.store import MessageRow, SessionRow
-from chatsessions.settings import service as settings_service
+from chatsessions.sessions.rule import TimeoutHistory
+from chatsessions.sessions.store import MessageRow
 from chatsessions.timeutil import parse_iso_ms
-from chatsessions.webhooks import events as webhook_events
-from chatsessions.webhooks.events import SessionEvent
+from chatsessions.webhooks import outbox
 
-__all__ = ["MAX_FUTURE_MS", "NewMessage", "StoredMessage", "ingest", "prepare_message"]
+T = TypeVar("T")
+__all__ = [
+    "GENERIC_PLANS",
+    "MAX_FUTURE_MS",
+    "NewMessage",
+    "StoredMessage",
+    "ingest",
+    "prepare_message",
+    "recut_after_timeout_change",
+    "run_ingest_transaction",
+    "store_messages",
+]
 
 MAX_FUTURE_MS = 5 * 60_000
+GENERIC_PLANS = False
+"""How :func:`store_messages` (the routes' way) runs :func:`ingest` on PostgreSQL.
+
+False: planned for the values at each run (the connection's ``force_custom_plan``). A
+generic plan is made once per connection from the statistics of that moment; made on
+near-empty tables it probed the replayed externalIds through ``ix_messages_user_ts`` (every
+message of the tenant per probe: 2.4 s per batch at 10,000 stored messages, 5.7 s at
+30,000; ``bench/ingest_plans.py``, docs/performance.md). With statistics, a contact's
+sessions before a time were read through a bitmap and sorted, not backwards through the
+index (0.65 ms per contact of 1,000 sessions): ingest runs without bitmap scans."""
 _DEFAULT_ROLE = {"inbound": "user", "outbound": "assistant"}
 _MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
@@ -60,18 +80,6 @@ class StoredMessage:
     session_status: str = rule.OPENED
     contact_id: str = ""
     merged_session_ids: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class _Placed:
-    """Where one message went: its session, whether it opened, what merged or split off,
-    and the session's status when known without another read."""
-
-    session_id: str
-    opened: bool
-    absorbed: list[str]
-    split_off: list[str]
-    status: str | None
 
 
 def parse_timestamp(value: int | str | None, *, now_ms: int, name: str) -> int:
@@ -117,189 +125,25 @@ def prepare_message(item: MessageIn, *, now_ms: int, prefix: str = "") -> NewMes
     )
 
 
-async def _place(
-    conn: AsyncConnection,
-    *,
-    user_id: str,
-    contact_id: str,
-    msg: NewMessage,
-    message_id: str,
-    history: TimeoutHistory,
-    now_ms: int,
-) -> _Placed:
-    """Apply the session rule for one message."""
-    before, after = await sessions_store.neighbours(conn, user_id, contact_id, msg.ts_ms)
-    placement = rule.place_message(
-        msg.ts_ms, before.span() if before else None, after.span() if after else None, history
-    )
-    inbound = 1 if msg.direction == "inbound" else 0
-    if placement.kind is PlacementKind.RESEGMENT:
-        olds = [sess for sess in (before, after) if sess is not None]
-        return await _resegment(
-            conn,
-            user_id=user_id,
-            contact_id=contact_id,
-            olds=olds,
-            msg=msg,
-            message_id=message_id,
-            history=history,
-            now_ms=now_ms,
-        )
-    if placement.kind is PlacementKind.NEW:
-        sess = SessionRow(
-            id=ids.new_id(),
-            contact_id=contact_id,
-            start_ms=msg.ts_ms,
-            last_ms=msg.ts_ms,
-            expires_ms=history.expires(msg.ts_ms),
-            closed_at_ms=None,
-            activity_ms=msg.ts_ms,
-            message_count=1,
-            inbound_count=inbound,
-            outbound_count=1 - inbound,
-            created_at_ms=now_ms,
-        )
-        await sessions_store.insert_session(conn, user_id, sess, now_ms=now_ms)
-        status = rule.status_of(now_ms=now_ms, closed_at_ms=None, expires_ms=sess.expires_ms)
-        return _Placed(sess.id, True, [], [], status)
-    target = before if before is not None and placement.target == before.id else after
-    assert target is not None
-    was_open = rule.is_open(
-        now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms
-    )
-    absorbed_ids: list[str] = []
-    if placement.kind is PlacementKind.MERGE:
-        assert after is not None
-        was_open = was_open or rule.is_open(
-            now_ms=now_ms, closed_at_ms=after.closed_at_ms, expires_ms=after.expires_ms
-        )
-        target.absorb(after)
-        await sessions_store.move_messages(conn, user_id, from_id=after.id, to_id=target.id)
-        await sessions_store.delete_session(conn, user_id, after.id)
-        absorbed_ids.append(after.id)
-    target.add_message(msg.ts_ms, inbound=inbound, history=history)
-    await sessions_store.update_session(conn, user_id, target, now_ms=now_ms)
-    now_open = rule.is_open(
-        now_ms=now_ms, closed_at_ms=target.closed_at_ms, expires_ms=target.expires_ms
-    )
-    status = rule.OPENED if now_open else rule.CLOSED
-    return _Placed(target.id, not was_open and now_open, absorbed_ids, [], status)
-
-
-async def _resegment(
-    conn: AsyncConnection,
-    *,
-    user_id: str,
-    contact_id: str,
-    olds: list[SessionRow],
-    msg: NewMessage,
-    message_id: str,
-    history: TimeoutHistory,
-    now_ms: int,
-) -> _Placed:
-    """The general case: re-cut the neighbours' messages with the new one (rare: only when
-    the timeout changed inside the affected range). The new message (not stored yet) is
-    inserted by the caller into the session returned."""
-    done = await recut_sessions(
-        conn,
-        user_id=user_id,
-        contact_id=contact_id,
-        olds=olds,
-        history=history,
-        now_ms=now_ms,
-        new_message=(msg.ts_ms, message_id, msg.direction),
-    )
-    assert done.new_message_session is not None
-    others = [c for c in done.created if c != done.new_message_session]
-    return _Placed(done.new_message_session, done.new_message_opened, done.absorbed, others, None)
-
-
-async def _store_one(
-    conn: AsyncConnection,
-    *,
-    user_id: str,
-    contact_id: str,
-    msg: NewMessage,
-    message_id: str,
-    history: TimeoutHistory,
-    now_ms: int,
-) -> StoredMessage:
-    """Store one message against the database (the per-message path: kept for a contact
-    whose messages need a re-cut)."""
-    placed = await _place(
-        conn,
-        user_id=user_id,
-        contact_id=contact_id,
-        msg=msg,
-        message_id=message_id,
-        history=history,
-        now_ms=now_ms,
-    )
-    session_id, opened, absorbed = placed.session_id, placed.opened, placed.absorbed
-    await conn.execute(
-        tables.messages.insert().values(
-            user_id=user_id,
-            id=message_id,
-            contact_id=contact_id,
-            session_id=session_id,
-            direction=msg.direction,
-            role=msg.role,
-            type=msg.type,
-            content=msg.content,
-            media_url=msg.media_url,
-            ts_ms=msg.ts_ms,
-            external_id=msg.external_id,
-            created_at_ms=now_ms,
-        )
-    )
-    events = [SessionEvent("ChatSessionOpened", sid) for sid in placed.split_off]
-    events += _events_of(session_id, opened, absorbed, message_id)
-    await webhook_events.emit(
-        conn, user_id=user_id, contact_id=contact_id, events=events, now_ms=now_ms
-    )
-    return StoredMessage(
-        message_id,
-        session_id,
-        False,
-        session_opened=opened,
-        session_status=placed.status or rule.CLOSED,
-        contact_id=contact_id,
-        merged_session_ids=absorbed,
-    )
-
-
-def _events_of(
-    session_id: str, opened: bool, absorbed: list[str], message_id: str
-) -> list[SessionEvent]:
-    events = [SessionEvent("ChatSessionOpened", session_id)] if opened else []
-    events += [
-        SessionEvent("ChatSessionMerged", session_id, merged_session_id=gone) for gone in absorbed
-    ]
-    events.append(SessionEvent("MessageReceived", session_id, message_id=message_id))
-    return events
-
-
 async def ingest(
     conn: AsyncConnection, *, user_id: str, items: list[NewMessage], now_ms: int
 ) -> list[StoredMessage]:
     """Store messages in one transaction; the result is that of storing them one by one
     in request order (replays by externalId return the original with its current session).
 
-    Contacts are locked first (in id order), so concurrent writers for one contact apply
-    the session rule one after another and never split or duplicate a session. The rule
-    is then applied in memory to each contact's sessions around the request's timestamps
-    (read in one statement) and the net result written in one (``messages.store``); a
-    contact whose messages need a re-cut (the timeout changed inside the range) takes the
-    per-message path instead.
+    The one write path of messages: a single message is a batch of one. Contacts are
+    locked first (in id order), so concurrent writers for one contact apply the session
+    rule one after another and never split or duplicate a session. The rule is applied in
+    memory (``messages.placement``) to each contact's sessions around the request's
+    timestamps (read in one statement), and the net result, events included, is written in
+    one (``messages.store``).
+
+    >>> # inside db.run_write: one message, then its replay
+    >>> # [first] = await ingest(conn, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
-    contact_ids, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
-    history = (
-        TimeoutHistory(tuple(loaded.timeout_changes))
-        if loaded.timeout_changes
-        else TimeoutHistory.constant(settings_service.DEFAULT_TIMEOUT_MS)
-    )
+    contact_ids, created, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
+    history = _history(loaded)
     subscriptions = loaded.subscriptions
-    webhook_events.remember_subscriptions(conn, user_id, subscriptions)
     ranges: dict[str, tuple[int, int]] = {}
     for msg, cid in zip(items, contact_ids, strict=True):
         lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
@@ -307,11 +151,14 @@ async def ingest(
     state = await messages_store.read_state(
         conn,
         user_id,
-        ranges=ranges,
+        # A contact created by this request has no sessions yet: nothing to read.
+        ranges={cid: r for cid, r in ranges.items() if cid not in created},
         external_ids=[it.external_id for it in items if it.external_id is not None],
-        owing_since_ms=webhook_events.close_subscribers_since(subscriptions),
+        owing_since_ms=outbox.close_subscribers_since(subscriptions),
         now_ms=now_ms,
     )
+    for cid in created:
+        state.sessions[cid] = []
 
     # Replays: of a stored message, or of an earlier item of this request.
     first_of: dict[str, int] = {}
@@ -334,22 +181,13 @@ async def ingest(
         cid: ContactPlacement(cid, sessions, history=history, now_ms=now_ms)
         for cid, sessions in state.sessions.items()
     }
-    message_ids = {i: ids.new_id() for i in fresh}
-    placed: dict[int, Placed] = {}
-    per_message: set[str] = set()  # contacts that need a re-cut
+    placed: dict[int, tuple[str, Placed]] = {}  # item -> (message id, where it went)
     for i in fresh:
         msg, cid = items[i], contact_ids[i]
-        if cid in per_message:
-            continue
-        where = contacts[cid].place(msg.ts_ms, msg.direction)
-        if where is None:
-            per_message.add(cid)
-            continue
-        placed[i] = where
         row = MessageWrite(
-            message_ids[i],
+            ids.new_id(),
             cid,
-            where.session_id,
+            "",
             msg.direction,
             msg.role,
             msg.type,
@@ -358,66 +196,54 @@ async def ingest(
             msg.ts_ms,
             msg.external_id,
         )
-        contacts[cid].add_message(row)
+        placement = contacts[cid]
+        where = placement.place(row)
+        if where is None:  # a re-cut: read the stored messages it needs, then place
+            placement.load(await sessions_store.message_keys(conn, user_id, placement.wanted))
+            where = placement.place(row)
+            assert where is not None
+        placed[i] = (row.id, where)
         if subscriptions:
-            contacts[cid].emit(
-                _events_of(where.session_id, where.opened, where.absorbed, row.id),
+            placement.emit(
+                where.events(row.id),
                 subscriptions=subscriptions,
                 contact=loaded.contacts.get(cid),
                 message=MessageRow(*astuple(row)),
             )
     writes = Writes()
-    for cid, placement in contacts.items():
-        if cid not in per_message:
-            placement.collect(writes)
-    await messages_store.write(
-        conn, user_id, writes, now_ms=now_ms, channel=webhook_events.NOTIFY_CHANNEL
-    )
-    if writes.outbox and conn.dialect.name != "postgresql":
-        webhook_events.wake_listeners()
+    for placement in contacts.values():
+        placement.collect(writes)
+    await messages_store.write(conn, user_id, writes, now_ms=now_ms)
 
     results: dict[int, StoredMessage] = {}
-    stale: list[StoredMessage] = []  # placed by the per-message path: re-read at the end
     for i in fresh:
-        cid = contact_ids[i]
-        if cid in per_message:
-            results[i] = await _store_one(
-                conn,
-                user_id=user_id,
-                contact_id=cid,
-                msg=items[i],
-                message_id=message_ids[i],
-                history=history,
-                now_ms=now_ms,
-            )
-            stale.append(results[i])
-            continue
-        where, placement = placed[i], contacts[cid]
-        session_id = placement.resolve(where.session_id)
+        (message_id, where), placement = placed[i], contacts[contact_ids[i]]
+        session_id = placement.session_of(message_id, where.session_id)
         results[i] = StoredMessage(
-            message_ids[i],
+            message_id,
             session_id,
             False,
             session_opened=where.opened,
             session_status=placement.status(session_id) or rule.CLOSED,
-            contact_id=cid,
+            contact_id=contact_ids[i],
             merged_session_ids=where.absorbed,
         )
     for i, found in replayed.items():
         replay = StoredMessage(found.message_id, found.session_id, True)
         placement_of = contacts.get(found.contact_id)
-        status = placement_of.status(found.session_id) if placement_of else None
-        if found.contact_id in per_message:
-            stale.append(replay)
-        elif placement_of is not None and status is not None:
-            replay.session_id = placement_of.resolve(found.session_id)
-            replay.session_status = status
-        else:
+        current = (
+            placement_of.session_of(found.message_id, found.session_id)
+            if placement_of is not None
+            else found.session_id
+        )
+        status = placement_of.status(current) if placement_of is not None else None
+        if status is not None:
+            replay.session_id, replay.session_status = current, status
+        else:  # not touched by this request: as stored
             replay.session_status = rule.status_of(
                 now_ms=now_ms, closed_at_ms=found.closed_at_ms, expires_ms=found.expires_ms
             )
         results[i] = replay
-    await _refresh_sessions(conn, user_id, stale, now_ms)
     for i, first in repeat_of.items():
         original = results[first]
         results[i] = StoredMessage(
@@ -426,10 +252,79 @@ async def ingest(
     return [results[i] for i in range(len(items))]
 
 
+async def store_messages(
+    db: Database, *, user_id: str, items: list[NewMessage], now_ms: int
+) -> list[StoredMessage]:
+    """:func:`ingest` in its own write transaction, retried on a race, with the plan
+    settings ingest's statements are written for: what the HTTP routes call.
+
+    >>> # results = await store_messages(db, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
+    """
+
+    async def work(conn: AsyncConnection) -> list[StoredMessage]:
+        return await ingest(conn, user_id=user_id, items=items, now_ms=now_ms)
+
+    return await run_ingest_transaction(db, work)
+
+
+async def run_ingest_transaction(
+    db: Database, work: Callable[[AsyncConnection], Awaitable[T]]
+) -> T:
+    """Run ``work``, which calls :func:`ingest` together with whatever else belongs in the
+    same transaction (a channel's counters, an import's contact), in one write transaction
+    (retried on a race) with the plan settings ingest's statements are written for. Every
+    caller of :func:`ingest` goes through here or :func:`store_messages`."""
+    return await db.run_write(work, generic_plans=GENERIC_PLANS, index_scans=True)
+
+
+def _history(loaded: Loaded) -> TimeoutHistory:
+    if not loaded.timeout_changes:
+        return TimeoutHistory.constant(rule.DEFAULT_TIMEOUT_MS)
+    return TimeoutHistory(tuple(loaded.timeout_changes))
+
+
+async def recut_after_timeout_change(
+    conn: AsyncConnection, *, user_id: str, ranges: dict[str, tuple[int, int]], now_ms: int
+) -> None:
+    """Re-cut, under the user's timeout history as it now is, each contact's sessions
+    starting in its ``(lo, hi)`` range, with the same placement and write as ingest (the
+    contacts are locked here, in id order)."""
+    loaded = await messages_store.lock_and_load(conn, user_id, sorted(ranges))
+    history = _history(loaded)
+    subscriptions = loaded.subscriptions
+    state = await messages_store.read_state(
+        conn,
+        user_id,
+        ranges=ranges,
+        external_ids=[],
+        owing_since_ms=outbox.close_subscribers_since(subscriptions),
+        now_ms=now_ms,
+    )
+    writes = Writes()
+    for cid, sessions in sorted(state.sessions.items()):
+        placement = ContactPlacement(cid, sessions, history=history, now_ms=now_ms)
+        lo, hi = ranges[cid]
+        done = placement.recut_range(lo, hi)
+        if done is None:
+            placement.load(await sessions_store.message_keys(conn, user_id, placement.wanted))
+            done = placement.recut_range(lo, hi)
+            assert done is not None
+        if subscriptions:
+            placement.emit(
+                done.events(),
+                subscriptions=subscriptions,
+                contact=loaded.contacts.get(cid),
+                message=None,
+            )
+        placement.collect(writes)
+    await messages_store.write(conn, user_id, writes, now_ms=now_ms)
+
+
 async def _resolve_contacts(
     conn: AsyncConnection, user_id: str, items: list[NewMessage], now_ms: int
-) -> tuple[list[str], Loaded]:
-    """Each item's contact id (locked), and what ``lock_and_load`` read."""
+) -> tuple[list[str], set[str], Loaded]:
+    """Each item's contact id (locked), those created by this request, and what
+    ``lock_and_load`` read."""
     given = {it.contact_id for it in items if it.contact_id is not None}
     loaded = await messages_store.lock_and_load(
         conn, user_id, [cid for cid in given if ids.is_id(cid)]
@@ -439,16 +334,22 @@ async def _resolve_contacts(
             raise NotFound(
                 f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
             )
+    asked = [(it.contact, it.prefix + "contact.") for it in items if it.contact_id is None]
+    found = iter(
+        await contacts_service.find_or_create_contacts(
+            conn,
+            user_id=user_id,
+            wanted=[(fields, prefix) for fields, prefix in asked if fields is not None],
+            now_ms=now_ms,
+        )
+    )
     resolved: list[str] = []
     created: set[str] = set()
     for it in items:
         if it.contact_id is not None:
             resolved.append(it.contact_id)
             continue
-        assert it.contact is not None
-        contact, was_created = await contacts_service.find_or_create_contact(
-            conn, user_id=user_id, fields=it.contact, now_ms=now_ms, prefix=it.prefix + "contact."
-        )
+        contact, was_created = next(found)
         if was_created:
             created.add(contact.id)
         resolved.append(contact.id)
@@ -457,35 +358,4 @@ async def _resolve_contacts(
     await contacts_store.lock_contacts(conn, user_id, inline - created)
     if inline and loaded.subscriptions:
         loaded.contacts.update(await messages_store.contact_fields(conn, user_id, sorted(inline)))
-    return resolved, loaded
-
-
-async def _refresh_sessions(
-    conn: AsyncConnection, user_id: str, results: list[StoredMessage], now_ms: int
-) -> None:
-    """Set each result's *current* session id and status (a later item may have merged it)."""
-    if not results:
-        return
-    m, s = tables.messages.c, tables.sessions.c
-    message_ids = sorted({r.message_id for r in results})
-    current: dict[str, str] = {}
-    for chunk_start in range(0, len(message_ids), 500):
-        chunk = message_ids[chunk_start : chunk_start + 500]
-        rows = await conn.execute(
-            select(m.id, m.session_id).where(m.user_id == user_id, m.id.in_(chunk))
-        )
-        current.update({row.id: row.session_id for row in rows})
-    session_ids = sorted(set(current.values()))
-    status: dict[str, str] = {}
-    for chunk_start in range(0, len(session_ids), 500):
-        chunk = session_ids[chunk_start : chunk_start + 500]
-        rows = await conn.execute(
-            select(s.id, s.closed_at_ms, s.expires_ms).where(s.user_id == user_id, s.id.in_(chunk))
-        )
-        for row in rows:
-            status[row.id] = rule.status_of(
-                now_ms=now_ms, closed_at_ms=row.closed_at_ms, expires_ms=row.expires_ms
-            )
-    for r in results:
-        r.session_id = current.get(r.message_id, r.session_id)
-        r.session_status = status.get(r.session_id, rule.CLOSED)
+    return resolved, created, loaded

@@ -30,14 +30,15 @@ import orjson
 from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from chatsessions import tables
 from chatsessions.db import fetch_rows
 from chatsessions.sessions.store import SessionRow
-from chatsessions.webhooks.store import Subscription
+from chatsessions.webhooks import outbox
+from chatsessions.webhooks.outbox import OutboxWrite, Subscription
 
 __all__ = [
     "Loaded",
     "MessageWrite",
-    "OutboxWrite",
     "State",
     "StoredExternal",
     "TrackedSession",
@@ -113,23 +114,13 @@ class MessageWrite:
     external_id: str | None
 
 
-@dataclass(frozen=True)
-class OutboxWrite:
-    """One webhook event and the endpoints it goes to (in emission order)."""
-
-    event_id: str
-    contact_id: str
-    type: str
-    payload: bytes
-    endpoint_ids: list[str]
-
-
 @dataclass
 class Writes:
     """The net result of a request, written by :func:`write`."""
 
     deleted: list[str] = field(default_factory=list)  # stored sessions absorbed
     moved: list[tuple[str, str]] = field(default_factory=list)  # (absorbed id, survivor id)
+    reassigned: list[tuple[str, str]] = field(default_factory=list)  # (message id, session id)
     inserted: list[TrackedSession] = field(default_factory=list)
     updated: list[TrackedSession] = field(default_factory=list)
     notified: list[tuple[str, int]] = field(default_factory=list)  # (session id, mark)
@@ -141,11 +132,11 @@ _SESSION_COLS = (
     "id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms, "
     "message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms"
 )
-# The partial index ix_sessions_close_due (tables.SESSION_CLOSE_PENDING / _DUE).
+# Owing a close announcement, in the words of the partial index ix_sessions_close_due
+# (the SQL form of webhooks.outbox.owes_close).
 _OWING = (
-    "closed_at_ms IS NULL AND (close_notified_ms IS NULL OR close_notified_ms < expires_ms) "
-    "AND (CASE WHEN expires_ms >= created_at_ms THEN expires_ms ELSE created_at_ms END) "
-    "BETWEEN :since_ms AND :now_ms"
+    f"{tables.SESSION_CLOSE_PENDING.compile()} "
+    f"AND {tables.SESSION_CLOSE_DUE.compile()} BETWEEN :since_ms AND :now_ms"
 )
 
 # -- 1. lock and load ------------------------------------------------------------------------
@@ -439,22 +430,14 @@ _WRITE_PARTS = {
                     CAST(:m_content AS text[]), CAST(:m_media AS text[]),
                     CAST(:m_ts AS bigint[]), CAST(:m_external AS varchar[])) AS v
     """,
-    "events": """
-        INSERT INTO webhook_events (user_id, id, contact_id, type, payload, created_at_ms)
-        SELECT :user_id, v.*, :now_ms
-        FROM unnest(CAST(:e_id AS varchar[]), CAST(:e_contact AS varchar[]),
-                    CAST(:e_type AS varchar[]), CAST(:e_payload AS text[])) AS v
+    "reassigned": """
+        UPDATE messages AS m SET session_id = r.session_id
+        FROM unnest(CAST(:r_id AS varchar[]), CAST(:r_session AS varchar[]))
+             AS r(id, session_id)
+        WHERE m.user_id = :user_id AND m.id = r.id COLLATE "C"
+          AND m.id = ANY(CAST(:r_id AS varchar[]) COLLATE "C")
     """,
-    "deliveries": """
-        INSERT INTO webhook_deliveries (user_id, endpoint_id, event_id, contact_id, type,
-            status, attempts, next_attempt_ms, created_at_ms, updated_at_ms)
-        SELECT :user_id, v.endpoint_id, v.event_id, v.contact_id, v.type, 'pending', 0,
-            :now_ms, :now_ms, :now_ms
-        FROM unnest(CAST(:d_endpoint AS varchar[]), CAST(:d_event AS varchar[]),
-                    CAST(:d_contact AS varchar[]), CAST(:d_type AS varchar[]))
-             WITH ORDINALITY AS v(endpoint_id, event_id, contact_id, type, n)
-        ORDER BY v.n
-    """,
+    **outbox.PG_PARTS,
 }
 
 
@@ -493,38 +476,40 @@ def write_parts(writes: Writes) -> tuple[str, ...]:
     present = {
         "gone": writes.deleted,
         "moved": writes.moved,
+        "reassigned": writes.reassigned,
         "added": writes.inserted,
         "changed": writes.updated,
         "marked": writes.notified,
         "inserted": writes.messages,
-        "events": writes.outbox,
-        "deliveries": any(e.endpoint_ids for e in writes.outbox),
     }
-    return tuple(name for name, given in present.items() if given)
+    return (
+        *(name for name, given in present.items() if given),
+        *outbox.pg_parts(writes.outbox),
+    )
 
 
-async def write(
-    conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int, channel: str
-) -> None:
-    """Write the net result (one statement on PostgreSQL, which also notifies ``channel``
-    at commit when outbox rows were written)."""
+async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int) -> None:
+    """Write the net result (one statement on PostgreSQL, which also notifies the webhook
+    delivery workers at commit when deliveries were written)."""
     if conn.dialect.name == "postgresql":
         parts = write_parts(writes)
         if parts:
-            await fetch_rows(conn, _write_pg(parts), _pg_params(user_id, writes, now_ms, channel))
+            await fetch_rows(conn, _write_pg(parts), pg_params(user_id, writes, now_ms))
         return
     await _write_sqlite(conn, user_id, writes, now_ms)
 
 
-def _pg_params(user_id: str, w: Writes, now_ms: int, channel: str) -> dict[str, Any]:
+def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
+    """The parameters of the PostgreSQL write statement for ``w``."""
     sessions = [*w.inserted, *w.updated]
-    deliveries = [(ep, e) for e in w.outbox for ep in e.endpoint_ids]
     return {
         "user_id": user_id,
         "now_ms": now_ms,
         "gone": w.deleted,
         "move_from": [f for f, _ in w.moved],
         "move_to": [t for _, t in w.moved],
+        "r_id": [mid for mid, _ in w.reassigned],
+        "r_session": [sid for _, sid in w.reassigned],
         "s_id": [x.id for x in sessions],
         "s_contact": [x.contact_id for x in sessions],
         "s_start": [x.start_ms for x in sessions],
@@ -550,16 +535,7 @@ def _pg_params(user_id: str, w: Writes, now_ms: int, channel: str) -> dict[str, 
         "m_media": [m.media_url for m in w.messages],
         "m_ts": [m.ts_ms for m in w.messages],
         "m_external": [m.external_id for m in w.messages],
-        "e_id": [e.event_id for e in w.outbox],
-        "e_contact": [e.contact_id for e in w.outbox],
-        "e_type": [e.type for e in w.outbox],
-        "e_payload": [e.payload.decode() for e in w.outbox],
-        "d_endpoint": [ep for ep, _ in deliveries],
-        "d_event": [e.event_id for _, e in deliveries],
-        "d_contact": [e.contact_id for _, e in deliveries],
-        "d_type": [e.type for _, e in deliveries],
-        "channel": channel,
-        "notify": bool(deliveries),
+        **outbox.pg_params(w.outbox),
     }
 
 
@@ -598,19 +574,8 @@ _SQLITE_INSERT_MESSAGE = text(
         :media_url, :ts_ms, :external_id, :created_at_ms)
     """
 )
-_SQLITE_INSERT_EVENT = text(
-    """
-    INSERT INTO webhook_events (user_id, id, contact_id, type, payload, created_at_ms)
-    VALUES (:user_id, :id, :contact_id, :type, :payload, :created_at_ms)
-    """
-)
-_SQLITE_INSERT_DELIVERY = text(
-    """
-    INSERT INTO webhook_deliveries (user_id, endpoint_id, event_id, contact_id, type, status,
-        attempts, next_attempt_ms, created_at_ms, updated_at_ms)
-    VALUES (:user_id, :endpoint_id, :event_id, :contact_id, :type, 'pending', 0, :now_ms,
-        :now_ms, :now_ms)
-    """
+_SQLITE_REASSIGN = text(
+    "UPDATE messages SET session_id = :session_id WHERE user_id = :user_id AND id = :id"
 )
 
 
@@ -621,6 +586,10 @@ async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: 
 
     await many(_SQLITE_DELETE, [{"user_id": user_id, "id": sid} for sid in w.deleted])
     await many(_SQLITE_MOVE, [{"user_id": user_id, "from_id": f, "to_id": t} for f, t in w.moved])
+    await many(
+        _SQLITE_REASSIGN,
+        [{"user_id": user_id, "id": mid, "session_id": sid} for mid, sid in w.reassigned],
+    )
     await many(_SQLITE_INSERT_SESSION, [_session_values(x, user_id, now_ms) for x in w.inserted])
     await many(_SQLITE_UPDATE_SESSION, [_session_values(x, user_id, now_ms) for x in w.updated])
     await many(
@@ -646,31 +615,4 @@ async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: 
             for m in w.messages
         ],
     )
-    await many(
-        _SQLITE_INSERT_EVENT,
-        [
-            {
-                "user_id": user_id,
-                "id": e.event_id,
-                "contact_id": e.contact_id,
-                "type": e.type,
-                "payload": e.payload.decode(),
-                "created_at_ms": now_ms,
-            }
-            for e in w.outbox
-        ],
-    )
-    # One by one, in emission order: the autoincrement id is the delivery order.
-    for e in w.outbox:
-        for endpoint_id in e.endpoint_ids:
-            await conn.execute(
-                _SQLITE_INSERT_DELIVERY,
-                {
-                    "user_id": user_id,
-                    "endpoint_id": endpoint_id,
-                    "event_id": e.event_id,
-                    "contact_id": e.contact_id,
-                    "type": e.type,
-                    "now_ms": now_ms,
-                },
-            )
+    await outbox.write_sqlite(conn, user_id, w.outbox, now_ms=now_ms)

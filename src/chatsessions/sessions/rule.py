@@ -22,6 +22,7 @@ from enum import Enum
 
 __all__ = [
     "CLOSED",
+    "DEFAULT_TIMEOUT_MS",
     "OPENED",
     "Placement",
     "PlacementKind",
@@ -34,6 +35,7 @@ __all__ = [
     "segment",
 ]
 
+DEFAULT_TIMEOUT_MS = 60 * 60_000  # a user's timeout until it sets one
 OPENED = "ChatSessionOpened"
 CLOSED = "ChatSessionClosed"
 

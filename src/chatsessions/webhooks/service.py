@@ -14,7 +14,7 @@ from chatsessions.db import Database
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.sessions.cursor import decode_cursor, encode_cursor
 from chatsessions.timeutil import format_ms
-from chatsessions.webhooks import delivery, events, safety, store
+from chatsessions.webhooks import delivery, outbox, safety, store
 from chatsessions.webhooks.schemas import WebhookIn
 from chatsessions.webhooks.store import DeliveryRow, EndpointRow
 
@@ -41,14 +41,14 @@ def validate_events(names: list[str]) -> list[str]:
     """The subscribed event types, de-duplicated in the order given (400 naming events)."""
     if not names:
         raise InvalidParameter(
-            "events", f"must list at least one of {', '.join(events.EVENT_TYPES)}"
+            "events", f"must list at least one of {', '.join(outbox.EVENT_TYPES)}"
         )
     out: list[str] = []
     for name in names:
-        if name not in events.EVENT_TYPES:
+        if name not in outbox.EVENT_TYPES:
             raise InvalidParameter(
                 "events",
-                f"unknown event {name[:60]!r}; known: {', '.join(events.EVENT_TYPES)}",
+                f"unknown event {name[:60]!r}; known: {', '.join(outbox.EVENT_TYPES)}",
             )
         if name not in out:
             out.append(name)
@@ -127,7 +127,7 @@ async def send_test(
     """Send a signed ``WebhookTest`` ping now and log it among the deliveries; report whether
     it got a 2xx (never the receiver's body)."""
     event_id = ids.new_id()
-    body = events.event_body(
+    body = outbox.event_body(
         TEST_EVENT, now_ms, {"webhookId": endpoint.id, "message": "test event from chatsessions"}
     )
     result = await delivery.send(
@@ -140,7 +140,7 @@ async def send_test(
     )
 
     async def log(conn: AsyncConnection) -> None:
-        await store.record_sent(
+        await outbox.record_sent(
             conn,
             user_id=endpoint.user_id,
             endpoint_id=endpoint.id,

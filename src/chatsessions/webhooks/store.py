@@ -1,5 +1,4 @@
-"""SQL of webhooks as the API sees them: endpoints, the outbox (events and deliveries),
-the deliveries listing, and erasing a contact's events. Every statement is scoped by user.
+"""SQL of webhooks as the API sees them: endpoints, the deliveries listing, and erasing a contact's events. Every statement is scoped by user.
 
 The delivery queue and the silence sweep, which work across users, are in ``queue.py``.
 """
@@ -15,6 +14,7 @@ from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
+from chatsessions.webhooks.outbox import Subscription
 
 __all__ = [
     "DELIVERED",
@@ -30,11 +30,9 @@ __all__ = [
     "erase_contact_events",
     "get_endpoint",
     "insert_endpoint",
-    "insert_event",
     "list_deliveries",
     "list_endpoints",
     "list_user_deliveries",
-    "record_sent",
     "set_secret",
     "subscribed_endpoints",
 ]
@@ -163,15 +161,6 @@ async def delete_orphan_events(
         )
 
 
-@dataclass(frozen=True)
-class Subscription:
-    """An enabled endpoint as :func:`events.emit` needs it."""
-
-    endpoint_id: str
-    events: list[str]
-    created_at_ms: int
-
-
 async def subscribed_endpoints(conn: AsyncConnection, user_id: str) -> list[Subscription]:
     """The user's enabled endpoints: one primary-key range read."""
     rows = await conn.execute(
@@ -180,72 +169,6 @@ async def subscribed_endpoints(conn: AsyncConnection, user_id: str) -> list[Subs
         )
     )
     return [Subscription(row.id, list(orjson.loads(row.events)), row.created_at_ms) for row in rows]
-
-
-async def _insert_event_row(
-    conn: AsyncConnection,
-    *,
-    user_id: str,
-    event_id: str,
-    contact_id: str | None,
-    type_: str,
-    payload: bytes,
-    now_ms: int,
-) -> None:
-    await conn.execute(
-        tables.webhook_events.insert().values(
-            user_id=user_id,
-            id=event_id,
-            contact_id=contact_id,
-            type=type_,
-            payload=payload.decode(),
-            created_at_ms=now_ms,
-        )
-    )
-
-
-async def insert_event(
-    conn: AsyncConnection,
-    *,
-    user_id: str,
-    event_id: str,
-    contact_id: str | None,
-    type_: str,
-    payload: bytes,
-    endpoint_ids: Sequence[str],
-    now_ms: int,
-) -> None:
-    """Store one event and a pending delivery (due now) per endpoint."""
-    await _insert_event_row(
-        conn,
-        user_id=user_id,
-        event_id=event_id,
-        contact_id=contact_id,
-        type_=type_,
-        payload=payload,
-        now_ms=now_ms,
-    )
-    await conn.execute(
-        tables.webhook_deliveries.insert(),
-        [
-            {
-                "user_id": user_id,
-                "endpoint_id": endpoint_id,
-                "event_id": event_id,
-                "contact_id": contact_id,
-                "type": type_,
-                "status": PENDING,
-                "attempts": 0,
-                "next_attempt_ms": now_ms,
-                "last_status_code": None,
-                "last_error": None,
-                "last_response": None,
-                "created_at_ms": now_ms,
-                "updated_at_ms": now_ms,
-            }
-            for endpoint_id in endpoint_ids
-        ],
-    )
 
 
 async def erase_contact_events(conn: AsyncConnection, *, user_id: str, contact_id: str) -> None:
@@ -377,46 +300,3 @@ async def count_user_deliveries(
         conds.append(dl.endpoint_id == endpoint_id)
     rows = await conn.execute(select(dl.status, func.count()).where(*conds).group_by(dl.status))
     return {row[0]: int(row[1]) for row in rows}
-
-
-async def record_sent(
-    conn: AsyncConnection,
-    *,
-    user_id: str,
-    endpoint_id: str,
-    event_id: str,
-    type_: str,
-    payload: bytes,
-    ok: bool,
-    status_code: int | None,
-    error: str | None,
-    response: str | None,
-    now_ms: int,
-) -> None:
-    """Log an event sent at once (the test ping) as a finished delivery (never retried)."""
-    await _insert_event_row(
-        conn,
-        user_id=user_id,
-        event_id=event_id,
-        contact_id=None,
-        type_=type_,
-        payload=payload,
-        now_ms=now_ms,
-    )
-    await conn.execute(
-        tables.webhook_deliveries.insert().values(
-            user_id=user_id,
-            endpoint_id=endpoint_id,
-            event_id=event_id,
-            contact_id=None,
-            type=type_,
-            status=DELIVERED if ok else FAILED,
-            attempts=1,
-            next_attempt_ms=None,
-            last_status_code=status_code,
-            last_error=error,
-            last_response=response,
-            created_at_ms=now_ms,
-            updated_at_ms=now_ms,
-        )
-    )

@@ -1,0 +1,195 @@
+"""The plans of ingest's statements as the service runs them, at growing sizes.
+
+    python bench/ingest_plans.py --database-url postgresql://postgres@127.0.0.1:5432 \
+        [--sizes 0,10000,1000000] [--out docs/ingest-plans.md] [--generic/--custom]
+
+Creates a fresh database (``chatsessions_plans``), migrates it, and grows one tenant's
+history with the service's own ingest (1,000-message batches, time-sorted over 300
+contacts, each with an ``externalId``). At each size in ``--sizes`` (stored messages) it
+sends one probe batch (500 replayed ``externalId``s, 500 new messages) through
+``messages.service.ingest`` in the same kind of transaction as the HTTP routes, with
+PostgreSQL's ``auto_explain`` logging every statement's ``EXPLAIN (ANALYZE, BUFFERS)``
+to this client: the plans shown are those the service executed, with the plan cache
+mode of the routes. Nothing is analysed by hand before the last size (autovacuum may run,
+as in production; where it is off, the tables have no statistics at all); at the last
+size a second probe follows an ``ANALYZE``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions.auth import service as auth_service
+from chatsessions.config import Settings
+from chatsessions.contacts import service as contacts_service
+from chatsessions.contacts.schemas import ContactIn
+from chatsessions.db import Database, migrate
+from chatsessions.messages import service as messages_service
+from chatsessions.messages.schemas import MessageIn
+
+MIN = 60_000
+CONTACTS = 300
+NOW = 1_790_000_000_000
+DB_NAME = "chatsessions_plans"
+
+
+async def _fresh_database(base: str) -> str:
+    admin = await asyncpg.connect(base.replace("postgresql://", "postgres://") + "/postgres")
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DB_NAME}"')
+        for setting, value in (
+            ("session_preload_libraries", "'auto_explain'"),
+            ("auto_explain.log_min_duration", "0"),
+            ("auto_explain.log_analyze", "on"),
+            ("auto_explain.log_buffers", "on"),
+            ("auto_explain.log_nested_statements", "on"),
+            ("client_min_messages", "log"),
+        ):
+            await admin.execute(f'ALTER DATABASE "{DB_NAME}" SET {setting} = {value}')
+    finally:
+        await admin.close()
+    return f"{base}/{DB_NAME}"
+
+
+def _items(
+    start_ms: int, count: int, contacts: list[str], *, first: int
+) -> list[messages_service.NewMessage]:
+    """``count`` messages a minute apart over the contacts in turn, externalIds e<n>."""
+    return [
+        messages_service.prepare_message(
+            MessageIn(
+                contactId=contacts[(first + n) % len(contacts)],
+                direction="inbound" if n % 3 else "outbound",
+                timestamp=start_ms + n * MIN // 10,
+                content="hello",
+                externalId=f"e{first + n}",
+            ),
+            now_ms=NOW,
+        )
+        for n in range(count)
+    ]
+
+
+def _plans(logged: list[str]) -> list[str]:
+    """The service's statements (not the driver's catalog queries); of the foreign-key
+    checks PostgreSQL runs per inserted row, the first of each kind."""
+    out: list[str] = []
+    seen_checks: set[str] = set()
+    for plan in logged:
+        if "Query Text" not in plan:
+            continue
+        text = plan.split("Query Text:", 1)[1].strip()
+        if "pg_catalog.pg_" in text or "typeinfo" in text:  # the driver's type lookups
+            continue
+        if text.startswith("SELECT 1 FROM ONLY"):
+            kind = text.split(" x WHERE")[0]
+            if kind in seen_checks:
+                continue
+            seen_checks.add(kind)
+        out.append("```\n" + plan.strip() + "\n```\n")
+    return out
+
+
+async def _analyze(db: Database) -> None:
+    async with db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        await driver.execute("ANALYZE")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432")
+    parser.add_argument("--sizes", default="0,10000,100000")
+    parser.add_argument("--out", default="docs/ingest-plans.md")
+    parser.add_argument(
+        "--generic",
+        action="store_true",
+        help="generic plans (as the routes ran ingest before; for the comparison)",
+    )
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    url = await _fresh_database(args.database_url)
+    settings = Settings(database_url=url, database_pool_size=1)
+    await migrate(settings)
+    db = Database(settings)
+    logged: list[str] = []
+
+    async def setup(conn: AsyncConnection) -> tuple[str, list[str]]:
+        user = await auth_service.create_user(conn, name="plans", timeout_minutes=60, now_ms=NOW)
+        contacts = []
+        for n in range(CONTACTS):
+            made = await contacts_service.create_contact(
+                conn, user_id=user.user_id, fields=ContactIn(email=f"c{n}@example.com"), now_ms=NOW
+            )
+            contacts.append(made.id)
+        return user.user_id, contacts
+
+    user_id, contacts = await db.run_write(setup)
+    async with db.engine.connect() as conn:  # the pool's one connection: hear its plans
+        raw = await conn.get_raw_connection()
+        driver: Any = raw.driver_connection
+        driver.add_log_listener(lambda _c, message: logged.append(str(message)))
+
+    async def ingest(items: list[messages_service.NewMessage]) -> None:
+        if not args.generic:  # as the routes store messages
+            await messages_service.store_messages(db, user_id=user_id, items=items, now_ms=NOW)
+            return
+
+        async def work(conn: AsyncConnection) -> list[messages_service.StoredMessage]:
+            return await messages_service.ingest(conn, user_id=user_id, items=items, now_ms=NOW)
+
+        await db.run_write(work, generic_plans=True)
+
+    stored = 0
+    base_ms = NOW - 400 * 24 * 60 * MIN
+    report = [
+        f"# Ingest statement plans ({'generic' if args.generic else 'custom'} plans)\n",
+        "Produced by `bench/ingest_plans.py`; each probe: 500 replayed externalIds and "
+        "500 new messages over 300 contacts, as the routes run it.\n",
+    ]
+    for size in sizes:
+        started = time.perf_counter()
+        while stored < size:
+            n = min(1000, size - stored)
+            await ingest(_items(base_ms + stored * MIN // 10, n, contacts, first=stored))
+            stored += n
+        grow_s = time.perf_counter() - started
+        probe = _items(base_ms + (stored - 500) * MIN // 10, 1000, contacts, first=stored - 500)
+        if stored < 500:
+            probe = _items(base_ms, 1000, contacts, first=stored)
+        logged.clear()
+        t0 = time.perf_counter()
+        await ingest(probe)
+        took_ms = (time.perf_counter() - t0) * 1000
+        stored += 1000 - min(500, stored)
+        print(f"{size:>9} stored: probe batch {took_ms:.1f} ms (growth {grow_s:.0f} s)")
+        report.append(f"\n## {size:,} stored messages: the probe batch took {took_ms:.1f} ms\n")
+        report += _plans(logged)
+        if size == sizes[-1]:
+            await _analyze(db)
+            logged.clear()
+            t0 = time.perf_counter()
+            await ingest(_items(base_ms + stored * MIN // 10, 1000, contacts, first=stored))
+            took_ms = (time.perf_counter() - t0) * 1000
+            stored += 1000
+            print(f"{size:>9} stored, after ANALYZE: probe batch {took_ms:.1f} ms")
+            report.append(
+                f"\n## {size:,} stored messages after ANALYZE (1,000 new): {took_ms:.1f} ms\n"
+            )
+            report += _plans(logged)
+    await db.dispose()
+    await asyncio.to_thread(Path(args.out).write_text, "\n".join(report))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

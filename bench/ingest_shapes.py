@@ -1,0 +1,539 @@
+"""Ingest throughput at every shape of data, against a floor measured in the same run.
+
+    python bench/ingest_shapes.py [--database-url postgresql://postgres@127.0.0.1:5432]
+        [--backends postgresql,sqlite] [--growth 100000] [--out bench/results/...json]
+
+Each case runs on a freshly created and migrated database (PostgreSQL: one database per
+case; SQLite: one file per case), through the service's one write path without HTTP:
+``messages.service.store_messages`` (``ingest`` as the routes run it), every
+transaction durably committed. The shapes (1,000-message batches):
+
+* ``a_random_now`` — random contacts (of 1,000), stamped within the last minute;
+* ``b_history_300`` — a week of history, time-sorted, across 300 contacts (30,900
+  messages; with ``--growth N`` the history goes on until N are stored);
+* ``c_backfill_one`` — one contact's back-fill, messages 2 minutes apart (100,000; or N);
+* ``d_bursts`` — 10 contacts × 100 messages within 100 s per batch;
+* ``e_new_contacts`` — 1,000 new contacts found-or-created by phone in one batch;
+* ``single`` — single messages, sequential (and at concurrency 32 on PostgreSQL).
+
+The *floor* of a case writes the same rows (contacts, sessions as the rule cuts them,
+messages) with hand-written set-based SQL, one transaction per batch, on its own fresh
+database: what storing those rows costs at all. The ratio is ours / floor. At
+concurrency 4 each worker has its own tenant (its own contacts) and the same shape.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import ids
+from chatsessions.auth import service as auth_service
+from chatsessions.config import Settings
+from chatsessions.contacts import service as contacts_service
+from chatsessions.contacts.schemas import ContactFields, ContactIn
+from chatsessions.db import Database, migrate
+from chatsessions.messages import service as messages_service
+from chatsessions.messages.schemas import MessageIn
+from chatsessions.sessions.rule import DEFAULT_TIMEOUT_MS, TimeoutHistory, segment
+
+MIN = 60_000
+HERE = Path(__file__).resolve().parent
+GROWTH_SHAPES = ("b_history_300", "c_backfill_one")  # judged on flatness as they grow
+
+# An item: (contact index or a new phone number, timestamp ms, inbound?)
+Item = tuple[int | str, int, bool]
+
+
+@dataclass
+class Shape:
+    """A case: the contacts a tenant needs, then its batches in order."""
+
+    name: str
+    contacts: int
+    batches: list[list[Item]]
+
+
+def shapes(now_ms: int, growth: int, rng: random.Random) -> list[Shape]:
+    """Every shape's batches (timestamps up to ``now_ms``)."""
+    out = [
+        Shape(
+            "a_random_now",
+            1000,
+            [
+                [
+                    (rng.randrange(1000), now_ms - rng.randrange(60_000), rng.random() < 0.5)
+                    for _ in range(1000)
+                ]
+                for _ in range(20)
+            ],
+        )
+    ]
+    week = 30_900
+    total = max(week, growth)
+    step = 7 * 24 * 60 * MIN / week  # a week of history ending now (--growth: longer)
+    history: list[Item] = [
+        (n % 300, now_ms - int((total - n) * step), n % 3 != 0) for n in range(total)
+    ]
+    out.append(Shape("b_history_300", 300, _chunks(history, 1000)))
+    count = max(100_000, growth)
+    backfill: list[Item] = [(0, now_ms - (count - n) * 2 * MIN, n % 2 == 0) for n in range(count)]
+    out.append(Shape("c_backfill_one", 1, _chunks(backfill, 1000)))
+    bursts: list[list[Item]] = []
+    for b in range(30):
+        who = rng.sample(range(300), 10)
+        base = now_ms - (30 - b) * 3 * MIN
+        bursts.append(
+            [
+                (c, base + rng.randrange(100_000), rng.random() < 0.5)
+                for c in who
+                for _ in range(100)
+            ]
+        )
+    out.append(Shape("d_bursts", 300, bursts))
+    out.append(
+        Shape(
+            "e_new_contacts",
+            0,
+            [
+                [
+                    (f"+1555{b:02d}{n:05d}", now_ms - rng.randrange(60_000), True)
+                    for n in range(1000)
+                ]
+                for b in range(5)
+            ],
+        )
+    )
+    out.append(Shape("single", 32, [[(n % 32, now_ms - (1000 - n), True)] for n in range(1000)]))
+    return out
+
+
+def _chunks(items: list[Item], size: int) -> list[list[Item]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# -- databases ------------------------------------------------------------------------------
+
+
+async def fresh_database(backend: str, base_url: str, name: str, tmp: Path) -> Database:
+    """A new, migrated database for one case."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp / (name + '.db')}"
+    else:
+        admin = await asyncpg.connect(base_url + "/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+        url = f"{base_url}/{name}"
+    settings = Settings(database_url=url, database_pool_size=40)
+    await migrate(settings)
+    return Database(settings)
+
+
+async def drop_database(db: Database, backend: str, base_url: str, name: str) -> None:
+    """Dispose of a case's database (PostgreSQL: dropped)."""
+    await db.dispose()
+    if backend == "postgresql":
+        admin = await asyncpg.connect(base_url + "/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def tenant(db: Database, contacts: int, now_ms: int) -> tuple[str, list[str]]:
+    """A user and its contacts, made by the service (not timed)."""
+
+    async def work(conn: AsyncConnection) -> tuple[str, list[str]]:
+        user = await auth_service.create_user(conn, name="shape", timeout_minutes=60, now_ms=now_ms)
+        made = []
+        for n in range(contacts):
+            c = await contacts_service.create_contact(
+                conn,
+                user_id=user.user_id,
+                fields=ContactIn(email=f"c{n}@example.com"),
+                now_ms=now_ms,
+            )
+            made.append(c.id)
+        return user.user_id, made
+
+    return await db.run_write(work)
+
+
+# -- ours -----------------------------------------------------------------------------------
+
+
+async def ours(
+    db: Database, user_id: str, contacts: list[str], batch: list[Item], now_ms: int
+) -> None:
+    """One request through the service's write path."""
+    items = []
+    for who, ts, inbound in batch:
+        body = MessageIn(
+            contactId=contacts[who] if isinstance(who, int) else None,
+            contact=ContactFields(phoneNumber=who) if isinstance(who, str) else None,
+            direction="inbound" if inbound else "outbound",
+            timestamp=ts,
+            content="hello there",
+            externalId=ids.new_id(),
+        )
+        items.append(messages_service.prepare_message(body, now_ms=now_ms))
+
+    await messages_service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms)
+
+
+# -- the floor: the same rows, hand-written set-based SQL -----------------------------------
+
+
+@dataclass
+class FloorRows:
+    """Per batch: the contacts to insert, the sessions (final state) and messages."""
+
+    contacts: list[list[tuple[str, str]]] = field(default_factory=list)
+    sessions: list[list[tuple[Any, ...]]] = field(default_factory=list)
+    messages: list[list[tuple[Any, ...]]] = field(default_factory=list)
+
+
+def floor_rows(shape: Shape, contacts: list[str], now_ms: int) -> FloorRows:
+    """The rows the rule gives the whole shape, split by the batch that first writes them."""
+    history = TimeoutHistory.constant(DEFAULT_TIMEOUT_MS)
+    phone_ids: dict[str, str] = {}
+    per_contact: dict[str, list[tuple[int, str]]] = {}
+    batch_of: dict[str, int] = {}
+    direction: dict[str, bool] = {}
+    out = FloorRows()
+    for b, batch in enumerate(shape.batches):
+        new_contacts = []
+        for who, ts, inbound in batch:
+            if isinstance(who, str):
+                cid = phone_ids.setdefault(who, ids.new_id())
+                new_contacts.append((cid, who))
+            else:
+                cid = contacts[who]
+            mid = ids.new_id()
+            per_contact.setdefault(cid, []).append((ts, mid))
+            batch_of[mid], direction[mid] = b, inbound
+        out.contacts.append(new_contacts)
+        out.sessions.append([])
+        out.messages.append([])
+    for cid, msgs in per_contact.items():
+        for seg in segment(msgs, [], history):
+            sid = ids.new_id()
+            inbound_count = sum(direction[mid] for _ts, mid in seg.messages)
+            row = (
+                sid,
+                cid,
+                seg.start_ms,
+                seg.last_ms,
+                history.expires(seg.last_ms),
+                seg.last_ms,
+                len(seg.messages),
+                inbound_count,
+                len(seg.messages) - inbound_count,
+            )
+            touched = sorted({batch_of[mid] for _ts, mid in seg.messages})
+            for b in touched:  # written (inserted or updated) by every batch it grows in
+                out.sessions[b].append(row)
+            for ts, mid in seg.messages:
+                out.messages[batch_of[mid]].append(
+                    (mid, cid, sid, "inbound" if direction[mid] else "outbound", ts)
+                )
+    return out
+
+
+_FLOOR_PG = [
+    """INSERT INTO contacts (user_id, id, phone, is_bot_active, do_not_disturb, created_at_ms,
+           updated_at_ms)
+       SELECT $1, c.id, c.phone, true, false, $2, $2
+       FROM unnest($3::varchar[], $4::varchar[]) AS c(id, phone)""",
+    """INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms,
+           activity_ms, message_count, inbound_count, outbound_count, created_at_ms,
+           updated_at_ms)
+       SELECT $1, s.*, $2, $2 FROM unnest($3::varchar[], $4::varchar[], $5::bigint[],
+           $6::bigint[], $7::bigint[], $8::bigint[], $9::int[], $10::int[], $11::int[])
+           AS s(id, contact_id, start_ms, last_ms, expires_ms, activity_ms, message_count,
+                inbound_count, outbound_count)
+       ON CONFLICT (user_id, id) DO UPDATE SET last_ms = excluded.last_ms,
+           message_count = excluded.message_count, updated_at_ms = excluded.updated_at_ms""",
+    """INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type,
+           content, ts_ms, external_id, created_at_ms)
+       SELECT $1, m.id, m.contact_id, m.session_id, m.direction, 'user', 'text',
+           'hello there', m.ts_ms, m.id, $2
+       FROM unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bigint[])
+           AS m(id, contact_id, session_id, direction, ts_ms)""",
+]
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[r[i] for r in rows] for i in range(width)]
+
+
+async def floor_pg(pool: Any, user_id: str, rows: FloorRows, b: int, now_ms: int) -> None:
+    """One batch of the floor on PostgreSQL: one transaction, three set-based statements."""
+    async with pool.acquire() as conn, conn.transaction():
+        if rows.contacts[b]:
+            await conn.execute(_FLOOR_PG[0], user_id, now_ms, *_columns(rows.contacts[b], 2))
+        if rows.sessions[b]:
+            await conn.execute(_FLOOR_PG[1], user_id, now_ms, *_columns(rows.sessions[b], 9))
+        await conn.execute(_FLOOR_PG[2], user_id, now_ms, *_columns(rows.messages[b], 5))
+
+
+async def floor_sqlite(db: Database, user_id: str, rows: FloorRows, b: int, now_ms: int) -> None:
+    """One batch of the floor on SQLite: one transaction, ``executemany`` per table."""
+
+    async def work(conn: AsyncConnection) -> None:
+        if rows.contacts[b]:
+            await conn.execute(
+                text(
+                    "INSERT INTO contacts (user_id, id, phone, is_bot_active, do_not_disturb, "
+                    "created_at_ms, updated_at_ms) VALUES (:u, :id, :p, 1, 0, :n, :n)"
+                ),
+                [{"u": user_id, "id": c, "p": p, "n": now_ms} for c, p in rows.contacts[b]],
+            )
+        if rows.sessions[b]:
+            await conn.execute(
+                text(
+                    "INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, "
+                    "expires_ms, activity_ms, message_count, inbound_count, outbound_count, "
+                    "created_at_ms, updated_at_ms) VALUES (:u, :id, :c, :s, :l, :e, :a, :mc, "
+                    ":i, :o, :n, :n) ON CONFLICT (user_id, id) DO UPDATE SET "
+                    "last_ms = excluded.last_ms, message_count = excluded.message_count"
+                ),
+                [
+                    {
+                        "u": user_id,
+                        "id": r[0],
+                        "c": r[1],
+                        "s": r[2],
+                        "l": r[3],
+                        "e": r[4],
+                        "a": r[5],
+                        "mc": r[6],
+                        "i": r[7],
+                        "o": r[8],
+                        "n": now_ms,
+                    }
+                    for r in rows.sessions[b]
+                ],
+            )
+        await conn.execute(
+            text(
+                "INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, "
+                "type, content, ts_ms, external_id, created_at_ms) VALUES (:u, :id, :c, :s, "
+                ":d, 'user', 'text', 'hello there', :t, :id, :n)"
+            ),
+            [
+                {"u": user_id, "id": m[0], "c": m[1], "s": m[2], "d": m[3], "t": m[4], "n": now_ms}
+                for m in rows.messages[b]
+            ],
+        )
+
+    await db.run_write(work)
+
+
+# -- running a case -------------------------------------------------------------------------
+
+
+async def run_case(
+    backend: str, shape: Shape, base_url: str, tmp: Path, now_ms: int, workers: int
+) -> dict[str, Any]:
+    """Ours and the floor for one shape, backend and concurrency."""
+    messages = sum(len(b) for b in shape.batches)
+    result: dict[str, Any] = {
+        "shape": shape.name,
+        "backend": backend,
+        "workers": workers,
+        "messages": messages,
+    }
+    for side in ("ours", "floor"):
+        result[side] = await _run_side(side, backend, shape, base_url, tmp, now_ms, workers)
+    result["ratio"] = round(result["ours"]["msg_per_s"] / result["floor"]["msg_per_s"], 3)
+    ms = result["ours"]["batch_ms"]
+    if shape.name in GROWTH_SHAPES and len(ms) >= 30:
+        # Growth: the last 10 batches against the first 10 after 10 of warm-up.
+        result["growth"] = round(statistics.median(ms[-10:]) / statistics.median(ms[10:20]), 3)
+    return result
+
+
+async def _run_side(
+    side: str, backend: str, shape: Shape, base_url: str, tmp: Path, now_ms: int, workers: int
+) -> dict[str, Any]:
+    name = f"chatsessions_shape_{shape.name}_{side}_{workers}"
+    db = await fresh_database(backend, base_url, name, tmp)
+    tenants = [
+        await tenant(db, shape.contacts, now_ms - 400 * 24 * 60 * MIN) for _ in range(workers)
+    ]
+    # Every worker runs the whole shape for its own tenant, its batches in order.
+    plan = [(w, b) for b in range(len(shape.batches)) for w in range(workers)]
+    rows = [floor_rows(shape, contacts, now_ms) for _user, contacts in tenants]
+    pool = None
+    if side == "floor" and backend == "postgresql":
+        pool = await asyncpg.create_pool(f"{base_url}/{name}", min_size=workers, max_size=workers)
+
+    async def one(k: int) -> None:
+        w, b = plan[k]
+        user_id, contacts = tenants[w]
+        if side == "ours":
+            await ours(db, user_id, contacts, shape.batches[b], now_ms)
+        elif pool is not None:
+            await floor_pg(pool, user_id, rows[w], b, now_ms)
+        else:
+            await floor_sqlite(db, user_id, rows[w], b, now_ms)
+
+    elapsed, times = await _in_order(plan, one, workers)
+    if pool is not None:
+        await pool.close()
+    await drop_database(db, backend, base_url, name)
+    return {
+        "msg_per_s": round(sum(len(b) for b in shape.batches) * workers / elapsed, 1),
+        "p50_ms": round(statistics.median(times), 2),
+        "batch_ms": [round(t, 2) for t in times] if workers == 1 else [],
+    }
+
+
+async def _in_order(
+    plan: list[tuple[int, int]], one: Callable[[int], Awaitable[None]], workers: int
+) -> tuple[float, list[float]]:
+    """Each worker runs its own batches in order; the workers run side by side."""
+    times: list[float] = []
+
+    async def worker(w: int) -> None:
+        for k, (ww, _b) in enumerate(plan):
+            if ww == w:
+                t = time.perf_counter()
+                await one(k)
+                times.append((time.perf_counter() - t) * 1000)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(w) for w in range(workers)))
+    return time.perf_counter() - t0, times
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The closing table: shape × backend × concurrency → msg/s, floor, ratio (growth)."""
+    lines = [
+        "| shape | backend | concurrency | ours msg/s | floor msg/s | ratio | p50 ms ours/floor"
+        " | growth (last 10 / first 10) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['shape']} | {r['backend']} | {r['workers']} | {r['ours']['msg_per_s']:,.0f} "
+            f"| {r['floor']['msg_per_s']:,.0f} | {r['ratio']:.2f} | {r['ours']['p50_ms']:.1f} / "
+            f"{r['floor']['p50_ms']:.1f} | {r.get('growth', '')} |"
+        )
+    return "\n".join(lines)
+
+
+def plot(results: list[dict[str, Any]], path: Path) -> None:
+    """ms per batch against messages stored, one line per shape and backend (c=1)."""
+    try:
+        import matplotlib  # type: ignore[import-not-found,unused-ignore]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for r in results:
+        ms = r["ours"]["batch_ms"]
+        if r["workers"] != 1 or len(ms) < 10:
+            continue
+        per = r["messages"] / len(ms)
+        ax.plot([per * (i + 1) for i in range(len(ms))], ms, label=f"{r['shape']} {r['backend']}")
+    ax.set_xlabel("messages stored")
+    ax.set_ylabel("ms per batch of 1,000")
+    ax.set_yscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("Ingest: ms per batch as the database grows (fresh database per line)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
+async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """Run every case; print the table; write the results and the growth plot."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432")
+    p.add_argument("--backends", default="postgresql,sqlite")
+    p.add_argument("--shapes", default="")
+    p.add_argument("--growth", type=int, default=0)
+    p.add_argument("--concurrency", default="1,4")
+    p.add_argument("--out", default="")
+    p.add_argument("--plot", default="", help="also draw the growth plot here")
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="replace these cases in the newest results file instead of writing a new one",
+    )
+    args = p.parse_args(argv)
+    now_ms = int(time.time() * 1000)
+    wanted = [s for s in args.shapes.split(",") if s]
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in shapes(now_ms, args.growth, random.Random(1)):
+            if wanted and shape.name not in wanted:
+                continue
+            for backend in args.backends.split(","):
+                for workers in [int(c) for c in args.concurrency.split(",")]:
+                    if workers > 1 and backend == "sqlite":
+                        continue  # one writer at a time: concurrency adds nothing
+                    if shape.name == "single" and workers > 1:
+                        workers = 32
+                    # At concurrency, each worker's tenant gets the shape's first batches.
+                    shape_c = shape
+                    if workers > 1:
+                        keep = 200 if shape.name == "single" else 25
+                        shape_c = Shape(shape.name, shape.contacts, shape.batches[:keep])
+                    r = await run_case(
+                        backend, shape_c, args.database_url, Path(tmp), now_ms, workers
+                    )
+                    results.append(r)
+                    print(
+                        f"{r['shape']:>15} {backend:>10} c={workers:<2} ours "
+                        f"{r['ours']['msg_per_s']:>9,.0f} msg/s floor "
+                        f"{r['floor']['msg_per_s']:>9,.0f} ratio {r['ratio']:.2f} "
+                        f"growth {r.get('growth', '-')}",
+                        flush=True,
+                    )
+    print(table(results))
+    out = Path(args.out or HERE / "results" / f"ingest-shapes-{time.strftime('%Y-%m-%d')}.json")
+    if args.merge:
+        earlier = sorted((HERE / "results").glob("ingest-shapes-*.json"))
+        if earlier:
+            out = earlier[-1]
+            ran = {(r["shape"], r["backend"], r["workers"]) for r in results}
+            kept = [
+                r
+                for r in json.loads(await asyncio.to_thread(out.read_text))
+                if (r["shape"], r["backend"], r["workers"]) not in ran
+            ]
+            results = sorted(
+                kept + results,
+                key=lambda r: (r["shape"], r["backend"] != "postgresql", r["workers"]),
+            )
+    await asyncio.to_thread(out.write_text, json.dumps(results))
+    print(f"wrote {out}")
+    if args.plot:
+        plot(results, Path(args.plot))
+    return results
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
