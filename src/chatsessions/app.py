@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsessions import __version__
+from chatsessions.analytics.api import router as analytics_router
 from chatsessions.auth.api import AuthFailureThrottle
 from chatsessions.config import Settings, get_settings
 from chatsessions.contacts.api import router as contacts_router
@@ -145,6 +146,7 @@ def create_app(
         app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    app.include_router(analytics_router)
     if shadowed := shadowed_routes(app.router.routes):
         # Within a domain the router orders literal paths first (web.DomainRouter); across
         # domains the include order decides, so a clash is a mistake to fix at once.

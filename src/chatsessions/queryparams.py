@@ -184,13 +184,19 @@ class QueryModel(BaseModel):
     def from_request(cls, request: Request) -> Self:
         """Parse the request's query string (usable as a FastAPI dependency)."""
         params = request.query_params
-        return cls.from_params({name: params.getlist(name) for name in cls.model_fields})
+        return cls.from_params({name: params.getlist(name) for name in cls.wire_names()})
+
+    @classmethod
+    def wire_names(cls) -> list[str]:
+        """The parameters' names on the wire: a field's alias where it has one (a name
+        that is a Python keyword, such as ``from``), else the field's name."""
+        return [field.alias or name for name, field in cls.model_fields.items()]
 
     @classmethod
     def from_params(cls, params: Mapping[str, list[str]]) -> Self:
         """Parse each parameter's raw values; the first bad one is a 400 naming it."""
         given: dict[str, str] = {}
-        for name in cls.model_fields:
+        for name in cls.wire_names():
             values = {v for v in params.get(name, ()) if v != ""}
             if len(values) > 1:
                 raise InvalidParameter(name, "is given more than once with different values")
@@ -208,7 +214,7 @@ class QueryModel(BaseModel):
         """The ``parameters`` entries of the OpenAPI operation, in declaration order."""
         properties = cls.model_json_schema()["properties"]
         out = []
-        for name, field in cls.model_fields.items():
+        for name, field in zip(cls.wire_names(), cls.model_fields.values(), strict=True):
             schema = {
                 k: v
                 for k, v in properties[name].items()
