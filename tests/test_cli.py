@@ -352,7 +352,11 @@ async def test_import_of_a_bad_file_names_the_line_and_writes_nothing(tmp_path: 
 
 def test_default_timeout_setting_applies_to_new_users(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/timeout.db"
-    env = {**os.environ, "CHATSESSIONS_DATABASE_URL": url, "CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES": "15"}
+    env = {
+        **os.environ,
+        "CHATSESSIONS_DATABASE_URL": url,
+        "CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES": "15",
+    }
     out = subprocess.run(
         [sys.executable, "-m", "chatsessions.cli", "users", "create", "--name", "t", "--json"],
         env=env,

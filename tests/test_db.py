@@ -94,9 +94,7 @@ async def test_a_failed_write_is_rolled_back_and_the_connection_stays_usable(
     assert await _message_count(database, tenant) == 0
 
     async def store(conn: Any) -> list[messages_service.StoredMessage]:
-        return await messages_service.ingest(
-            conn, user_id=tenant.user_id, items=[item], now_ms=T0
-        )
+        return await messages_service.ingest(conn, user_id=tenant.user_id, items=[item], now_ms=T0)
 
     await database.run_write(store, generic_plans=generic_plans)
     assert await _message_count(database, tenant) == 1

@@ -22,6 +22,7 @@ from chatsessions import __version__
 from chatsessions.analytics.api import router as analytics_router
 from chatsessions.auth.api import AuthFailureThrottle
 from chatsessions.config import Settings, get_settings
+from chatsessions.console import pages as console_pages
 from chatsessions.contacts.api import router as contacts_router
 from chatsessions.db import Database
 from chatsessions.errors import (
@@ -147,6 +148,7 @@ def create_app(
     app.include_router(exports_router)
     app.include_router(webhooks_router)
     app.include_router(analytics_router)
+    console_pages.install(app)
     if shadowed := shadowed_routes(app.router.routes):
         # Within a domain the router orders literal paths first (web.DomainRouter); across
         # domains the include order decides, so a clash is a mistake to fix at once.

@@ -20,12 +20,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.analytics import store
-from chatsessions.analytics.schemas import RangeQuery, TimeseriesQuery
+from chatsessions.analytics.schemas import METRICS, RangeQuery, TimeseriesQuery
 from chatsessions.errors import InvalidParameter
 from chatsessions.timeutil import format_ms
 
 __all__ = [
     "MAX_BUCKETS",
+    "METRICS",
     "WEEKDAYS",
     "Range",
     "Stats",
