@@ -58,14 +58,18 @@ class SessionFilters:
             wanted = self.search.lower()
             name = (session["contact_name"] or "").lower()
             phone = session["contact_phone"] or ""
+            # A query without letters is a phone number, matched on its digits.
             digits = "".join(ch for ch in wanted if ch.isdigit())
-            if wanted not in name and not (digits and digits in phone):
+            by_phone = bool(digits) and not any(ch.isalpha() for ch in wanted)
+            if wanted not in name and not (by_phone and digits in phone):
                 return False
         return True
 
 
 def _listing_params(filters: SessionFilters, cursor: str | None) -> RecentListingQuery:
-    raw = {"hours": [str(filters.hours)], "limit": [str(LISTING_PAGE)]}
+    # Unfiltered, a listing page is a console page; filtered, larger pages are scanned.
+    size = LISTING_PAGE if filters.channel or filters.search else PAGE
+    raw = {"hours": [str(filters.hours)], "limit": [str(size)]}
     if filters.status:
         raw["status"] = [filters.status]
     if cursor:
