@@ -7,8 +7,8 @@
   function detectZone() {
     if (document.cookie.split("; ").some(function (c) { return c.indexOf("cs_tz=") === 0; })) return;
     var zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
-    if (!zone) return;
-    document.cookie = "cs_tz=" + encodeURIComponent(zone) + "; path=/console; max-age=31536000; samesite=strict";
+    if (!zone || !/^[A-Za-z0-9_+\/-]+$/.test(zone)) return;
+    document.cookie = "cs_tz=" + zone + "; path=/console; max-age=31536000; samesite=strict";
     if (zone !== document.body.dataset.tz && document.querySelector("[data-current-tz]")) {
       window.location.reload();
     }
