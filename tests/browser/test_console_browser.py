@@ -126,6 +126,12 @@ def test_analytics_cards_equal_the_api_and_the_csv_equals_the_table(
         str(expected["firstResponse"]["n"]),
         str(float(expected["firstResponse"]["median"])),
     ]
+    # A day of the chart's table opens the sessions that started that day.
+    today = page.locator("#table-daily tbody tr").last
+    started = int(today.locator("td").first.inner_text())
+    today.locator("th a").click()
+    page.wait_for_selector("h1:has-text('Sessions started from')")
+    assert page.locator("main tbody a").count() == started > 0
     context.close()
 
 

@@ -258,8 +258,18 @@ async def test_analytics_page_and_csv_show_the_apis_numbers(
         assert sum(int(row[1]) for row in daily[1:]) == 2
         # Every CSV row is on the page too.
         for row in daily[1:]:
-            assert f'<th scope="row">{row[0]}</th>' in page.text
+            assert f'">{row[0]}</a></th>' in page.text
         assert (await browser.get("/console/analytics/csv/nope")).status_code == 404
+        # A day of the chart's table leads to the sessions that started that day.
+        links = re.findall(
+            r'<th scope="row"><a href="(/console/analytics/sessions\?[^"]+)">', page.text
+        )
+        busy = [row[0] for row in daily[1:] if row[1] == "2"]
+        assert len(links) == len(daily) - 1 and len(busy) == 1
+        link = links[[row[0] for row in daily[1:]].index(busy[0])].replace("&amp;", "&")
+        behind = await browser.get(link)
+        assert behind.status_code == 200
+        assert behind.text.count('href="/console/sessions/') == 2
 
 
 async def test_times_are_shown_in_the_chosen_zone(
@@ -330,6 +340,8 @@ async def test_another_tenants_console_urls_are_not_found(
                 assert secret not in r.text, (method, path, secret)
         mine = await browser.get("/console/sessions?hours=876000")
         assert "Alicesecret" not in mine.text
+        bucket = await browser.get("/console/analytics/sessions?from=2000-01-01")
+        assert "Alicesecret" not in bucket.text and "/console/sessions/" not in bucket.text
         analytics = await browser.get("/console/analytics")
         assert re.search(r'id="card-sessions">.*?class="value">0<', analytics.text)
     assert {

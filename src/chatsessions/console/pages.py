@@ -396,6 +396,21 @@ async def analytics_page(request: Request) -> Response:
     return await _guarded(request, "analytics", handler)
 
 
+@router.get("/analytics/sessions", operation_id="consoleAnalyticsBucketSessions")
+async def analytics_bucket_sessions(request: Request) -> Response:
+    """The sessions behind a bucket of the analytics page (those starting in the range)."""
+
+    async def handler(request: Request, user: auth.SignedIn) -> Response:
+        span = _span(request)
+        db, clock = _state(request)
+        view = await service.bucket_sessions_view(
+            db, user_id=user.user_id, span=span, now_ms=clock()
+        )
+        return page("bucket.html", _context(request, user, "analytics", span=span, **view))
+
+    return await _guarded(request, "analytics", handler)
+
+
 @router.get("/analytics/csv/{table}", operation_id="consoleAnalyticsCsv")
 async def analytics_csv(request: Request, table: str) -> Response:
     """One of the analytics page's tables as CSV: the same rows as on screen."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from chatsessions.analytics import service as analytics
 from chatsessions.analytics import store as analytics_store
@@ -25,6 +27,7 @@ __all__ = [
     "SessionFilters",
     "Table",
     "analytics_view",
+    "bucket_sessions_view",
     "close_session",
     "contact_view",
     "contacts_view",
@@ -185,6 +188,8 @@ class Table:
     caption: str
     headers: list[str]
     rows: list[list[Any]] = field(default_factory=list)
+    # Per row, where its first cell leads (the sessions behind it), or None.
+    links: list[str | None] = field(default_factory=list)
 
     def csv(self) -> str:
         """The same headers and cells, as CSV."""
@@ -250,7 +255,14 @@ async def analytics_view(db: Database, *, user_id: str, span: analytics.Range) -
         ["day", "sessions", "messages in", "messages out", "first response median (s)", "n"],
     )
     first = series["firstResponseMedian"]["buckets"]
-    for i, bucket in enumerate(series["sessions"]["buckets"]):
+    buckets = series["sessions"]["buckets"]
+    for i, bucket in enumerate(buckets):
+        day_from = bucket["start"][:10]
+        day_to = buckets[i + 1]["start"][:10] if i + 1 < len(buckets) else _next_day(day_from)
+        query = {"from": day_from, "to": day_to}
+        if span.channel:
+            query["channel"] = span.channel
+        daily.links.append("/console/analytics/sessions?" + urlencode(query))
         daily.rows.append(
             [
                 bucket["start"][:10],
@@ -297,6 +309,35 @@ async def analytics_view(db: Database, *, user_id: str, span: analytics.Range) -
             "labels": [row[0] for row in daily.rows],
             "sessions": [row[1] for row in daily.rows],
         },
+    }
+
+
+def _next_day(day: str) -> str:
+    return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+BUCKET_SESSIONS_SHOWN = 200
+
+
+async def bucket_sessions_view(
+    db: Database, *, user_id: str, span: analytics.Range, now_ms: int
+) -> dict[str, Any]:
+    """The sessions that start in a range (a chart bucket's), oldest first, at most 200."""
+    async with db.read() as conn:
+        rows = await store.sessions_starting(
+            conn,
+            user_id=user_id,
+            from_ms=span.from_ms,
+            to_ms=span.to_ms,
+            channel=span.channel,
+            limit=BUCKET_SESSIONS_SHOWN + 1,
+        )
+    return {
+        "sessions": [
+            sessions_service.listed_row_as_json(r, now_ms=now_ms)
+            for r in rows[:BUCKET_SESSIONS_SHOWN]
+        ],
+        "more": len(rows) > BUCKET_SESSIONS_SHOWN,
     }
 
 

@@ -1,16 +1,21 @@
-"""Read-only SQL the console needs beyond the API's services: the contact search."""
+"""Read-only SQL the console needs beyond the API's services: the contact search and the
+sessions behind an analytics bucket."""
 
 from __future__ import annotations
 
-from sqlalchemy import func, or_, select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.contacts.store import ContactRow
 
-__all__ = ["search_contacts"]
+__all__ = ["search_contacts", "sessions_starting"]
 
 c = tables.contacts.c
+s = tables.sessions.c
 
 
 def _like(text: str) -> str:
@@ -38,3 +43,53 @@ async def search_contacts(
         stmt = stmt.where(c.id > after)
     rows = (await conn.execute(stmt.order_by(c.id).limit(limit))).all()
     return [ContactRow.from_row(r) for r in rows]
+
+
+async def sessions_starting(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    from_ms: int,
+    to_ms: int,
+    channel: str | None,
+    limit: int,
+) -> Sequence[Sequence[Any]]:
+    """Sessions that start in ``[from_ms, to_ms)`` (of contacts of ``channel``, any case),
+    oldest first, as the flat rows of the listings (session columns then the contact's
+    first name, last name, phone, email and channel)."""
+    stmt = (
+        select(
+            s.id,
+            s.contact_id,
+            s.start_ms,
+            s.last_ms,
+            s.expires_ms,
+            s.closed_at_ms,
+            s.activity_ms,
+            s.message_count,
+            s.inbound_count,
+            s.outbound_count,
+            s.created_at_ms,
+            c.first_name,
+            c.last_name,
+            c.phone,
+            c.email,
+            c.channel,
+        )
+        .select_from(
+            tables.sessions.join(
+                tables.contacts, and_(c.user_id == s.user_id, c.id == s.contact_id)
+            )
+        )
+        .where(
+            s.user_id == user_id,
+            s.activity_ms >= from_ms,  # activity is never before the start: the listing index
+            s.start_ms >= from_ms,
+            s.start_ms < to_ms,
+        )
+        .order_by(s.start_ms, s.id)
+        .limit(limit)
+    )
+    if channel:
+        stmt = stmt.where(func.lower(c.channel) == channel.lower())
+    return (await conn.execute(stmt)).all()
