@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -42,7 +42,6 @@ MAX_BUCKETS = 5000
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 UTC_ZONE = ZoneInfo("UTC")
 _HOUR_MS = 3_600_000
-_QUARTER_MS = 900_000
 
 
 @dataclass(frozen=True)
@@ -206,17 +205,8 @@ def bucket_starts(span: Range, interval: str) -> list[int]:
         day += step
 
 
-_METRIC_VALUES: dict[str, Callable[[list[store.SessionFigures]], tuple[float | None, int]]] = {
-    "sessions": lambda fs: (len(fs), len(fs)),
-    "messagesIn": lambda fs: (sum(f.inbound for f in fs), len(fs)),
-    "messagesOut": lambda fs: (sum(f.outbound for f in fs), len(fs)),
-    "firstResponseMedian": lambda fs: (
-        stats_of([f.first_response_ms for f in fs if f.first_response_ms is not None]).as_json()[
-            "median"
-        ],
-        sum(1 for f in fs if f.first_response_ms is not None),
-    ),
-}
+def _bucket_index(starts: list[int], at_ms: int) -> int:
+    return bisect_right(starts, at_ms) - 1
 
 
 async def timeseries(
@@ -231,45 +221,57 @@ async def timeseries(
         raise InvalidParameter(
             "interval", f"gives more than {MAX_BUCKETS} buckets: choose a longer interval"
         )
-    figures = await _figures(
-        conn, user_id=user_id, span=span, with_replies=metric == "firstResponseMedian"
-    )
-    grouped: list[list[store.SessionFigures]] = [[] for _ in starts]
-    for f in figures:
-        grouped[bisect_right(starts, f.start_ms) - 1].append(f)
-    value_of = _METRIC_VALUES[metric]
-    buckets = []
-    for start, members in zip(starts, grouped, strict=True):
-        value, n = value_of(members)
-        buckets.append(
-            {
-                "start": _local(start, span.tz).isoformat(timespec="seconds"),
-                "startUtc": format_ms(start),
-                "value": value,
-                "n": n,
-            }
-        )
+    values: list[float | None]
+    if metric == "firstResponseMedian":
+        figures = await _figures(conn, user_id=user_id, span=span, with_replies=True)
+        grouped: list[list[int]] = [[] for _ in starts]
+        for f in figures:
+            if f.first_response_ms is not None:
+                grouped[_bucket_index(starts, f.start_ms)].append(f.first_response_ms)
+        values = [stats_of(g).as_json()["median"] for g in grouped]
+        counts = [len(g) for g in grouped]
+    else:
+        # Bucket boundaries are local hours, a whole number of quarter hours of UTC: each
+        # quarter's counts fall into one bucket.
+        sums = [0] * len(starts)
+        counts = [0] * len(starts)
+        for q in await _quarters(conn, user_id=user_id, span=span):
+            i = _bucket_index(starts, q.quarter_ms)
+            counts[i] += q.sessions
+            sums[i] += {"sessions": q.sessions, "messagesIn": q.inbound}.get(metric, q.outbound)
+        values = list(sums)
+    buckets = [
+        {
+            "start": _local(start, span.tz).isoformat(timespec="seconds"),
+            "startUtc": format_ms(start),
+            "value": value,
+            "n": n,
+        }
+        for start, value, n in zip(starts, values, counts, strict=True)
+    ]
     return {**span.as_json(), "metric": metric, "interval": interval, "buckets": buckets}
+
+
+async def _quarters(
+    conn: AsyncConnection, *, user_id: str, span: Range
+) -> list[store.QuarterCounts]:
+    return await store.starts_by_quarter(
+        conn, user_id=user_id, from_ms=span.from_ms, to_ms=span.to_ms, channel=span.channel
+    )
 
 
 async def heatmap(conn: AsyncConnection, *, user_id: str, span: Range) -> dict[str, Any]:
     """Session starts by local weekday (Monday first) and hour (the ``data`` of
     ``GET /v1/analytics/heatmap``)."""
-    figures = await _figures(conn, user_id=user_id, span=span, with_replies=False)
     cells = [[0] * 24 for _ in WEEKDAYS]
-    # Every zone's offset is a whole number of quarter hours: the local weekday and hour
-    # are the same throughout a quarter hour of UTC, so each is computed once.
-    seen: dict[int, tuple[int, int]] = {}
-    for f in figures:
-        quarter = f.start_ms // _QUARTER_MS
-        slot = seen.get(quarter)
-        if slot is None:
-            local = _local(quarter * _QUARTER_MS, span.tz)
-            slot = seen[quarter] = (local.weekday(), local.hour)
-        cells[slot[0]][slot[1]] += 1
+    total = 0
+    for q in await _quarters(conn, user_id=user_id, span=span):
+        local = _local(q.quarter_ms, span.tz)
+        cells[local.weekday()][local.hour] += q.sessions
+        total += q.sessions
     return {
         **span.as_json(),
-        "sessions": len(figures),
+        "sessions": total,
         "weekdays": list(WEEKDAYS),
         "hours": list(range(24)),
         "cells": cells,
