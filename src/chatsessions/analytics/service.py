@@ -30,6 +30,7 @@ __all__ = [
     "WEEKDAYS",
     "Range",
     "Stats",
+    "figures_of",
     "heatmap",
     "resolve_range",
     "stats_of",
@@ -147,10 +148,26 @@ async def _figures(
     )
 
 
-async def summary(conn: AsyncConnection, *, user_id: str, span: Range) -> dict[str, Any]:
+async def figures_of(
+    conn: AsyncConnection, *, user_id: str, span: Range
+) -> list[store.SessionFigures]:
+    """The per-session figures of the range, to give several of the functions below (a
+    console page reads them once for its summary, series and distribution)."""
+    return await _figures(conn, user_id=user_id, span=span, with_replies=True)
+
+
+async def summary(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    span: Range,
+    figures: Sequence[store.SessionFigures] | None = None,
+) -> dict[str, Any]:
     """Counts and time figures of the sessions starting in the range (the ``data`` of
-    ``GET /v1/analytics/summary``)."""
-    figures = await _figures(conn, user_id=user_id, span=span, with_replies=True)
+    ``GET /v1/analytics/summary``); ``figures``: those of :func:`figures_of` for the same
+    range, when already read."""
+    if figures is None:
+        figures = await figures_of(conn, user_id=user_id, span=span)
     return {
         **span.as_json(),
         "sessions": len(figures),
@@ -210,12 +227,18 @@ def _bucket_index(starts: list[int], at_ms: int) -> int:
 
 
 async def timeseries(
-    conn: AsyncConnection, *, user_id: str, span: Range, metric: str, interval: str
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    span: Range,
+    metric: str,
+    interval: str,
+    figures: Sequence[store.SessionFigures] | None = None,
 ) -> dict[str, Any]:
     """One value per calendar bucket (the ``data`` of ``GET /v1/analytics/timeseries``):
     each bucket's ``value`` and ``n``, the sessions it counts (for
     ``firstResponseMedian``: those with a first response; the value is then seconds, or
-    null without any)."""
+    null without any). ``figures``: as for :func:`summary`."""
     starts = bucket_starts(span, interval)
     if len(starts) > MAX_BUCKETS:
         raise InvalidParameter(
@@ -223,7 +246,8 @@ async def timeseries(
         )
     values: list[float | None]
     if metric == "firstResponseMedian":
-        figures = await _figures(conn, user_id=user_id, span=span, with_replies=True)
+        if figures is None:
+            figures = await figures_of(conn, user_id=user_id, span=span)
         grouped: list[list[int]] = [[] for _ in starts]
         for f in figures:
             if f.first_response_ms is not None:

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from chatsessions.analytics import service as analytics
-from chatsessions.analytics import store as analytics_store
 from chatsessions.console import store
 from chatsessions.contacts import service as contacts_service
 from chatsessions.db import Database
@@ -214,22 +213,17 @@ async def analytics_view(db: Database, *, user_id: str, span: analytics.Range) -
     """The analytics page: the summary's cards, the daily series, the heatmap and the
     first-response distribution, each also as a :class:`Table`."""
     async with db.read() as conn:
-        summary = await analytics.summary(conn, user_id=user_id, span=span)
+        # The per-session figures are read once for the summary, the first-response
+        # series and the distribution; the functions are those of /v1/analytics.
+        figures = await analytics.figures_of(conn, user_id=user_id, span=span)
+        summary = await analytics.summary(conn, user_id=user_id, span=span, figures=figures)
         series = {
             metric: await analytics.timeseries(
-                conn, user_id=user_id, span=span, metric=metric, interval="day"
+                conn, user_id=user_id, span=span, metric=metric, interval="day", figures=figures
             )
             for metric in analytics.METRICS
         }
         heat = await analytics.heatmap(conn, user_id=user_id, span=span)
-        figures = await analytics_store.session_figures(
-            conn,
-            user_id=user_id,
-            from_ms=span.from_ms,
-            to_ms=span.to_ms,
-            channel=span.channel,
-            with_replies=True,
-        )
     cards = Table(
         "summary",
         "Summary",
