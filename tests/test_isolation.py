@@ -26,6 +26,9 @@ from tests.factories import make_contact, post_message
 
 _PARAM = re.compile(r"{(\w+)(?::\w+)?}")
 PROBE_BODY = {"firstName": "Mallory", "sessionTimeoutMinutes": 5}
+# Routes a platform calls without an API key (its own proof authenticates it): a key of
+# any tenant is irrelevant there; tests/channels/ checks that they never cross tenants.
+KEYLESS_ROUTES = frozenset({"/v1/channels/{channelId}/webhook"})
 PROBE_QUERY = {"includeMessages": "true", "messageLimit": "1000", "hours": "876000"}
 
 
@@ -79,6 +82,7 @@ class Owner:
     session_id: str
     message_id: str
     webhook_id: str | None
+    channel_id: str | None
     secrets: list[str]  # strings that must never reach B
 
 
@@ -107,6 +111,19 @@ async def _populate(client: httpx.AsyncClient, app: FastAPI, tenant: Tenant) -> 
         )
         assert r.status_code == 201, r.text
         webhook_id = r.json()["data"]["webhookId"]
+    channel_id = None
+    if _has(app, "POST", "/v1/channels"):
+        r = await client.post(
+            "/v1/channels",
+            json={
+                "type": "whatsapp",
+                "name": "a-channel-name",
+                "config": {"appSecret": "a-app-secret-0123456789", "verifyToken": "a-verify"},
+            },
+            headers=tenant.auth,
+        )
+        assert r.status_code == 201, r.text
+        channel_id = r.json()["data"]["channelId"]
     secrets = [
         contact,
         first["sessionId"],
@@ -122,7 +139,11 @@ async def _populate(client: httpx.AsyncClient, app: FastAPI, tenant: Tenant) -> 
     ]
     if webhook_id is not None:
         secrets.append(webhook_id)
-    return Owner(tenant, contact, first["sessionId"], first["messageId"], webhook_id, secrets)
+    if channel_id is not None:
+        secrets += [channel_id, "a-channel-name", "…56789"]
+    return Owner(
+        tenant, contact, first["sessionId"], first["messageId"], webhook_id, channel_id, secrets
+    )
 
 
 async def _snapshot(client: httpx.AsyncClient, app: FastAPI, owner: Owner) -> list[Any]:
@@ -138,6 +159,8 @@ async def _snapshot(client: httpx.AsyncClient, app: FastAPI, owner: Owner) -> li
     ]
     if owner.webhook_id is not None:
         paths += ["/v1/webhooks", f"/v1/webhooks/{owner.webhook_id}"]
+    if owner.channel_id is not None:
+        paths += ["/v1/channels", f"/v1/channels/{owner.channel_id}"]
     out = []
     for path in paths:
         r = await client.get(path, headers=auth)
@@ -161,12 +184,13 @@ async def test_other_tenants_ids_answer_404_on_every_route(
         "sessionId": owner.session_id,
         "webhookId": owner.webhook_id,
         "messageId": owner.message_id,
+        "channelId": owner.channel_id,
     }
     problems: list[str] = []
     probed: set[str] = set()
     for route in _v1_routes(app):
         names = _PARAM.findall(route.path)
-        if not names:
+        if not names or route.path in KEYLESS_ROUTES:
             continue
         unknown = [n for n in names if n not in ids]
         assert not unknown, f"{route.path}: teach the isolation test the id {unknown}"
@@ -204,6 +228,9 @@ async def test_other_tenants_ids_answer_404_on_every_route(
         assert expected in probed
     if owner.webhook_id is not None:
         assert any("{webhookId}" in p for p in probed)
+    if owner.channel_id is not None:
+        for expected in ("GET", "PATCH", "DELETE"):
+            assert f"{expected} /v1/channels/{{channelId}}" in probed
 
     assert await _snapshot(client, app, owner) == before, "B's calls changed A's data"
 

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chatsessions import __version__
 from chatsessions.analytics.api import router as analytics_router
 from chatsessions.auth.api import AuthFailureThrottle
+from chatsessions.channels.api import HOT_ROUTES as HOT_CHANNEL_ROUTES
+from chatsessions.channels.api import router as channels_router
 from chatsessions.config import Settings, get_settings
 from chatsessions.console import pages as console_pages
 from chatsessions.contacts.api import router as contacts_router
@@ -147,6 +149,7 @@ def create_app(
         app.include_router(router)
     app.include_router(exports_router)
     app.include_router(webhooks_router)
+    app.include_router(channels_router)
     app.include_router(analytics_router)
     console_pages.install(app)
     if shadowed := shadowed_routes(app.router.routes):
@@ -159,7 +162,7 @@ def create_app(
     app.add_middleware(
         HotRoutes,
         router=app.router,
-        hot=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES],
+        hot=[*HOT_LISTING_ROUTES, *HOT_INGEST_ROUTES, *HOT_CHANNEL_ROUTES],
         error_type=ChatSessionsError,
         on_error=_known_error,
     )

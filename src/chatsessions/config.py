@@ -76,6 +76,10 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     metrics_token: str | None = None
     secret_key: str | None = None
+    # Where the server key that encrypts channel secrets is kept when secret_key is unset
+    # (generated on first use). Unset: beside the SQLite database, or ./data/ with
+    # PostgreSQL. Never in the database: a dump alone must not reveal those secrets.
+    secret_key_file: str | None = None
     default_timeout_minutes: int = Field(default=60, ge=1, le=43200)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     max_batch_body_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)

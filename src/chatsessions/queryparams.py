@@ -188,8 +188,7 @@ class QueryModel(BaseModel):
 
     @classmethod
     def wire_names(cls) -> list[str]:
-        """The parameters' names on the wire: a field's alias where it has one (a name
-        that is a Python keyword, such as ``from``), else the field's name."""
+        """The parameters' names in the query string (a field's alias, e.g. ``hub.mode``)."""
         return [field.alias or name for name, field in cls.model_fields.items()]
 
     @classmethod
@@ -214,7 +213,8 @@ class QueryModel(BaseModel):
         """The ``parameters`` entries of the OpenAPI operation, in declaration order."""
         properties = cls.model_json_schema()["properties"]
         out = []
-        for name, field in zip(cls.wire_names(), cls.model_fields.values(), strict=True):
+        for attribute, field in cls.model_fields.items():
+            name = field.alias or attribute
             schema = {
                 k: v
                 for k, v in properties[name].items()
@@ -223,7 +223,7 @@ class QueryModel(BaseModel):
             entry: dict[str, Any] = {
                 "name": name,
                 "in": "query",
-                "required": field.is_required() or name in cls.documented_required,
+                "required": field.is_required() or attribute in cls.documented_required,
                 "schema": schema,
             }
             if field.description:

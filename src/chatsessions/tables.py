@@ -28,6 +28,8 @@ from sqlalchemy.sql.elements import Grouping
 
 __all__ = [
     "api_keys",
+    "channel_counters",
+    "channels",
     "console_sign_ins",
     "contacts",
     "messages",
@@ -323,4 +325,50 @@ console_sign_ins = Table(
     ForeignKeyConstraint(["api_key_id"], ["api_keys.id"], ondelete="CASCADE"),
     Index(None, "user_id"),
     Index(None, "expires_at_ms"),
+)
+
+# --- Channels: messages straight in from messaging platforms ---
+
+# ``config``: the JSON of the settings that are not secret (account id, public URL).
+# ``secret_box``: the HMAC keys (and the masks shown for hashed tokens), encrypted with a
+# server key that is not in the database (channels/vault.py). ``token_hash``: SHA-256 of
+# the Meta verify token or the Telegram secret token.
+channels = Table(
+    "channels",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("id", _id(), nullable=False),
+    Column("type", String(16), nullable=False),
+    Column("name", String(255), nullable=True),
+    Column("config", Text, nullable=False),
+    Column("token_hash", String(64), nullable=True),
+    Column("secret_box", Text, nullable=True),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("updated_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("user_id", "id"),
+    # The webhook URL names the channel alone (the platform has no API key).
+    UniqueConstraint("id"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+)
+
+# A channel's counters, spread over a few rows (``slot``) so that concurrent payloads of
+# one channel do not queue on one row lock until commit; a read sums the slots.
+channel_counters = Table(
+    "channel_counters",
+    metadata,
+    Column("user_id", _id(), nullable=False),
+    Column("channel_id", _id(), nullable=False),
+    Column("slot", Integer, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("stored", BigInteger, nullable=False),
+    Column("duplicates", BigInteger, nullable=False),
+    Column("ignored", BigInteger, nullable=False),
+    Column("rejected", BigInteger, nullable=False),
+    Column("last_event_at_ms", BigInteger, nullable=True),
+    Column("last_error", String(255), nullable=True),
+    Column("last_error_at_ms", BigInteger, nullable=True),
+    PrimaryKeyConstraint("user_id", "channel_id", "slot"),
+    ForeignKeyConstraint(
+        ["user_id", "channel_id"], ["channels.user_id", "channels.id"], ondelete="CASCADE"
+    ),
 )

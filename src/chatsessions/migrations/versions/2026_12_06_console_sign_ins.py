@@ -1,7 +1,7 @@
 """console sign-ins: one row per signed-in console browser (deleted at sign-out)
 
-Revision ID: console_sign_ins
-Revises: 0003
+Revision ID: 0005_console_sign_ins
+Revises: 0004_channels
 Create Date: 2026-12-06 14:15:00
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "console_sign_ins"
-down_revision = "0003"
+revision = "0005_console_sign_ins"
+down_revision = "0004_channels"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Channels: messages straight in from WhatsApp, Messenger, Instagram, Twilio, Telegram."""
