@@ -362,3 +362,30 @@ async def test_the_theme_override_is_kept(app: Any, tenant: Tenant, theme: str) 
         )
         page = await browser.get("/console/sessions")
         assert f'<html lang="en" data-theme="{theme}">' in page.text
+
+
+async def test_channels_page_shows_each_channels_counters_and_path(
+    app: Any, client: httpx.AsyncClient, tenant: Tenant, other_tenant: Tenant
+) -> None:
+    from tests.channels.payloads import create_channel, post_telegram, tg_update
+
+    channel = await create_channel(client, tenant.auth, "telegram")
+    r = await post_telegram(client, channel["webhookPath"], tg_update(1, message_id=1))
+    assert r.status_code == 200, r.text
+    async with _signed_in(app, tenant) as browser:
+        page = await browser.get("/console/webhooks")
+        row = re.search(r"<tr><td>telegram</td>(.*?)</tr>", page.text)
+        assert row, page.text
+        cells = re.findall(r"<td>(.*?)</td>", row.group(1))
+        assert cells[:6] == [
+            "my telegram",
+            f"<code>{channel['webhookPath']}</code>",
+            "1",
+            "1",
+            "0",
+            "0",
+        ]
+        assert "secret" not in row.group(1).lower()
+    async with _signed_in(app, other_tenant) as browser:
+        page = await browser.get("/console/webhooks")
+        assert channel["webhookPath"] not in page.text and "No channels." in page.text

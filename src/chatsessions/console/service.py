@@ -14,6 +14,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from chatsessions.analytics import service as analytics
+from chatsessions.channels import service as channels_service
+from chatsessions.channels import store as channels_store
 from chatsessions.console import store
 from chatsessions.contacts import service as contacts_service
 from chatsessions.db import Database
@@ -336,10 +338,17 @@ async def bucket_sessions_view(
 
 
 async def webhooks_view(db: Database, *, user_id: str) -> dict[str, Any]:
-    """Each webhook endpoint with its ten most recent deliveries."""
+    """Each channel with its counters and webhook path (secrets masked, as the API shows
+    them), and each webhook endpoint with its ten most recent deliveries."""
     secret = await db.signing_secret()
+    box = channels_service.vault_of(db.settings)
     out = []
-    async with db.read() as conn:
+    async with db.read(snapshot=True) as conn:
+        rows = await channels_store.list_channels(conn, user_id)
+        counts = (
+            await channels_store.read_counts(conn, user_id, [r.id for r in rows]) if rows else {}
+        )
+        channels = [channels_service.channel_as_json(r, counts[r.id], box) for r in rows]
         for endpoint in await webhooks_store.list_endpoints(conn, user_id):
             page = await webhooks_service.deliveries_page(
                 conn,
@@ -356,4 +365,4 @@ async def webhooks_view(db: Database, *, user_id: str) -> dict[str, Any]:
                     "deliveries": page["data"],
                 }
             )
-    return {"webhooks": out}
+    return {"channels": channels, "webhooks": out}
