@@ -35,6 +35,7 @@ from chatsessions.errors import (
     Unavailable,
 )
 from chatsessions.exports.api import router as exports_router
+from chatsessions.imports.api import router as imports_router
 from chatsessions.logging_setup import configure_logging, mask
 from chatsessions.messages.api import HOT_ROUTES as HOT_INGEST_ROUTES
 from chatsessions.messages.api import router as messages_router
@@ -150,6 +151,7 @@ def create_app(
     app.include_router(exports_router)
     app.include_router(webhooks_router)
     app.include_router(channels_router)
+    app.include_router(imports_router)
     app.include_router(analytics_router)
     console_pages.install(app)
     if shadowed := shadowed_routes(app.router.routes):

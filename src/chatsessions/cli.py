@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings, get_settings
 from chatsessions.db import Database, migrate
+from chatsessions.imports import cli as imports_cli
 from chatsessions.timeutil import system_clock
 from chatsessions.webhooks import cli as webhooks_cli
 
@@ -37,6 +38,7 @@ keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="keys")
 app.add_typer(webhooks_cli.app, name="webhooks")
+app.command("import-chat")(imports_cli.import_chat)
 err = Console(stderr=True)
 
 
