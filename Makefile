@@ -4,8 +4,10 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# The browser tests drive the system's Chromium (Playwright never downloads one).
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: install install-dev run test check lint typecheck bench bench-import clean resilience
+.PHONY: install install-dev run test check lint typecheck bench bench-import clean resilience screenshots
 
 # Two install stamps: serving needs only the package and its runtime dependencies (the
 # first `make run` on a fresh machine waits for nothing else); the test and lint tools
@@ -29,9 +31,17 @@ run: install
 	$(BIN)/chatsessions serve --host $(HOST) --port $(PORT)
 
 ## make test: install, check for drift (lint, format, types, the generated API docs),
-## and run the whole suite (SQLite and the local PostgreSQL; the doctests of src/ too).
-test: check
+## and run the whole suite (SQLite and the local PostgreSQL; the doctests of src/ too;
+## the console in Debian's Chromium, installed here when missing).
+test: check $(CHROMIUM)
 	$(BIN)/pytest -q
+
+$(CHROMIUM):
+	apt-get update -qq && apt-get install -y -qq chromium
+
+## make screenshots: every console page (demo tenant) into docs/console/*.png.
+screenshots: install-dev $(CHROMIUM)
+	$(BIN)/python scripts/console_screenshots.py
 
 ## make check: what fails the build before a test runs.
 LINTED := src tests bench scripts

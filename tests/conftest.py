@@ -67,7 +67,7 @@ async def _create_pg_database() -> tuple[str, str]:
         # A linguistic (ICU) default collation, unlike byte order: an id column that lost
         # its COLLATE "C" would sort differently from SQLite and the order tests would fail.
         await conn.execute(
-            f"CREATE DATABASE \"{name}\" TEMPLATE template0 "
+            f'CREATE DATABASE "{name}" TEMPLATE template0 '
             "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
         )
     finally:
@@ -149,7 +149,9 @@ class Tenant:
         return {"X-API-Key": self.api_key}
 
 
-async def create_tenant(database: Database, *, timeout_minutes: int = 60, now_ms: int = T0) -> Tenant:
+async def create_tenant(
+    database: Database, *, timeout_minutes: int = 60, now_ms: int = T0
+) -> Tenant:
     """A fresh user (tenant) with one key."""
 
     async def work(conn: Any) -> auth_service.NewUser:

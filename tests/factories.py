@@ -9,13 +9,15 @@ import httpx
 from chatsessions.timeutil import format_ms
 
 
-async def make_contact(
-    client: httpx.AsyncClient, auth: dict[str, str], **fields: Any
-) -> str:
+async def make_contact(client: httpx.AsyncClient, auth: dict[str, str], **fields: Any) -> str:
     """Create a contact (a unique phone number unless given) and return its id."""
     import secrets
 
-    body = {"phoneNumber": f"+1555{secrets.randbelow(10**7):07d}", "firstName": "Jane", "lastName": "Smith"}
+    body = {
+        "phoneNumber": f"+1555{secrets.randbelow(10**7):07d}",
+        "firstName": "Jane",
+        "lastName": "Smith",
+    }
     body.update(fields)
     r = await client.post("/v1/contacts", json=body, headers=auth)
     assert r.status_code == 200, r.text

@@ -221,6 +221,10 @@ async def test_demo_prints_a_curl_line_that_works(demo_db: Demo) -> None:
     assert r.json()["count"] == 5
 
 
+async def test_demo_prints_the_console_url(demo_db: Demo) -> None:
+    assert "Console: http://127.0.0.1:8765/console  (sign in with the apiKey)" in demo_db.stdout
+
+
 async def test_demo_loads_a_realistic_tenant(demo_db: Demo) -> None:
     assert demo_db.contacts == 50 and demo_db.messages > 500 and demo_db.sessions > 100
     assert demo_db.open_now > 0
@@ -352,7 +356,11 @@ async def test_import_of_a_bad_file_names_the_line_and_writes_nothing(tmp_path: 
 
 def test_default_timeout_setting_applies_to_new_users(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/timeout.db"
-    env = {**os.environ, "CHATSESSIONS_DATABASE_URL": url, "CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES": "15"}
+    env = {
+        **os.environ,
+        "CHATSESSIONS_DATABASE_URL": url,
+        "CHATSESSIONS_DEFAULT_TIMEOUT_MINUTES": "15",
+    }
     out = subprocess.run(
         [sys.executable, "-m", "chatsessions.cli", "users", "create", "--name", "t", "--json"],
         env=env,

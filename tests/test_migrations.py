@@ -42,9 +42,7 @@ async def test_concurrent_migrations_run_once(backend_name: str, tmp_path: Path)
         db = Database(Settings(database_url=url))
         async with db.read() as conn:
             versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-            tables = (
-                await conn.execute(text("SELECT count(*) FROM users"))
-            ).scalar_one()
+            tables = (await conn.execute(text("SELECT count(*) FROM users"))).scalar_one()
         await db.dispose()
         assert len(versions) == 1
         assert tables == 0

@@ -60,7 +60,9 @@ def _index_definitions(sync_conn: Connection, schema: str) -> dict[str, str]:
         ).all()
         return {name: definition.replace(f"{schema}.", "") for name, definition in rows}
     rows = sync_conn.execute(
-        text(f"SELECT name, sql FROM {schema}.sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+        text(
+            f"SELECT name, sql FROM {schema}.sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+        )
     ).all()
     return {name: _normalised_sqlite(sql, schema) for name, sql in rows}
 

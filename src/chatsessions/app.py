@@ -19,10 +19,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chatsessions import __version__
+from chatsessions.analytics.api import router as analytics_router
 from chatsessions.auth.api import AuthFailureThrottle
 from chatsessions.channels.api import HOT_ROUTES as HOT_CHANNEL_ROUTES
 from chatsessions.channels.api import router as channels_router
 from chatsessions.config import Settings, get_settings
+from chatsessions.console import pages as console_pages
 from chatsessions.contacts.api import router as contacts_router
 from chatsessions.db import Database
 from chatsessions.errors import (
@@ -150,6 +152,8 @@ def create_app(
     app.include_router(webhooks_router)
     app.include_router(channels_router)
     app.include_router(imports_router)
+    app.include_router(analytics_router)
+    console_pages.install(app)
     if shadowed := shadowed_routes(app.router.routes):
         # Within a domain the router orders literal paths first (web.DomainRouter); across
         # domains the include order decides, so a clash is a mistake to fix at once.

@@ -247,6 +247,7 @@ def demo_command(
     typer.echo("Try:")
     typer.echo(f"  export KEY={tenant.api_key}")
     typer.echo(f"  {demo.curl_line(tenant.api_key, host=host, port=port)}")
+    typer.echo(f"Console: {demo.console_url(host=host, port=port)}  (sign in with the apiKey)")
 
 
 @app.command("export")

@@ -46,6 +46,7 @@ __all__ = [
     "DemoStats",
     "DemoTenant",
     "build_plan",
+    "console_url",
     "curl_line",
     "demo_file_path",
     "demo_stats",
@@ -474,11 +475,20 @@ async def existing_demo(db: Database, path: Path) -> DemoTenant | None:
     return tenant if caller.user_id == tenant.user_id else None
 
 
-def curl_line(api_key: str, *, host: str = "127.0.0.1", port: int = 8000) -> str:
-    """A one-line curl of the recent sessions, ready to paste."""
+def _base_url(host: str, port: int) -> str:
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     if ":" in host:
         host = f"[{host}]"
-    url = f"http://{host}:{port}/v1/chat-sessions/recent?hours=24&limit=5"
+    return f"http://{host}:{port}"
+
+
+def curl_line(api_key: str, *, host: str = "127.0.0.1", port: int = 8000) -> str:
+    """A one-line curl of the recent sessions, ready to paste."""
+    url = f"{_base_url(host, port)}/v1/chat-sessions/recent?hours=24&limit=5"
     return f"curl -s '{url}' -H 'X-API-Key: {api_key}'"
+
+
+def console_url(*, host: str = "127.0.0.1", port: int = 8000) -> str:
+    """Where the operator console answers (sign in there with the API key)."""
+    return f"{_base_url(host, port)}/console"

@@ -30,6 +30,7 @@ __all__ = [
     "api_keys",
     "channel_counters",
     "channels",
+    "console_sign_ins",
     "contacts",
     "messages",
     "metadata",
@@ -307,6 +308,23 @@ rate_limit_counters = Table(
     Column("window_start_ms", BigInteger, nullable=False),
     Column("count", Integer, nullable=False),
     PrimaryKeyConstraint("bucket", "window_start_ms"),
+)
+
+# One row per signed-in console browser: the SHA-256 of the token its cookie carries.
+# Signing out deletes the row; revoking the API key it signed in with ends it too.
+console_sign_ins = Table(
+    "console_sign_ins",
+    metadata,
+    Column("token_hash", String(64), nullable=False),
+    Column("user_id", _id(), nullable=False),
+    Column("api_key_id", _id(), nullable=False),
+    Column("created_at_ms", BigInteger, nullable=False),
+    Column("expires_at_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("token_hash"),
+    ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
+    ForeignKeyConstraint(["api_key_id"], ["api_keys.id"], ondelete="CASCADE"),
+    Index(None, "user_id"),
+    Index(None, "expires_at_ms"),
 )
 
 # --- Channels: messages straight in from messaging platforms ---

@@ -122,7 +122,9 @@ async def test_content_of_exactly_64_kib_and_unicode_round_trip(client, tenant: 
     assert sess["messages"][-1]["content"] == text
 
 
-async def test_unknown_or_foreign_contact_is_404(client, tenant: Tenant, other_tenant: Tenant) -> None:
+async def test_unknown_or_foreign_contact_is_404(
+    client, tenant: Tenant, other_tenant: Tenant
+) -> None:
     foreign = await make_contact(client, other_tenant.auth)
     for contact_id in (foreign, "A" * 20, "../../etc/passwd", "'; DROP TABLE messages;--"):
         r = await client.post(
@@ -148,7 +150,9 @@ async def test_inline_contact_is_found_by_external_id_then_phone_then_email(
     by_email = await make_contact(client, tenant.auth, phoneNumber="+15550003333", email="a@b.co")
     body = {"direction": "inbound", "timestamp": format_ms(T0 - MIN)}
     r = await client.post(
-        "/v1/messages", json={**body, "contact": {"phoneNumber": "+1 555 000 2222"}}, headers=tenant.auth
+        "/v1/messages",
+        json={**body, "contact": {"phoneNumber": "+1 555 000 2222"}},
+        headers=tenant.auth,
     )
     assert r.status_code == 201
     r = await client.post(
@@ -161,9 +165,7 @@ async def test_inline_contact_is_found_by_external_id_then_phone_then_email(
         headers=tenant.auth,
     )
     assert r.status_code == 201
-    by_contact = {
-        s["contact_id"]: s for s in (await _recent(client, tenant))["sessions"]
-    }
+    by_contact = {s["contact_id"]: s for s in (await _recent(client, tenant))["sessions"]}
     assert by_phone in by_contact and by_email in by_contact
     assert len(by_contact) == 3  # one new contact for ext-9
 
@@ -243,7 +245,9 @@ async def test_batch_is_validated_whole_before_anything_is_written(client, tenan
     r = await client.post("/v1/messages/batch", json={"messages": new_contact}, headers=tenant.auth)
     assert r.status_code == 404
     assert (await _recent(client, tenant))["count"] == 0
-    r = await client.get("/v1/contacts", params={"phoneNumber": "+15550009999"}, headers=tenant.auth)
+    r = await client.get(
+        "/v1/contacts", params={"phoneNumber": "+15550009999"}, headers=tenant.auth
+    )
     assert r.status_code == 404  # the inline contact was not created either
 
 
@@ -252,7 +256,9 @@ async def test_batch_size_limits(client, tenant: Tenant) -> None:
     items = [_item(contact, T0 - i * 2 * 60 * MIN) for i in range(1001)]
     r = await client.post("/v1/messages/batch", json={"messages": items}, headers=tenant.auth)
     assert r.status_code == 400 and "messages" in r.json()["error"]
-    r = await client.post("/v1/messages/batch", json={"messages": items[:1000]}, headers=tenant.auth)
+    r = await client.post(
+        "/v1/messages/batch", json={"messages": items[:1000]}, headers=tenant.auth
+    )
     assert r.status_code == 200
     assert len(r.json()["results"]) == 1000
     r = await client.post("/v1/messages/batch", json={"messages": []}, headers=tenant.auth)

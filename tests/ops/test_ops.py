@@ -30,7 +30,9 @@ async def test_readiness_is_503_when_the_database_is_unreachable() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         r = await c.get("/readyz")
         assert r.status_code == 503 and r.json()["code"] == "unavailable"
-        r = await c.get("/v1/chat-sessions/recent", params={"hours": 1, "apiKey": "csk_" + "a" * 40})
+        r = await c.get(
+            "/v1/chat-sessions/recent", params={"hours": 1, "apiKey": "csk_" + "a" * 40}
+        )
         assert r.status_code == 503
         assert r.json() == {
             "success": False,
@@ -73,8 +75,12 @@ async def test_hot_routes_are_counted_by_route_template(client, tenant: Tenant) 
     r = await client.post("/v1/messages", json={"direction": "inbound"}, headers=tenant.auth)
     assert r.status_code == 400
     assert count("/v1/messages", "400", "POST") == before["messages 400"] + 1
-    assert (await client.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)).status_code == 200
-    assert (await client.get("/v1/chat-sessions/recent?hours=x", headers=tenant.auth)).status_code == 400
+    assert (
+        await client.get("/v1/chat-sessions/recent?hours=1", headers=tenant.auth)
+    ).status_code == 200
+    assert (
+        await client.get("/v1/chat-sessions/recent?hours=x", headers=tenant.auth)
+    ).status_code == 400
     r = await client.get("/v1/chat-sessions/ZZZZZZZZZZZZZZZZZZZZ", headers=tenant.auth)
     assert r.status_code == 404
     assert count("/v1/chat-sessions/recent", "200") == before["recent 200"] + 1

@@ -37,7 +37,10 @@ async def test_eight_concurrent_writers_give_the_sequential_sessions(database: D
     # Timestamps over 3 days with gaps around the 60-minute timeout, so that concurrent
     # messages open, join, back-fill and merge the same sessions.
     plans = [
-        [T0 - rng.randrange(0, 3 * 24 * 60) * MIN - rng.randrange(60_000) for _ in range(PER_WRITER)]
+        [
+            T0 - rng.randrange(0, 3 * 24 * 60) * MIN - rng.randrange(60_000)
+            for _ in range(PER_WRITER)
+        ]
         for _ in range(WRITERS)
     ]
 
@@ -72,9 +75,7 @@ async def test_eight_concurrent_writers_give_the_sequential_sessions(database: D
             await conn.execute(select(func.count()).where(s.user_id == tenant.user_id))
         ).scalar_one()
         counted = (
-            await conn.execute(
-                select(func.sum(s.message_count)).where(s.user_id == tenant.user_id)
-            )
+            await conn.execute(select(func.sum(s.message_count)).where(s.user_id == tenant.user_id))
         ).scalar_one()
 
     stored_ids = {r.id for r in rows}

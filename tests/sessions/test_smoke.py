@@ -10,7 +10,9 @@ async def test_message_opens_session_listed_as_recent(client, tenant: Tenant) ->
     contact = await make_contact(client, tenant.auth)
     posted = await post_message(client, tenant.auth, contact, T0 - 60_000)
     assert posted["sessionOpened"] is True
-    r = await client.get("/v1/chat-sessions/recent?hours=1&includeMessages=true", headers=tenant.auth)
+    r = await client.get(
+        "/v1/chat-sessions/recent?hours=1&includeMessages=true", headers=tenant.auth
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["count"] == 1

@@ -49,7 +49,9 @@ async def _stored_sessions(db: Database, user_id: str, contact_id: str) -> set[A
         }
         members: dict[str, list[tuple[int, str]]] = {sid: [] for sid in sessions}
         for r in await conn.execute(
-            select(m.id, m.ts_ms, m.session_id).where(m.user_id == user_id, m.contact_id == contact_id)
+            select(m.id, m.ts_ms, m.session_id).where(
+                m.user_id == user_id, m.contact_id == contact_id
+            )
         ):
             members[r.session_id].append((r.ts_ms, r.id))
     out = set()
