@@ -191,7 +191,7 @@ server_secrets = Table(
 
 MIN_TIME_MS = -(2**62)
 
-# --- Webhooks (SPEC §6) ---
+# --- Webhooks (docs/contract.md#webhooks) ---
 
 webhook_endpoints = Table(
     "webhook_endpoints",
