@@ -79,6 +79,8 @@ bench: install-dev
 	$(BIN)/python bench/generate.py --scale small --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_small
 	$(BIN)/python bench/generate.py --scale $(SCALE) --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_$(SCALE)
 	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)
+	$(BIN)/python bench/import_bench.py
+	$(BIN)/python bench/channels_bench.py
 
 ## make bench-import: a generated 100k-message WhatsApp export through `import-chat` on SQLite
 ## and PostgreSQL (seconds, msg/s), then 1M messages for peak RSS (bench/import_bench.py).
