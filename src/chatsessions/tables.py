@@ -139,6 +139,14 @@ sessions = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     # The expires_ms for which ChatSessionClosed (inactivity) was announced; null: never.
     Column("close_notified_ms", BigInteger, nullable=True),
+    # Analytics figures (chatsessions.sessions.figures), kept by the write path: the first
+    # inbound message's time, the first response (ms), the sum and count of reply times,
+    # and the first inbound message still waiting for an answer (null: none).
+    Column("first_inbound_ms", BigInteger, nullable=True),
+    Column("first_response_ms", BigInteger, nullable=True),
+    Column("reply_sum_ms", BigInteger, server_default="0", nullable=False),
+    Column("reply_count", Integer, server_default="0", nullable=False),
+    Column("unanswered_since_ms", BigInteger, nullable=True),
     PrimaryKeyConstraint("user_id", "id"),
     ForeignKeyConstraint(
         ["user_id", "contact_id"], ["contacts.user_id", "contacts.id"], ondelete="CASCADE"
