@@ -153,6 +153,22 @@ sessions = Table(
     ),
     Index("ix_sessions_contact_start", "user_id", "contact_id", "start_ms"),
 )
+# Analytics selects sessions by start; on PostgreSQL the index carries every column it
+# reads, so a range is an index-only scan (SQLite: the key alone).
+Index(
+    "ix_sessions_start",
+    sessions.c.user_id,
+    sessions.c.start_ms,
+    postgresql_include=[
+        "contact_id",
+        "last_ms",
+        "inbound_count",
+        "outbound_count",
+        "first_response_ms",
+        "reply_sum_ms",
+        "reply_count",
+    ],
+)
 # Keyset indexes in the listing order (activity newest first, ties by id ascending), so
 # that a page is one index range read on both backends.
 Index("ix_sessions_recent", sessions.c.user_id, sessions.c.activity_ms.desc(), sessions.c.id)

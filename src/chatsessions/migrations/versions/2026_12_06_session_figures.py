@@ -1,5 +1,6 @@
 """session figures: first inbound, first response, reply-time sum and count, and the
-unanswered turn's start on each session row (analytics reads them instead of the messages)
+unanswered turn's start on each session row (analytics reads them instead of the messages),
+and the index analytics selects sessions by
 
 Revision ID: 0006_session_figures
 Revises: 0005_console_sign_ins
@@ -70,9 +71,24 @@ def upgrade() -> None:
     for column in _COLUMNS:
         op.add_column("sessions", column)
     op.execute(_FILL)
+    op.create_index(
+        "ix_sessions_start",
+        "sessions",
+        ["user_id", "start_ms"],
+        postgresql_include=[
+            "contact_id",
+            "last_ms",
+            "inbound_count",
+            "outbound_count",
+            "first_response_ms",
+            "reply_sum_ms",
+            "reply_count",
+        ],
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sessions_start", table_name="sessions")
     with op.batch_alter_table("sessions") as batch:
         for column in reversed(_COLUMNS):
             batch.drop_column(column.name)
