@@ -18,11 +18,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatsessions import tables
 from chatsessions.auth import service as auth_service
+from chatsessions.console import store
 from chatsessions.db import Database
 
 __all__ = [
@@ -42,9 +41,6 @@ __all__ = [
 COOKIE = "cs_console"
 PRE_COOKIE = "cs_pre"
 LIFETIME_MS = 12 * 3_600_000
-
-si = tables.console_sign_ins.c
-keys = tables.api_keys.c
 
 
 @dataclass(frozen=True)
@@ -94,16 +90,16 @@ async def sign_in(db: Database, *, api_key: str, now_ms: int) -> str:
     assert caller.key_id is not None  # an API key names its id
     token = secrets.token_urlsafe(32)
 
+    key_id = caller.key_id
+
     async def work(conn: AsyncConnection) -> None:
-        await conn.execute(delete(tables.console_sign_ins).where(si.expires_at_ms <= now_ms))
-        await conn.execute(
-            tables.console_sign_ins.insert().values(
-                token_hash=_hash(token),
-                user_id=caller.user_id,
-                api_key_id=caller.key_id,
-                created_at_ms=now_ms,
-                expires_at_ms=now_ms + LIFETIME_MS,
-            )
+        await store.record_sign_in(
+            conn,
+            token_hash=_hash(token),
+            user_id=caller.user_id,
+            api_key_id=key_id,
+            now_ms=now_ms,
+            expires_at_ms=now_ms + LIFETIME_MS,
         )
 
     await db.run_write(work)
@@ -120,26 +116,16 @@ async def resolve_cookie(
     token, _, signature = cookie.partition(".")
     if not hmac.compare_digest(_mac(secret, "console", token), signature):
         return None
-    row = (
-        await conn.execute(
-            select(si.user_id)
-            .select_from(tables.console_sign_ins.join(tables.api_keys, keys.id == si.api_key_id))
-            .where(
-                si.token_hash == _hash(token),
-                si.expires_at_ms > now_ms,
-                keys.revoked_at_ms.is_(None),
-            )
-        )
-    ).first()
-    if row is None:
+    user_id = await store.signed_in_user(conn, token_hash=_hash(token), now_ms=now_ms)
+    if user_id is None:
         return None
-    return SignedIn(str(row[0]), token, csrf_token(secret, "session", token))
+    return SignedIn(user_id, token, csrf_token(secret, "session", token))
 
 
 async def end_sign_in(db: Database, *, token: str) -> None:
     """Sign out: the session's record is deleted."""
 
     async def work(conn: AsyncConnection) -> None:
-        await conn.execute(delete(tables.console_sign_ins).where(si.token_hash == _hash(token)))
+        await store.delete_sign_in(conn, token_hash=_hash(token))
 
     await db.run_write(work)

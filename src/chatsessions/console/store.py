@@ -1,21 +1,72 @@
-"""Read-only SQL the console needs beyond the API's services: the contact search and the
-sessions behind an analytics bucket."""
+"""SQL the console needs beyond the API's services: its sign-ins, the contact search and
+the sessions behind an analytics bucket."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.contacts.store import ContactRow
 
-__all__ = ["search_contacts", "sessions_starting"]
+__all__ = [
+    "delete_sign_in",
+    "record_sign_in",
+    "search_contacts",
+    "sessions_starting",
+    "signed_in_user",
+]
 
 c = tables.contacts.c
 s = tables.sessions.c
+si = tables.console_sign_ins.c
+keys = tables.api_keys.c
+
+
+async def record_sign_in(
+    conn: AsyncConnection,
+    *,
+    token_hash: str,
+    user_id: str,
+    api_key_id: str,
+    now_ms: int,
+    expires_at_ms: int,
+) -> None:
+    """Store a console sign-in (and forget the expired ones)."""
+    await conn.execute(delete(tables.console_sign_ins).where(si.expires_at_ms <= now_ms))
+    await conn.execute(
+        tables.console_sign_ins.insert().values(
+            token_hash=token_hash,
+            user_id=user_id,
+            api_key_id=api_key_id,
+            created_at_ms=now_ms,
+            expires_at_ms=expires_at_ms,
+        )
+    )
+
+
+async def signed_in_user(conn: AsyncConnection, *, token_hash: str, now_ms: int) -> str | None:
+    """The user of a live sign-in (None: unknown, expired, or its key revoked)."""
+    row = (
+        await conn.execute(
+            select(si.user_id)
+            .select_from(tables.console_sign_ins.join(tables.api_keys, keys.id == si.api_key_id))
+            .where(
+                si.token_hash == token_hash,
+                si.expires_at_ms > now_ms,
+                keys.revoked_at_ms.is_(None),
+            )
+        )
+    ).first()
+    return None if row is None else str(row[0])
+
+
+async def delete_sign_in(conn: AsyncConnection, *, token_hash: str) -> None:
+    """Forget a sign-in (sign-out)."""
+    await conn.execute(delete(tables.console_sign_ins).where(si.token_hash == token_hash))
 
 
 def _like(text: str) -> str:
