@@ -274,7 +274,7 @@ async def run_ingest_transaction(
     same transaction (a channel's counters, an import's contact), in one write transaction
     (retried on a race) with the plan settings ingest's statements are written for. Every
     caller of :func:`ingest` goes through here or :func:`store_messages`."""
-    return await db.run_write(work, generic_plans=GENERIC_PLANS, index_scans=True)
+    return await db.run_write(work, generic_plans=GENERIC_PLANS, index_scans=True, probe_plans=True)
 
 
 def _history(loaded: Loaded) -> TimeoutHistory:
@@ -327,7 +327,11 @@ async def _resolve_contacts(
     ``lock_and_load`` read."""
     given = {it.contact_id for it in items if it.contact_id is not None}
     loaded = await messages_store.lock_and_load(
-        conn, user_id, [cid for cid in given if ids.is_id(cid)]
+        conn,
+        user_id,
+        [cid for cid in given if ids.is_id(cid)],
+        # Inline contacts are found or created next: not probes (db.PG_PROBES).
+        probes_follow=all(it.contact_id is not None for it in items),
     )
     for it in items:
         if it.contact_id is not None and it.contact_id not in loaded.locked:
