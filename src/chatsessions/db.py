@@ -305,7 +305,12 @@ class Database:
 
     @asynccontextmanager
     async def write(
-        self, *, generic_plans: bool = False, index_scans: bool = False, probe_plans: bool = False
+        self,
+        *,
+        generic_plans: bool = False,
+        index_scans: bool = False,
+        probe_plans: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed when the block ends without error.
 
@@ -325,6 +330,11 @@ class Database:
         ``probe_plans=True`` (PostgreSQL) begins with the probe phase (:data:`PG_PROBES`):
         generic plans and no sequential scans until a statement evaluates
         :data:`END_PROBES`; then ``generic_plans`` decides, as for the whole transaction.
+
+        ``conn`` (PostgreSQL): a connection from :meth:`read` (not in a transaction) to run
+        the transaction on, e.g. the one a request authenticated on: one pool checkout per
+        request. Ignored on SQLite, whose writes take the write lock on a connection of
+        their own.
         """
         if self.is_sqlite:
             async with self._sqlite_write_lock, self.engine.connect() as conn:
@@ -338,11 +348,15 @@ class Database:
             if probe_plans:
                 after = "force_generic_plan" if generic_plans else "force_custom_plan"
                 begin += PG_PROBES + after
+            if conn is not None:
+                async with _driver_transaction(conn, begin):
+                    yield conn
+                return
             async with (
-                self._autocommit_engine.connect() as conn,
-                _driver_transaction(conn, begin),
+                self._autocommit_engine.connect() as own,
+                _driver_transaction(own, begin),
             ):
-                yield conn
+                yield own
 
     async def run_write(
         self,
@@ -352,20 +366,24 @@ class Database:
         generic_plans: bool = False,
         index_scans: bool = False,
         probe_plans: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> T:
         """Run ``work`` in a write transaction, retrying races the database reported.
 
         A race is a unique violation from a concurrent insert (e.g. two writers creating
         the same contact) or a deadlock/serialisation failure on PostgreSQL; the retry sees
-        the winner's row. ``generic_plans``, ``index_scans``, ``probe_plans``: as for
-        :meth:`write`.
+        the winner's row. ``generic_plans``, ``index_scans``, ``probe_plans``, ``conn``: as
+        for :meth:`write`.
         """
         for attempt in range(attempts):
             try:
                 async with self.write(
-                    generic_plans=generic_plans, index_scans=index_scans, probe_plans=probe_plans
-                ) as conn:
-                    return await work(conn)
+                    generic_plans=generic_plans,
+                    index_scans=index_scans,
+                    probe_plans=probe_plans,
+                    conn=conn,
+                ) as tx:
+                    return await work(tx)
             except Exception as exc:
                 if attempt == attempts - 1 or not _is_race(exc):
                     raise
