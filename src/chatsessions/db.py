@@ -193,8 +193,9 @@ PG_INDEX_SCANS = "; SET LOCAL enable_bitmapscan = off"
 # statements, the lock and the reads under it, are index probes by key (one row each,
 # driven by the given ids, see messages.store): planned once per connection (generic
 # plans: planning was ~1 ms of PostgreSQL's ~2 ms per single message), with neither
-# sequential nor bitmap scans, so that even a plan made on empty or one-row statistics
-# probes the key's index (tests/messages/test_probe_plans.py). The statement that ends the
+# sequential nor bitmap scans, and written so that even a plan made on empty tables or
+# on one-row-per-tenant statistics probes the key's index (messages.store,
+# tests/messages/test_probe_plans.py). The statement that ends the
 # phase (END_PROBES) puts back, for the rest of the transaction, the plan mode recorded at
 # BEGIN and sequential scans.
 _AFTER_PROBES = "chatsessions.plan_cache_mode_after_probes"

@@ -1,7 +1,8 @@
-"""Ingest's probes cannot rot: the plans PostgreSQL makes once per connection for the lock
-and the reads under it (generic plans, db.PG_PROBES) probe the same key indexes on empty,
+"""Ingest's probes do not rot: the plans PostgreSQL makes once per connection for the lock
+and the reads under it (generic plans, db.PG_PROBES) probe the key indexes on empty,
 never-analyzed tables, on statistics of one row per tenant (where every index of a tenant
-looks equally cheap) and on a tenant of thousands of messages.
+looks like one row) and on a tenant of thousands of messages; they never scan a table
+(nor a bitmap). And the phase ends where it should: the statements after it plan as before.
 
 PostgreSQL only: generic plans and their settings are PostgreSQL's (SQLite plans each
 statement when it is prepared, from its own fixed rules).
@@ -15,15 +16,22 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 import pytest
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql
 
 from chatsessions.config import Settings
 from chatsessions.contacts.schemas import ContactFields
-from chatsessions.db import PG_INDEX_SCANS, PG_PROBES, Database, migrate
+from chatsessions.db import PG_INDEX_SCANS, PG_PROBES, Database, fetch_rows, migrate
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
-from tests.conftest import BACKENDS, T0, _create_pg_database, _drop_pg_database, create_tenant
+from tests.conftest import (
+    BACKENDS,
+    T0,
+    _create_pg_database,
+    _drop_pg_database,
+    create_tenant,
+)
 
 # Every table access of the probes, by table: the one index it may use.
 EXPECTED = {
@@ -163,3 +171,53 @@ async def test_the_probes_plan_the_same_index_probes_at_any_statistics(backend_n
         await conn.close()
         await database.dispose()
         await _drop_pg_database(name)
+
+
+async def _settings(conn: Any) -> tuple[str, str]:
+    row = (
+        await fetch_rows(
+            conn,
+            text("SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')"),
+            {},
+        )
+    )[0]
+    return str(row[0]), str(row[1])
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+@pytest.mark.parametrize("probes_follow", [True, False])
+async def test_the_probe_phase_ends_with_the_read_or_the_lock(
+    backend_name: str, probes_follow: bool
+) -> None:
+    name, url = await _create_pg_database()
+    await migrate(Settings(database_url=url))
+    database = Database(Settings(database_url=url))
+    seen: list[tuple[str, str]] = []
+
+    async def work(conn: Any) -> None:
+        seen.append(await _settings(conn))
+        await messages_store.lock_and_load(conn, "u" * 20, [], probes_follow=probes_follow)
+        seen.append(await _settings(conn))
+        await messages_store.read_state(
+            conn, "u" * 20, ranges={}, external_ids=[], owing_since_ms=None, now_ms=T0
+        )
+        seen.append(await _settings(conn))
+
+    try:
+        await database.run_write(work, index_scans=True, probe_plans=True)
+        await database.run_write(work, index_scans=True, probe_plans=True, generic_plans=True)
+        async with database.read() as conn:
+            afterwards = await _settings(conn)
+    finally:
+        await database.dispose()
+        await _drop_pg_database(name)
+    probing, custom, generic = (
+        ("force_generic_plan", "off"),
+        ("force_custom_plan", "on"),
+        ("force_generic_plan", "on"),
+    )
+    middle = probing if probes_follow else custom
+    assert seen[:3] == [probing, middle, custom]
+    # With generic plans for the whole transaction, the phase ends into them.
+    assert seen[3:] == [probing, probing if probes_follow else generic, generic]
+    assert afterwards == custom  # the connection's own settings

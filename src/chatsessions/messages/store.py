@@ -239,8 +239,10 @@ _CONTACT_FIELDS = text(
 # tenant looks like one row (e.g. analyzed when each tenant had one: user_id then looks
 # unique) leave the planner a tie between the key's index and any other index of the
 # tenant, which the smallest wins (ix_messages_user_ts: a scan of the tenant's messages).
-# In key order only the key's index serves the probe without a sort: it wins at any
-# statistics (tests/messages/test_probe_plans.py).
+# In key order only the key's index serves the probe without a sort: it wins on empty
+# tables, on such statistics and on a big tenant's (tests/messages/test_probe_plans.py).
+# Only a table that grew far past statistics of one row per tenant, before the next
+# ANALYZE (autovacuum's), can still mislead it, as it misleads custom plans.
 #
 # Driven by the externalIds (one probe of uq_messages_user_id_external_id each): with
 # "external_id = ANY(...)", or a join PostgreSQL may flatten, it misjudged a growing tenant
@@ -294,8 +296,8 @@ _END_PROBES_PG = f"""
     WHERE {END_PROBES} IS NULL
 """
 # The reads are made of key probes driven by the given arrays (no "= ANY(array)"), in the
-# probe phase: a generic plan (made once per connection) probes the same indexes at any
-# statistics (tests/messages/test_probe_plans.py). The sessions owing a close are not
+# probe phase: a generic plan (made once per connection) probes the key indexes (see
+# above and tests/messages/test_probe_plans.py). The sessions owing a close are not
 # probes (which index is best depends on the data): that read ends the phase first.
 _READ_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _END_PROBES_PG)
 _READ_OWING_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _OWING_PG)
