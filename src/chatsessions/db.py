@@ -189,6 +189,26 @@ PG_BEGIN_GENERIC_PLANS = f"{PG_BEGIN}; SET LOCAL plan_cache_mode = force_generic
 # Probes only: with statistics, PostgreSQL may misjudge a contact's sessions as one row and
 # read all of them through a bitmap (then sort) instead of the index in order.
 PG_INDEX_SCANS = "; SET LOCAL enable_bitmapscan = off"
+# The probe phase of an ingest transaction (Database.write(probe_plans=True)): its first
+# statements, the lock and the reads under it, are index probes by key (one row each,
+# driven by the given ids, see messages.store): planned once per connection (generic
+# plans: planning was ~1 ms of PostgreSQL's ~2 ms per single message), with neither
+# sequential nor bitmap scans, and written so that even a plan made on empty tables or
+# on one-row-per-tenant statistics probes the key's index (messages.store,
+# tests/messages/test_probe_plans.py). The statement that ends the
+# phase (END_PROBES) puts back, for the rest of the transaction, the plan mode recorded at
+# BEGIN and sequential scans.
+_AFTER_PROBES = "chatsessions.plan_cache_mode_after_probes"
+PG_PROBES = (
+    "; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL enable_seqscan = off"
+    f"; SET LOCAL {_AFTER_PROBES} = "
+)
+END_PROBES = (
+    "(set_config('plan_cache_mode', COALESCE(NULLIF(current_setting("
+    f"'{_AFTER_PROBES}', true), ''), current_setting('plan_cache_mode')), true)"
+    " || set_config('enable_seqscan', 'on', true))"
+)
+"""An SQL expression (never NULL) that ends the probe phase: a no-op outside one."""
 PG_BEGIN_SNAPSHOT = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # Database.read
 
 
@@ -286,7 +306,12 @@ class Database:
 
     @asynccontextmanager
     async def write(
-        self, *, generic_plans: bool = False, index_scans: bool = False
+        self,
+        *,
+        generic_plans: bool = False,
+        index_scans: bool = False,
+        probe_plans: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> AsyncIterator[AsyncConnection]:
         """One write transaction, committed when the block ends without error.
 
@@ -302,6 +327,15 @@ class Database:
 
         ``index_scans=True`` (PostgreSQL) turns bitmap scans off for the transaction (same
         round trip): for statements made of index probes and ordered range reads only.
+
+        ``probe_plans=True`` (PostgreSQL) begins with the probe phase (:data:`PG_PROBES`):
+        generic plans and no sequential scans until a statement evaluates
+        :data:`END_PROBES`; then ``generic_plans`` decides, as for the whole transaction.
+
+        ``conn`` (PostgreSQL): a connection from :meth:`read` (not in a transaction) to run
+        the transaction on, e.g. the one a request authenticated on: one pool checkout per
+        request. Ignored on SQLite, whose writes take the write lock on a connection of
+        their own.
         """
         if self.is_sqlite:
             async with self._sqlite_write_lock, self.engine.connect() as conn:
@@ -312,11 +346,18 @@ class Database:
             begin = PG_BEGIN_GENERIC_PLANS if generic_plans else PG_BEGIN
             if index_scans:
                 begin += PG_INDEX_SCANS
+            if probe_plans:
+                after = "force_generic_plan" if generic_plans else "force_custom_plan"
+                begin += PG_PROBES + after
+            if conn is not None:
+                async with _driver_transaction(conn, begin):
+                    yield conn
+                return
             async with (
-                self._autocommit_engine.connect() as conn,
-                _driver_transaction(conn, begin),
+                self._autocommit_engine.connect() as own,
+                _driver_transaction(own, begin),
             ):
-                yield conn
+                yield own
 
     async def run_write(
         self,
@@ -325,17 +366,25 @@ class Database:
         attempts: int = 4,
         generic_plans: bool = False,
         index_scans: bool = False,
+        probe_plans: bool = False,
+        conn: AsyncConnection | None = None,
     ) -> T:
         """Run ``work`` in a write transaction, retrying races the database reported.
 
         A race is a unique violation from a concurrent insert (e.g. two writers creating
         the same contact) or a deadlock/serialisation failure on PostgreSQL; the retry sees
-        the winner's row. ``generic_plans``, ``index_scans``: as for :meth:`write`.
+        the winner's row. ``generic_plans``, ``index_scans``, ``probe_plans``, ``conn``: as
+        for :meth:`write`.
         """
         for attempt in range(attempts):
             try:
-                async with self.write(generic_plans=generic_plans, index_scans=index_scans) as conn:
-                    return await work(conn)
+                async with self.write(
+                    generic_plans=generic_plans,
+                    index_scans=index_scans,
+                    probe_plans=probe_plans,
+                    conn=conn,
+                ) as tx:
+                    return await work(tx)
             except Exception as exc:
                 if attempt == attempts - 1 or not _is_race(exc):
                     raise

@@ -251,6 +251,11 @@ def path_parameter(name: str) -> dict[str, Any]:
 
 async def read_json_body(request: Request, *, limit: int) -> Any:
     """Read and parse the body as JSON whatever the Content-Type says, within ``limit`` bytes."""
+    return parse_json_body(await read_body(request, limit=limit))
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The body's bytes, or 413 past ``limit`` bytes (declared or read)."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
@@ -261,7 +266,11 @@ async def read_json_body(request: Request, *, limit: int) -> Any:
         if size > limit:
             raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
         chunks.append(chunk)
-    body = b"".join(chunks)
+    return b"".join(chunks)
+
+
+def parse_json_body(body: bytes) -> Any:
+    """A body parsed as JSON, or 400 naming ``body``."""
     if not body.strip():
         raise InvalidParameter("body", "a JSON object is required")
     try:

@@ -9,6 +9,10 @@ Vectors used (inputs and expected outputs are published facts):
   JSON body with ``bodySHA256=0a1f…6620`` → ``a9nBmqA0ju/hNViExpshrM61xv4=``.
 - HMAC-SHA256 (RFC 4231, test case 2): key ``Jefe``, data ``what do ya want for nothing?``
   → ``5bdcc146…64ec3843``: Meta's ``X-Hub-Signature-256`` is exactly this over the raw body.
+- A real Meta-signed WhatsApp Cloud API delivery (pywa, ``david-lev/pywa``
+  ``tests/test_server.py::test_webhook_updates_validator``; the app secret was reset by its
+  owner after publication): the body's exact bytes, app secret ``1222e786…93676`` and the
+  ``X-Hub-Signature-256`` Meta sent, ``sha256=54edfa1d…1bc441``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,18 @@ JSON_BODY = b'{"property": "value", "boolean": true}'
 JSON_BODY_SHA256 = "0a1ff7634d9ab3b95db5c9a2dfe9416e41502b283a80c7cf19632632f96e6620"
 RFC4231_KEY, RFC4231_DATA = "Jefe", b"what do ya want for nothing?"
 RFC4231_MAC = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+# Signed by Meta, not by us: see the module docstring for the source.
+META_SIGNED_SECRET = "1222e786b144d0e85b9f365372d93676"
+META_SIGNED_BODY = (
+    b'{"object":"whatsapp_business_account","entry":[{"id":"264937493375603","changes":[{"value":'
+    b'{"messaging_product":"whatsapp","metadata":{"display_phone_number":"15550953877",'
+    b'"phone_number_id":"277321005464405"},"contacts":[{"profile":{"name":"PyWa Tests"},'
+    b'"wa_id":"972544401243"}],"messages":[{"from":"972544401243","id":'
+    b'"wamid.HBgMOTcyNTQ0NDAxMjQzFQIAEhggM0RFQTNCMEEwRTY3QzUwODYzMDc4NjQ4QzM4ODAxM0YA",'
+    b'"timestamp":"1730231903","text":{"body":"Hey there! I am using PyWa."},"type":"text"}]},'
+    b'"field":"messages"}]}]}'
+)
+META_SIGNED_HEADER = "sha256=54edfa1d7259e0eb13c677cc7d73d1b5c86cfa12433d19156e058ab9251bc441"
 
 
 def _twilio(url: str, body: bytes, sig: str | None, config: ChannelConfig = TWILIO_CONFIG) -> None:
@@ -153,6 +169,17 @@ def test_meta_signature_is_hmac_sha256_of_the_raw_bytes_rfc4231() -> None:
     _meta(RFC4231_DATA, "sha256=" + RFC4231_MAC, keys=("old-secret", RFC4231_KEY))  # rotation list
 
 
+def test_meta_signature_of_a_real_meta_signed_delivery() -> None:
+    _meta(META_SIGNED_BODY, META_SIGNED_HEADER, keys=(META_SIGNED_SECRET,))
+    for i in (0, len(META_SIGNED_BODY) // 2, len(META_SIGNED_BODY) - 1):  # one byte changed
+        tampered = bytearray(META_SIGNED_BODY)
+        tampered[i] ^= 0x01
+        with pytest.raises(ProofRejected):
+            _meta(bytes(tampered), META_SIGNED_HEADER, keys=(META_SIGNED_SECRET,))
+    with pytest.raises(ProofRejected):  # the same body, re-serialised, is not what Meta signed
+        _meta(META_SIGNED_BODY.replace(b",", b", "), META_SIGNED_HEADER, keys=(META_SIGNED_SECRET,))
+
+
 @pytest.mark.parametrize(
     ("body", "header", "keys"),
     [
@@ -217,6 +244,30 @@ async def test_bad_meta_proofs_are_401_counted_and_store_nothing(
     assert await _rejected(client, tenant, channel["channelId"]) == 3
     r = await client.post(path, content=body, headers={"X-Hub-Signature-256": meta_signature(body)})
     assert r.status_code == 200
+
+
+async def test_a_real_meta_signed_delivery_is_stored_and_a_tampered_one_refused(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    channel = await create_channel(
+        client, tenant.auth, "whatsapp", appSecret=META_SIGNED_SECRET, accountId="277321005464405"
+    )
+    path = channel["webhookPath"]
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": META_SIGNED_HEADER}
+    tampered = META_SIGNED_BODY.replace(b"Hey there!", b"Hey there?")
+    r = await client.post(path, content=tampered, headers=headers)
+    assert r.status_code == 401, r.text
+    assert await messages_of(client, tenant.auth) == []
+    r = await client.post(path, content=META_SIGNED_BODY, headers=headers)
+    assert r.status_code == 200, r.text
+    [stored] = await messages_of(client, tenant.auth)
+    assert stored["external_id"] == (
+        "wamid.HBgMOTcyNTQ0NDAxMjQzFQIAEhggM0RFQTNCMEEwRTY3QzUwODYzMDc4NjQ4QzM4ODAxM0YA"
+    )
+    assert stored["content"] == "Hey there! I am using PyWa."
+    assert stored["timestamp"] == "2024-10-29T19:58:23.000Z"  # Meta's Unix seconds
+    assert stored["contact_name"] == "PyWa Tests"
+    assert stored["contact_phone"] == "+972544401243"
 
 
 async def test_old_secrets_stop_verifying_after_rotation(

@@ -3,6 +3,8 @@ own proof instead of a key)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
 from fastapi import Path, Request
@@ -174,16 +176,33 @@ async def delete_channel(caller: CurrentUser, db: DB, channelId: ChannelId) -> R
     return json_response({"success": True})
 
 
-async def _channel_of(request: Request) -> ChannelRow:
+async def _channel_of(request: Request, conn: AsyncConnection | None = None) -> ChannelRow:
+    """The channel of the path, read on ``conn`` (from ``db.read()``) or a connection of its
+    own; 404 when there is none."""
     db: Database = request.app.state.db
     channel_id = request.path_params["channelId"]
     row = None
     if ids.is_id(channel_id):
-        async with db.read() as conn:
+        if conn is not None:
             row = await store.get_channel_by_id(conn, channel_id)
+        else:
+            async with db.read() as own:
+                row = await store.get_channel_by_id(own, channel_id)
     if row is None:
         raise NotFound("channel not found")
     return row
+
+
+@asynccontextmanager
+async def _request_connection(db: Database) -> AsyncIterator[AsyncConnection | None]:
+    """On PostgreSQL one connection for the whole delivery (the channel's lookup, then the
+    write on it: one pool checkout); on SQLite None (a write takes the write lock on a
+    connection of its own, and holding a second one meanwhile could exhaust the pool)."""
+    if db.is_sqlite:
+        yield None
+        return
+    async with db.read() as conn:
+        yield conn
 
 
 def _throttle_of(request: Request) -> tuple[AuthFailureThrottle, str]:
@@ -230,20 +249,34 @@ async def _raw_body(request: Request) -> bytes:
 async def receive(request: Request) -> Response:
     """A platform's delivery: 200 once every message it carries is committed; 401 on a
     missing or wrong proof; 5xx when it cannot be stored (the platform retries)."""
-    row = await _channel_of(request)
     db: Database = request.app.state.db
-    settings: Settings = request.app.state.settings
-    clock: Clock = request.app.state.clock
     throttle, address = _throttle_of(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > WEBHOOK_BODY_LIMIT:
         raise PayloadTooLarge(f"request body is over the limit of {WEBHOOK_BODY_LIMIT} bytes")
+    # The body is in memory before a connection is taken: a slow sender never holds one.
     raw = await _raw_body(request)
+    async with _request_connection(db) as conn:
+        return await _receive(request, raw, throttle, address, conn)
+
+
+async def _receive(
+    request: Request,
+    raw: bytes,
+    throttle: AuthFailureThrottle,
+    address: str,
+    conn: AsyncConnection | None,
+) -> Response:
+    row = await _channel_of(request, conn)
+    db: Database = request.app.state.db
+    settings: Settings = request.app.state.settings
+    clock: Clock = request.app.state.clock
     platform = platform_of(row.type)
     try:
         config = service.runtime_config(row, service.vault_of(settings))
     except SealedSecretError as exc:
-        await intake.count(db, row, Counts(last_error=str(exc), last_error_at_ms=clock()))
+        counts = Counts(last_error=str(exc), last_error_at_ms=clock())
+        await intake.count(db, row, counts, conn=conn)
         raise ChatSessionsError("the channel's secrets cannot be read on this server") from None
     url = config.public_url or intake.request_url(request, settings)
     try:
@@ -252,7 +285,8 @@ async def receive(request: Request) -> Response:
         throttle.record_failure(address)
         now = clock()
         intake.CHANNEL_ITEMS.labels(row.type, "rejected").inc()
-        await intake.count(db, row, Counts(rejected=1, last_error=str(exc), last_error_at_ms=now))
+        counts = Counts(rejected=1, last_error=str(exc), last_error_at_ms=now)
+        await intake.count(db, row, counts, conn=conn)
         raise ProofRefused("the platform's proof is missing or wrong") from None
     now = clock()
     content_type = request.headers.get("content-type", "").lower()
@@ -260,9 +294,10 @@ async def receive(request: Request) -> Response:
         translation = platform.translate(raw, config, content_type=content_type)
     except (ValidationError, ValueError) as exc:  # orjson's and pydantic's errors included
         problem = f"not a {row.type} payload ({type(exc).__name__})"
-        await intake.count(db, row, Counts(received=1, last_error=problem, last_error_at_ms=now))
+        counts = Counts(received=1, last_error=problem, last_error_at_ms=now)
+        await intake.count(db, row, counts, conn=conn)
         raise InvalidParameter("body", problem) from None
-    outcome = await intake.store_translation(db, row, translation, now_ms=now)
+    outcome = await intake.store_translation(db, row, translation, now_ms=now, conn=conn)
     if row.type == "twilio":
         return Response(_TWIML_EMPTY, media_type="text/xml")
     return json_response(

@@ -118,37 +118,45 @@ def to_new_messages(
     return items, errors
 
 
-async def count(db: Database, row: ChannelRow, counts: Counts) -> None:
+async def count(
+    db: Database, row: ChannelRow, counts: Counts, *, conn: AsyncConnection | None = None
+) -> None:
     """Add to the channel's counters in a transaction of their own (best effort: a failure
-    to count never changes the answer)."""
+    to count never changes the answer). ``conn``: as for ``Database.write``."""
 
-    async def work(conn: AsyncConnection) -> None:
-        await store.add_counts(conn, row.user_id, row.id, counts)
+    async def work(tx: AsyncConnection) -> None:
+        await store.add_counts(tx, row.user_id, row.id, counts)
 
     try:
-        await db.run_write(work)
+        await db.run_write(work, conn=conn)
     except Exception as exc:  # the database may be the reason we are counting
         log.warning("channel counters not updated: %s", type(exc).__name__)
 
 
 async def store_translation(
-    db: Database, row: ChannelRow, translation: Translation, *, now_ms: int
+    db: Database,
+    row: ChannelRow,
+    translation: Translation,
+    *,
+    now_ms: int,
+    conn: AsyncConnection | None = None,
 ) -> Outcome:
     """Store every message of the payload and count, in one transaction; raise (→ 5xx, the
-    platform retries) when that cannot commit."""
+    platform retries) when that cannot commit. ``conn``: as for ``Database.write`` (the
+    connection the channel was read on)."""
     items, errors = to_new_messages(translation.messages, now_ms=now_ms)
     ignored = translation.ignored + len(errors)
 
-    async def work(conn: AsyncConnection) -> Outcome:
+    async def work(tx: AsyncConnection) -> Outcome:
         results = (
-            await messages_service.ingest(conn, user_id=row.user_id, items=items, now_ms=now_ms)
+            await messages_service.ingest(tx, user_id=row.user_id, items=items, now_ms=now_ms)
             if items
             else []
         )
         duplicates = sum(1 for r in results if r.duplicate)
         outcome = Outcome(len(results) - duplicates, duplicates, ignored)
         await store.add_counts(
-            conn,
+            tx,
             row.user_id,
             row.id,
             Counts(
@@ -164,7 +172,7 @@ async def store_translation(
         return outcome
 
     try:
-        outcome = await messages_service.run_ingest_transaction(db, work)
+        outcome = await messages_service.run_ingest_transaction(db, work, conn=conn)
     except Exception as exc:
         CHANNEL_ITEMS.labels(row.type, "failed").inc()
         reason = exc.message if isinstance(exc, ChatSessionsError) else type(exc).__name__
@@ -172,6 +180,7 @@ async def store_translation(
             db,
             row,
             Counts(received=1, last_error=f"not stored: {reason}"[:255], last_error_at_ms=now_ms),
+            conn=conn,
         )
         raise
     CHANNEL_ITEMS.labels(row.type, "received").inc()

@@ -7,11 +7,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, select, update
+from sqlalchemy import bindparam, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows, insert_for
+from chatsessions.db import fetch_rows
 
 __all__ = [
     "COUNTER_SLOTS",
@@ -121,38 +121,49 @@ async def delete_channel(conn: AsyncConnection, user_id: str, channel_id: str) -
     await conn.execute(delete(tables.channels).where(_c.user_id == user_id, _c.id == channel_id))
 
 
+# Pre-built (no statement to build and compile per payload: that was a sixth of the
+# server's CPU per single-message payload), the same SQL on both backends. Values that
+# may be NULL are cast, so that PostgreSQL knows their types.
+_ADD_COUNTS = text(
+    """
+    INSERT INTO channel_counters (user_id, channel_id, slot, received, stored, duplicates,
+        ignored, rejected, last_event_at_ms, last_error, last_error_at_ms)
+    VALUES (:user_id, :channel_id, :slot, :received, :stored, :duplicates, :ignored,
+        :rejected, CAST(:last_event_at_ms AS bigint), CAST(:last_error AS varchar),
+        CAST(:last_error_at_ms AS bigint))
+    ON CONFLICT (user_id, channel_id, slot) DO UPDATE SET
+        received = channel_counters.received + excluded.received,
+        stored = channel_counters.stored + excluded.stored,
+        duplicates = channel_counters.duplicates + excluded.duplicates,
+        ignored = channel_counters.ignored + excluded.ignored,
+        rejected = channel_counters.rejected + excluded.rejected,
+        last_event_at_ms = COALESCE(excluded.last_event_at_ms, channel_counters.last_event_at_ms),
+        last_error = COALESCE(excluded.last_error, channel_counters.last_error),
+        last_error_at_ms = COALESCE(excluded.last_error_at_ms, channel_counters.last_error_at_ms)
+    """
+)
+
+
 async def add_counts(conn: AsyncConnection, user_id: str, channel_id: str, counts: Counts) -> None:
     """Add ``counts`` to one of the channel's counter rows (a random slot: concurrent
     payloads rarely wait for each other's commit)."""
-    t = tables.channel_counters
-    stmt = insert_for(conn, t).values(
-        user_id=user_id,
-        channel_id=channel_id,
-        slot=random.randrange(COUNTER_SLOTS),  # spreads load; not a secret
-        received=counts.received,
-        stored=counts.stored,
-        duplicates=counts.duplicates,
-        ignored=counts.ignored,
-        rejected=counts.rejected,
-        last_event_at_ms=counts.last_event_at_ms,
-        last_error=counts.last_error,
-        last_error_at_ms=counts.last_error_at_ms,
-    )
-    new = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[t.c.user_id, t.c.channel_id, t.c.slot],
-        set_={
-            "received": t.c.received + new.received,
-            "stored": t.c.stored + new.stored,
-            "duplicates": t.c.duplicates + new.duplicates,
-            "ignored": t.c.ignored + new.ignored,
-            "rejected": t.c.rejected + new.rejected,
-            "last_event_at_ms": func.coalesce(new.last_event_at_ms, t.c.last_event_at_ms),
-            "last_error": func.coalesce(new.last_error, t.c.last_error),
-            "last_error_at_ms": func.coalesce(new.last_error_at_ms, t.c.last_error_at_ms),
-        },
-    )
-    await conn.execute(stmt)
+    params = {
+        "user_id": user_id,
+        "channel_id": channel_id,
+        "slot": random.randrange(COUNTER_SLOTS),  # spreads load; not a secret
+        "received": counts.received,
+        "stored": counts.stored,
+        "duplicates": counts.duplicates,
+        "ignored": counts.ignored,
+        "rejected": counts.rejected,
+        "last_event_at_ms": counts.last_event_at_ms,
+        "last_error": counts.last_error,
+        "last_error_at_ms": counts.last_error_at_ms,
+    }
+    if conn.dialect.name == "postgresql":
+        await fetch_rows(conn, _ADD_COUNTS, params)  # straight on the driver
+    else:
+        await conn.execute(_ADD_COUNTS, params)
 
 
 async def read_counts(

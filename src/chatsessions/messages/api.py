@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatsessions.auth.api import CurrentUser, authenticate
+from chatsessions.auth.api import CurrentUser, authenticate, authenticated_read
+from chatsessions.auth.service import Caller
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database
+from chatsessions.errors import PayloadTooLarge
 from chatsessions.messages import service
 from chatsessions.messages.schemas import (
     BatchIn,
@@ -24,6 +30,8 @@ from chatsessions.web import (
     RequestOnlyRoute,
     invalid_from_validation,
     json_response,
+    parse_json_body,
+    read_body,
     read_json_body,
     schema_of,
     validate_body,
@@ -33,20 +41,49 @@ router = DomainRouter(prefix="/v1", tags=["messages"])
 
 
 async def _store(
-    db: DB, user_id: str, items: list[service.NewMessage], now_ms: int
+    db: DB,
+    user_id: str,
+    items: list[service.NewMessage],
+    now_ms: int,
+    conn: AsyncConnection | None = None,
 ) -> list[service.StoredMessage]:
-    return await service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms)
+    return await service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms, conn=conn)
+
+
+@asynccontextmanager
+async def _caller_and_connection(
+    request: Request,
+) -> AsyncIterator[tuple[Caller, AsyncConnection | None]]:
+    """The caller, and on PostgreSQL the connection its credentials were looked up on, for
+    the write to run on (one pool checkout per request; a checkout costs about as much CPU
+    as a statement). On SQLite None: a write takes the write lock on a connection of its
+    own, and holding a second one while waiting for the lock could exhaust the pool."""
+    db: Database = request.app.state.db
+    if db.is_sqlite:
+        yield await authenticate(request), None
+        return
+    async with authenticated_read(request) as pair:
+        yield pair
 
 
 async def post_message(request: Request) -> Response:
     """Store one message and place it in its session; idempotent on `externalId`."""
-    caller = await authenticate(request)
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
-    body = validate_body(MessageIn, await read_json_body(request, limit=db.settings.max_body_bytes))
-    now = clock()
-    item = service.prepare_message(body, now_ms=now)
-    [result] = await _store(db, caller.user_id, [item], now)
+    # The body is in memory before a connection is taken: a slow sender never holds one.
+    # Its errors still come after authentication's (401, then 413, then 400).
+    too_large: PayloadTooLarge | None = None
+    try:
+        raw = await read_body(request, limit=db.settings.max_body_bytes)
+    except PayloadTooLarge as exc:
+        raw, too_large = b"", exc
+    async with _caller_and_connection(request) as (caller, conn):
+        if too_large is not None:
+            raise too_large
+        body = validate_body(MessageIn, parse_json_body(raw))
+        now = clock()
+        item = service.prepare_message(body, now_ms=now)
+        [result] = await _store(db, caller.user_id, [item], now, conn)
     payload = {
         "success": True,
         "messageId": result.message_id,
@@ -65,6 +102,7 @@ async def post_batch(request: Request) -> Response:
     caller = await authenticate(request)
     db: Database = request.app.state.db
     clock: Clock = request.app.state.clock
+    # Its own checkouts: a large body is read and validated without holding a connection.
     raw = await read_json_body(request, limit=db.settings.max_batch_body_bytes)
     batch = validate_body(BatchIn, raw)
     now = clock()

@@ -254,28 +254,39 @@ async def ingest(
 
 
 async def store_messages(
-    db: Database, *, user_id: str, items: list[NewMessage], now_ms: int
+    db: Database,
+    *,
+    user_id: str,
+    items: list[NewMessage],
+    now_ms: int,
+    conn: AsyncConnection | None = None,
 ) -> list[StoredMessage]:
     """:func:`ingest` in its own write transaction, retried on a race, with the plan
-    settings ingest's statements are written for: what the HTTP routes call.
+    settings ingest's statements are written for: what the HTTP routes call. ``conn``: as
+    for ``Database.write`` (the connection the request authenticated on).
 
     >>> # results = await store_messages(db, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
 
-    async def work(conn: AsyncConnection) -> list[StoredMessage]:
-        return await ingest(conn, user_id=user_id, items=items, now_ms=now_ms)
+    async def work(tx: AsyncConnection) -> list[StoredMessage]:
+        return await ingest(tx, user_id=user_id, items=items, now_ms=now_ms)
 
-    return await run_ingest_transaction(db, work)
+    return await run_ingest_transaction(db, work, conn=conn)
 
 
 async def run_ingest_transaction(
-    db: Database, work: Callable[[AsyncConnection], Awaitable[T]]
+    db: Database,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    conn: AsyncConnection | None = None,
 ) -> T:
     """Run ``work``, which calls :func:`ingest` together with whatever else belongs in the
     same transaction (a channel's counters, an import's contact), in one write transaction
     (retried on a race) with the plan settings ingest's statements are written for. Every
     caller of :func:`ingest` goes through here or :func:`store_messages`."""
-    return await db.run_write(work, generic_plans=GENERIC_PLANS, index_scans=True)
+    return await db.run_write(
+        work, generic_plans=GENERIC_PLANS, index_scans=True, probe_plans=True, conn=conn
+    )
 
 
 def _history(loaded: Loaded) -> TimeoutHistory:
@@ -346,7 +357,11 @@ async def _resolve_contacts(
     ``lock_and_load`` read."""
     given = {it.contact_id for it in items if it.contact_id is not None}
     loaded = await messages_store.lock_and_load(
-        conn, user_id, [cid for cid in given if ids.is_id(cid)]
+        conn,
+        user_id,
+        [cid for cid in given if ids.is_id(cid)],
+        # Inline contacts are found or created next: not probes (db.PG_PROBES).
+        probes_follow=all(it.contact_id is not None for it in items),
     )
     for it in items:
         if it.contact_id is not None and it.contact_id not in loaded.locked:

@@ -31,7 +31,7 @@ from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows
+from chatsessions.db import END_PROBES, fetch_rows
 from chatsessions.sessions.figures import Figures
 from chatsessions.sessions.store import SessionRow
 from chatsessions.webhooks import outbox
@@ -151,22 +151,36 @@ _LOAD_TAIL = """
     SELECT 2, id, created_at_ms, NULL, events, NULL, NULL, NULL, NULL
     FROM webhook_endpoints WHERE user_id = :user_id AND enabled
 """
-# The CTE takes the row locks in id order (LockRows over the sort) before the other
-# branches run. Those read the statement's snapshot, taken before any wait for a lock:
-# fine for the timeout history and the endpoints (a change that commits meanwhile is
-# concurrent with this request either way), never for sessions or messages (step 2).
+# The CTE takes the row locks in the order of the given ids (sorted by the caller: byte
+# order, the ids' collation), one primary-key probe per id (a LATERAL subquery with a
+# locking clause stays a per-id probe), before the other branches run. Those read the
+# statement's snapshot, taken before any wait for a lock: fine for the timeout history
+# and the endpoints (a change that commits meanwhile is concurrent with this request
+# either way), never for sessions or messages (step 2). The statement runs in the probe
+# phase of the transaction (db.PG_PROBES, a plan made once per connection): no
+# "id = ANY(ids)", whose plan a generic planner may cost for ten ids and trade for a scan
+# of the tenant's contacts through another index. It ends the phase when asked (the
+# statements that follow are not probes).
 _LOAD_PG = text(
     """
     WITH locked AS (
-        SELECT id, first_name, last_name, phone, email, channel FROM contacts
-        WHERE user_id = :user_id AND id = ANY(CAST(:contact_ids AS varchar[]))
-        ORDER BY id FOR UPDATE
+        SELECT c.* FROM unnest(CAST(:contact_ids AS varchar[])) AS k(id)
+        CROSS JOIN LATERAL (
+            SELECT id, first_name, last_name, phone, email, channel FROM contacts
+            WHERE user_id = :user_id AND id BETWEEN (k.id COLLATE "C") AND (k.id COLLATE "C")
+            ORDER BY id FOR UPDATE
+        ) AS c
     )
     SELECT 0 AS kind, CAST(id AS varchar) AS name, CAST(NULL AS bigint) AS a,
            CAST(NULL AS bigint) AS b, CAST(first_name AS text) AS t1, CAST(last_name AS text),
            CAST(phone AS text), CAST(email AS text), CAST(channel AS text)
     FROM locked"""
     + _LOAD_TAIL
+    + f"""
+    UNION ALL
+    SELECT 3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+    WHERE CASE WHEN CAST(:end_probes AS boolean) THEN {END_PROBES} IS NULL ELSE false END
+"""
 )
 _LOAD_SQLITE = text(
     """
@@ -177,20 +191,26 @@ _LOAD_SQLITE = text(
 ).bindparams(bindparam("contact_ids", expanding=True))
 
 
-async def lock_and_load(conn: AsyncConnection, user_id: str, contact_ids: Sequence[str]) -> Loaded:
+async def lock_and_load(
+    conn: AsyncConnection, user_id: str, contact_ids: Sequence[str], *, probes_follow: bool = False
+) -> Loaded:
     """Lock the contacts (PostgreSQL row locks in id order; SQLite holds the write lock)
-    and read the user's timeout history and enabled endpoints: one statement."""
+    and read the user's timeout history and enabled endpoints: one statement.
+
+    ``probes_follow``: the next statement is :func:`read_state` (which ends the probe phase
+    of the transaction, ``db.PG_PROBES``); otherwise this one ends it."""
     wanted = sorted(set(contact_ids))
     stmt = _LOAD_PG if conn.dialect.name == "postgresql" else _LOAD_SQLITE
     loaded = Loaded(set(), {}, [], [])
-    for row in await fetch_rows(conn, stmt, {"user_id": user_id, "contact_ids": wanted}):
+    params = {"user_id": user_id, "contact_ids": wanted, "end_probes": not probes_follow}
+    for row in await fetch_rows(conn, stmt, params):
         kind = row[0]
         if kind == 0:
             loaded.locked.add(row[1])
             loaded.contacts[row[1]] = ContactFields(row[4], row[5], row[6], row[7], row[8])
         elif kind == 1:
             loaded.timeout_changes.append((row[2], row[3]))
-        else:
+        elif kind == 2:
             loaded.subscriptions.append(Subscription(row[1], list(orjson.loads(row[4])), row[2]))
     loaded.timeout_changes.sort()
     return loaded
@@ -216,6 +236,16 @@ _CONTACT_FIELDS = text(
 
 # -- 2. read the state -----------------------------------------------------------------------
 
+# A probe by key is written "key BETWEEN v AND v ORDER BY key" (here and in the lock): an
+# equality would make the ORDER BY redundant, and statistics under which every index of a
+# tenant looks like one row (e.g. analyzed when each tenant had one: user_id then looks
+# unique) leave the planner a tie between the key's index and any other index of the
+# tenant, which the smallest wins (ix_messages_user_ts: a scan of the tenant's messages).
+# In key order only the key's index serves the probe without a sort: it wins on empty
+# tables, on such statistics and on a big tenant's (tests/messages/test_probe_plans.py).
+# Only a table that grew far past statistics of one row per tenant, before the next
+# ANALYZE (autovacuum's), can still mislead it, as it misleads custom plans.
+#
 # Driven by the externalIds (one probe of uq_messages_user_id_external_id each): with
 # "external_id = ANY(...)", or a join PostgreSQL may flatten, it misjudged a growing tenant
 # from stale statistics and read every message of the tenant through its sessions (0.9 s
@@ -227,14 +257,21 @@ _EXTERNAL_PG = """
     FROM unnest(CAST(:external_ids AS varchar[])) AS e(external_id)
     CROSS JOIN LATERAL (
         SELECT mm.id, mm.contact_id, mm.external_id, mm.session_id FROM messages AS mm
-        WHERE mm.user_id = :user_id AND mm.external_id = e.external_id
+        WHERE mm.user_id = :user_id
+          AND mm.external_id BETWEEN e.external_id AND e.external_id
+        ORDER BY mm.external_id
         LIMIT 1  -- unique anyway; keeps the subquery a per-id probe (not flattened)
     ) AS m
     CROSS JOIN LATERAL (  -- after the message: its session by primary key
         SELECT ss.expires_ms, ss.closed_at_ms FROM sessions AS ss
-        WHERE ss.user_id = :user_id AND ss.id = m.session_id LIMIT 1
+        WHERE ss.user_id = :user_id AND ss.id BETWEEN m.session_id AND m.session_id
+        ORDER BY ss.id LIMIT 1
     ) AS s
 """
+# The contact as a range and the order of ix_sessions_contact_start: only that index gives
+# both (with "=" and statistics of one row per tenant, ix_sessions_start, by start time,
+# looked as good, and would scan the tenant's sessions of that time for one contact).
+_CONTACT_IS_R = 'contact_id BETWEEN (r.contact_id COLLATE "C") AND (r.contact_id COLLATE "C")'
 _AROUND_PG = f"""
     SELECT 0 AS kind, x.*, CAST(NULL AS varchar) AS external_id,
            CAST(NULL AS varchar) AS session_id
@@ -242,17 +279,16 @@ _AROUND_PG = f"""
                 CAST(:his AS bigint[])) AS r(contact_id, lo, hi)
     CROSS JOIN LATERAL (
         (SELECT {_SESSION_COLS} FROM sessions
-         WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C" AND start_ms <= r.lo
-         ORDER BY start_ms DESC LIMIT 1)
+         WHERE user_id = :user_id AND {_CONTACT_IS_R} AND start_ms <= r.lo
+         ORDER BY contact_id DESC, start_ms DESC LIMIT 1)
         UNION ALL
         (SELECT {_SESSION_COLS} FROM sessions
-         WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C"
-           AND start_ms > r.lo AND start_ms <= r.hi
-         ORDER BY start_ms)  -- in index order: never a scan of the tenant's sessions
+         WHERE user_id = :user_id AND {_CONTACT_IS_R} AND start_ms > r.lo AND start_ms <= r.hi
+         ORDER BY contact_id, start_ms)  -- in index order: never a scan of the tenant's sessions
         UNION ALL
         (SELECT {_SESSION_COLS} FROM sessions
-         WHERE user_id = :user_id AND contact_id = r.contact_id COLLATE "C" AND start_ms > r.hi
-         ORDER BY start_ms ASC LIMIT 1)
+         WHERE user_id = :user_id AND {_CONTACT_IS_R} AND start_ms > r.hi
+         ORDER BY contact_id, start_ms LIMIT 1)
     ) AS x
 """
 _OWING_PG = f"""
@@ -260,8 +296,18 @@ _OWING_PG = f"""
     WHERE user_id = :user_id AND {_OWING}
       AND contact_id = ANY(CAST(:contact_ids AS varchar[]))
 """
-_READ_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG)
+# Ends the probe phase of the transaction (db.PG_PROBES): what follows is not probes.
+_END_PROBES_PG = f"""
+    SELECT 3, {", ".join(["NULL"] * 19)}  -- as many columns as the other parts
+    WHERE {END_PROBES} IS NULL
+"""
+# The reads are made of key probes driven by the given arrays (no "= ANY(array)"), in the
+# probe phase: a generic plan (made once per connection) probes the key indexes (see
+# above and tests/messages/test_probe_plans.py). The sessions owing a close are not
+# probes (which index is best depends on the data): that read ends the phase first.
+_READ_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _END_PROBES_PG)
 _READ_OWING_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _OWING_PG)
+_END_PROBES_ALONE_PG = text(_END_PROBES_PG)
 
 # SQLite: per contact (no LATERAL), then the externalIds and the owing sessions.
 _AROUND_SQLITE = text(
@@ -345,7 +391,11 @@ async def read_state(
             his=[ranges[c][1] for c in contacts],
             external_ids=sorted(set(external_ids)),
         )
-        stmt = _READ_PG if owing_since_ms is None else _READ_OWING_PG
+        if owing_since_ms is None:
+            stmt = _READ_PG
+        else:  # planned for the values: the phase ends before it (one more round trip)
+            await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
+            stmt = _READ_OWING_PG
         for row in await fetch_rows(conn, stmt, params):
             if row[0] == 1:
                 add_external(row[18], row[1], row[2], row[19], row[6], row[5])

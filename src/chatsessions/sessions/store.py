@@ -250,15 +250,19 @@ async def update_session(
     )
 
 
-# PostgreSQL: one index probe of ix_messages_session_ts per session, whatever the
-# statistics (the OFFSET keeps the subquery from being flattened into a join).
+# PostgreSQL: one range probe of ix_messages_session_ts per session, whatever the
+# statistics: the key written as a range in the index's order (with "=", statistics that
+# say a tenant has one row make the smaller ix_messages_user_ts look as good), and the
+# OFFSET keeps the subquery from being flattened into a join.
 _MESSAGE_KEYS_PG = text(
     """
     SELECT m.session_id, m.ts_ms, m.id, m.direction
     FROM unnest(CAST(:ids AS varchar[])) AS r(session_id)
     CROSS JOIN LATERAL (
         SELECT mm.session_id, mm.ts_ms, mm.id, mm.direction FROM messages AS mm
-        WHERE mm.user_id = :user_id AND mm.session_id = r.session_id COLLATE "C"
+        WHERE mm.user_id = :user_id
+          AND mm.session_id BETWEEN (r.session_id COLLATE "C") AND (r.session_id COLLATE "C")
+        ORDER BY mm.session_id, mm.ts_ms, mm.id
         OFFSET 0
     ) AS m
     """

@@ -1,0 +1,226 @@
+"""Ingest's probes do not rot: the plans PostgreSQL makes once per connection for the lock
+and the reads under it (generic plans, db.PG_PROBES) probe the key indexes on empty,
+never-analyzed tables, on statistics of one row per tenant (where every index of a tenant
+looks like one row) and on a tenant of thousands of messages; they never scan a table
+(nor a bitmap). And the phase ends where it should: the statements after it plan as before.
+
+PostgreSQL only: generic plans and their settings are PostgreSQL's (SQLite plans each
+statement when it is prepared, from its own fixed rules).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+import orjson
+import pytest
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql
+
+from chatsessions.config import Settings
+from chatsessions.contacts.schemas import ContactFields
+from chatsessions.db import PG_INDEX_SCANS, PG_PROBES, Database, fetch_rows, migrate
+from chatsessions.messages import service
+from chatsessions.messages import store as messages_store
+from chatsessions.messages.schemas import MessageIn
+from chatsessions.sessions import store as sessions_store
+from tests.conftest import (
+    BACKENDS,
+    T0,
+    _create_pg_database,
+    _drop_pg_database,
+    create_tenant,
+)
+
+# Every table access of the probes, by table: the one index it may use.
+EXPECTED = {
+    "contacts": {"pk_contacts"},
+    "timeout_changes": {"pk_timeout_changes"},
+    "webhook_endpoints": {"pk_webhook_endpoints"},
+    "sessions": {"ix_sessions_contact_start", "pk_sessions"},
+    "messages": {"uq_messages_user_id_external_id", "ix_messages_session_ts"},
+}
+
+
+def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _nodes(child)
+
+
+def _literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, list):
+        return "'{" + ",".join(str(v) for v in value) + "}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+async def _generic_plan(
+    conn: asyncpg.Connection, stmt: Any, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The plan a connection of the probe phase makes for ``stmt`` (PREPARE, then EXPLAIN
+    EXECUTE with generic plans forced: the values play no part)."""
+    compiled = stmt.compile(dialect=postgresql.asyncpg.dialect())
+    names = list(compiled.positiontup or ())
+    args = ", ".join(_literal(params[n]) for n in names)
+    async with conn.transaction():
+        # What Database.write(index_scans=True, probe_plans=True) sets after its BEGIN.
+        await conn.execute((PG_INDEX_SCANS + PG_PROBES + "force_custom_plan").lstrip("; "))
+        await conn.execute(f"PREPARE probe AS {compiled.string}")
+        try:
+            raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE probe({args})")
+        finally:
+            await conn.execute("DEALLOCATE probe")
+    plan: dict[str, Any] = orjson.loads(raw)[0]["Plan"]
+    return plan
+
+
+async def _check(
+    conn: asyncpg.Connection, user_id: str, contact_ids: list[str], *, keys: bool
+) -> None:
+    statements = [
+        (
+            messages_store._LOAD_PG,
+            {"user_id": user_id, "contact_ids": contact_ids, "end_probes": False},
+        ),
+        (
+            messages_store._READ_PG,
+            {
+                "user_id": user_id,
+                "contact_ids": contact_ids,
+                "los": [T0] * len(contact_ids),
+                "his": [T0] * len(contact_ids),
+                "external_ids": ["ext-1", "ext-2"],
+            },
+        ),
+        # The stored messages of sessions whose figures (or cut) must be recomputed.
+        (sessions_store._MESSAGE_KEYS_PG, {"user_id": user_id, "ids": contact_ids}),
+    ]
+    for stmt, params in statements:
+        plan = await _generic_plan(conn, stmt, params)
+        used: dict[str, set[str]] = {}
+        for node in _nodes(plan):
+            kind = node["Node Type"]
+            assert kind not in {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"}, plan
+            if "Relation Name" in node:
+                assert kind in {"Index Scan", "Index Only Scan"}, plan
+                used.setdefault(node["Relation Name"], set()).add(node["Index Name"])
+        if keys:
+            for table, indexes in used.items():
+                assert indexes <= EXPECTED[table], (table, indexes, orjson.dumps(plan).decode())
+
+
+async def _store(database: Database, user_id: str, messages: list[MessageIn]) -> None:
+    items = [service.prepare_message(m, now_ms=T0) for m in messages]
+    await service.store_messages(database, user_id=user_id, items=items, now_ms=T0)
+
+
+def _message(phone: str, n: int, ts: int) -> MessageIn:
+    return MessageIn(
+        contact=ContactFields(phoneNumber=phone),
+        direction="inbound",
+        content=f"m{n}",
+        timestamp=ts,
+        externalId=f"ext-{n}",
+    )
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_the_probes_plan_the_same_index_probes_at_any_statistics(backend_name: str) -> None:
+    name, url = await _create_pg_database()
+    settings = Settings(database_url=url)
+    await migrate(settings)
+    database = Database(settings)
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        first = await create_tenant(database)
+        # Empty tables, never analyzed.
+        await _check(conn, first.user_id, ["a" * 20, "b" * 20], keys=True)
+
+        # One message per tenant, analyzed: every index of a tenant looks like one row.
+        await _store(database, first.user_id, [_message("+15550000000", 0, T0 - 1000)])
+        for t in range(60):
+            other = await create_tenant(database)
+            await _store(database, other.user_id, [_message(f"+1555100{t:04d}", t, T0 - 1000)])
+        await conn.execute("ANALYZE")
+        contact_ids = [r[0] for r in await conn.fetch("SELECT id FROM contacts LIMIT 2")]
+        await _check(conn, first.user_id, sorted(contact_ids), keys=True)
+
+        # A tenant of thousands of messages, analyzed.
+        for batch in range(4):
+            await _store(
+                database,
+                first.user_id,
+                [
+                    _message(f"+1555200{n:04d}", 1000 + batch * 1000 + n, T0 - 10**8 + n * 60_000)
+                    for n in range(1000)
+                ],
+            )
+        rows = await conn.fetch(
+            "SELECT id FROM contacts WHERE user_id = $1 ORDER BY id LIMIT 3", first.user_id
+        )
+        # Grown since the statistics that said user_id is unique: no plan (custom plans
+        # neither) may tell the key's index from another one of the tenant; the probes still
+        # never scan a table or a bitmap, and the next ANALYZE (autovacuum's) tells them.
+        await _check(conn, first.user_id, [r[0] for r in rows], keys=False)
+        await conn.execute("ANALYZE")
+        await _check(conn, first.user_id, [r[0] for r in rows], keys=True)
+    finally:
+        await conn.close()
+        await database.dispose()
+        await _drop_pg_database(name)
+
+
+async def _settings(conn: Any) -> tuple[str, str]:
+    row = (
+        await fetch_rows(
+            conn,
+            text("SELECT current_setting('plan_cache_mode'), current_setting('enable_seqscan')"),
+            {},
+        )
+    )[0]
+    return str(row[0]), str(row[1])
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+@pytest.mark.parametrize("probes_follow", [True, False])
+async def test_the_probe_phase_ends_with_the_read_or_the_lock(
+    backend_name: str, probes_follow: bool
+) -> None:
+    name, url = await _create_pg_database()
+    await migrate(Settings(database_url=url))
+    database = Database(Settings(database_url=url))
+    seen: list[tuple[str, str]] = []
+
+    async def work(conn: Any) -> None:
+        seen.append(await _settings(conn))
+        await messages_store.lock_and_load(conn, "u" * 20, [], probes_follow=probes_follow)
+        seen.append(await _settings(conn))
+        await messages_store.read_state(
+            conn, "u" * 20, ranges={}, external_ids=[], owing_since_ms=None, now_ms=T0
+        )
+        seen.append(await _settings(conn))
+
+    try:
+        await database.run_write(work, index_scans=True, probe_plans=True)
+        await database.run_write(work, index_scans=True, probe_plans=True, generic_plans=True)
+        async with database.read() as conn:
+            afterwards = await _settings(conn)
+    finally:
+        await database.dispose()
+        await _drop_pg_database(name)
+    probing, custom, generic = (
+        ("force_generic_plan", "off"),
+        ("force_custom_plan", "on"),
+        ("force_generic_plan", "on"),
+    )
+    middle = probing if probes_follow else custom
+    assert seen[:3] == [probing, middle, custom]
+    # With generic plans for the whole transaction, the phase ends into them.
+    assert seen[3:] == [probing, probing if probes_follow else generic, generic]
+    assert afterwards == custom  # the connection's own settings
