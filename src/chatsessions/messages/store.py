@@ -260,19 +260,28 @@ _OWING_PG = f"""
 _READ_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG)
 _READ_OWING_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _OWING_PG)
 
-# SQLite: per contact (no LATERAL), then the externalIds and the owing sessions.
+# SQLite: one statement for every contact (no LATERAL: the ranges come as one JSON array
+# of [contact_id, lo, hi], driving index probes; CROSS JOIN keeps them the outer loop).
+# One statement per contact cost a thread hop each: 190 ms for 630 contacts.
 _AROUND_SQLITE = text(
     f"""
-    SELECT * FROM (SELECT {_SESSION_COLS} FROM sessions
-        WHERE user_id = :user_id AND contact_id = :contact_id AND start_ms <= :lo
-        ORDER BY start_ms DESC LIMIT 1)
+    WITH r(cid, lo, hi) AS (
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+               json_extract(value, '$[2]')
+        FROM json_each(:ranges)
+    )
+    SELECT {_SESSION_COLS} FROM r CROSS JOIN sessions
+    WHERE user_id = :user_id AND id = (SELECT b.id FROM sessions AS b
+        WHERE b.user_id = :user_id AND b.contact_id = r.cid AND b.start_ms <= r.lo
+        ORDER BY b.start_ms DESC LIMIT 1)
     UNION ALL
-    SELECT {_SESSION_COLS} FROM sessions
-        WHERE user_id = :user_id AND contact_id = :contact_id AND start_ms > :lo AND start_ms <= :hi
+    SELECT {_SESSION_COLS} FROM r CROSS JOIN sessions
+    WHERE user_id = :user_id AND contact_id = r.cid AND start_ms > r.lo AND start_ms <= r.hi
     UNION ALL
-    SELECT * FROM (SELECT {_SESSION_COLS} FROM sessions
-        WHERE user_id = :user_id AND contact_id = :contact_id AND start_ms > :hi
-        ORDER BY start_ms ASC LIMIT 1)
+    SELECT {_SESSION_COLS} FROM r CROSS JOIN sessions
+    WHERE user_id = :user_id AND id = (SELECT a.id FROM sessions AS a
+        WHERE a.user_id = :user_id AND a.contact_id = r.cid AND a.start_ms > r.hi
+        ORDER BY a.start_ms ASC LIMIT 1)
     """
 )
 _EXTERNAL_SQLITE = text(
@@ -348,11 +357,9 @@ async def read_state(
             else:
                 add_session(_tracked(row[1:13]))
         return state
-    for cid in contacts:
-        lo, hi = ranges[cid]
-        for row in await conn.execute(
-            _AROUND_SQLITE, {"user_id": user_id, "contact_id": cid, "lo": lo, "hi": hi}
-        ):
+    if contacts:
+        spans = orjson.dumps([[cid, *ranges[cid]] for cid in contacts]).decode()
+        for row in await conn.execute(_AROUND_SQLITE, {"user_id": user_id, "ranges": spans}):
             add_session(_tracked(row))
     unique = sorted(set(external_ids))
     for start in range(0, len(unique), 500):
