@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import TextClause, bindparam, text
@@ -98,9 +98,9 @@ class State:
     sessions: dict[str, list[TrackedSession]] = field(default_factory=dict)  # by contact
 
 
-@dataclass(frozen=True)
-class MessageWrite:
-    """One message row to insert."""
+class MessageWrite(NamedTuple):
+    """One message row to insert (a NamedTuple: one per message, cheap to make, and
+    its columns come out of ``zip(*rows)`` in one pass)."""
 
     id: str
     contact_id: str
@@ -532,18 +532,35 @@ def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
         "s_new": [True] * len(w.inserted) + [False] * len(w.updated),
         "n_id": [sid for sid, _ in w.notified],
         "n_mark": [mark for _, mark in w.notified],
-        "m_id": [m.id for m in w.messages],
-        "m_contact": [m.contact_id for m in w.messages],
-        "m_session": [m.session_id for m in w.messages],
-        "m_direction": [m.direction for m in w.messages],
-        "m_role": [m.role for m in w.messages],
-        "m_type": [m.type for m in w.messages],
-        "m_content": [m.content for m in w.messages],
-        "m_media": [m.media_url for m in w.messages],
-        "m_ts": [m.ts_ms for m in w.messages],
-        "m_external": [m.external_id for m in w.messages],
+        **_message_columns(w.messages),
         **outbox.pg_params(w.outbox),
     }
+
+
+# The write statement's parameter of each MessageWrite field, in field order.
+_MESSAGE_PARAMS = tuple(
+    {
+        "id": "m_id",
+        "contact_id": "m_contact",
+        "session_id": "m_session",
+        "direction": "m_direction",
+        "role": "m_role",
+        "type": "m_type",
+        "content": "m_content",
+        "media_url": "m_media",
+        "ts_ms": "m_ts",
+        "external_id": "m_external",
+    }[name]
+    for name in MessageWrite._fields
+)
+
+
+def _message_columns(messages: list[MessageWrite]) -> dict[str, list[Any]]:
+    """The message rows as one array per column (in MessageWrite's field order)."""
+    if not messages:
+        return {name: [] for name in _MESSAGE_PARAMS}
+    # One transposition in C instead of a comprehension per column.
+    return dict(zip(_MESSAGE_PARAMS, map(list, zip(*messages, strict=True)), strict=True))
 
 
 _SQLITE_DELETE = text("DELETE FROM sessions WHERE user_id = :user_id AND id = :id")
