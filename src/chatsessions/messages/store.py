@@ -449,18 +449,20 @@ _WRITE_PARTS = {
 
 
 @functools.cache
-def _write_pg(parts: tuple[str, ...]) -> TextClause:
+def _write_pg(parts: tuple[str, ...], generic_checks: bool) -> TextClause:
     """The write statement with only the parts a request needs (built once per shape).
 
     Leaving out the empty parts keeps a planner misled by stale statistics from scanning
     a whole tenant for nothing (e.g. the merge's UPDATE of messages with no merge).
+    ``generic_checks``: see :data:`_GENERIC_CHECKS_FROM`.
     """
     ctes = ",\n".join(f"{name} AS ({_WRITE_PARTS[name]})" for name in parts)
+    notify = "(SELECT pg_notify(:channel, '') WHERE CAST(:notify AS boolean))"
+    if not generic_checks:
+        return text(f"WITH {ctes}\nSELECT {notify}")
     return text(
-        f"WITH {ctes}\n"
-        "SELECT current_setting('plan_cache_mode'),"
-        f" set_config('plan_cache_mode', 'force_generic_plan', true),"
-        " (SELECT pg_notify(:channel, '') WHERE CAST(:notify AS boolean))"
+        f"WITH {ctes}\nSELECT {notify}, current_setting('plan_cache_mode'),"
+        " set_config('plan_cache_mode', 'force_generic_plan', true)"
     )
 
 
@@ -469,8 +471,10 @@ def _write_pg(parts: tuple[str, ...]) -> TextClause:
 # re-planned at every run under ingest's force_custom_plan: ~24 us each, a third of the
 # write of 1,000 messages. Their plan (a primary-key probe) cannot depend on the values,
 # so the write statement, once planned, switches them to their generic plan for the rest
-# of the statement (set_config, local to the transaction); this puts the caller's mode
-# back for whatever the transaction runs next.
+# of the statement (set_config, local to the transaction); a second statement puts the
+# caller's mode back for whatever the transaction runs next. That round trip costs more
+# than re-planning a few checks: only from this many inserted rows.
+_GENERIC_CHECKS_FROM = 16
 _RESTORE_PLAN_MODE = text("SELECT set_config('plan_cache_mode', :mode, true)")
 
 
@@ -516,10 +520,12 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
     if conn.dialect.name == "postgresql":
         parts = write_parts(writes)
         if parts:
-            [(mode, *_)] = await fetch_rows(
-                conn, _write_pg(parts), pg_params(user_id, writes, now_ms)
-            )
-            await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": mode})
+            inserted = len(writes.messages) + len(writes.inserted) + len(writes.outbox)
+            generic_checks = inserted >= _GENERIC_CHECKS_FROM
+            params = pg_params(user_id, writes, now_ms)
+            [row] = await fetch_rows(conn, _write_pg(parts, generic_checks), params)
+            if generic_checks:
+                await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
         return
     await _write_sqlite(conn, user_id, writes, now_ms)
 
