@@ -628,9 +628,14 @@ _SQLITE_REASSIGN = text(
 
 
 async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: int) -> None:
-    async def many(stmt: Any, rows: list[dict[str, Any]]) -> None:
+    # Rows go to the driver's executemany in this transaction (same connection): they need
+    # no type processing, and SQLAlchemy's per-row parameter handling cost ~25 us a row,
+    # 30 ms of a 1,000-message batch. sqlite3 takes the statements' ":name" parameters.
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+
+    async def many(stmt: TextClause, rows: list[dict[str, Any]]) -> None:
         if rows:
-            await conn.execute(stmt, rows)
+            await driver.executemany(stmt.text, rows)
 
     await many(_SQLITE_DELETE, [{"user_id": user_id, "id": sid} for sid in w.deleted])
     await many(_SQLITE_MOVE, [{"user_id": user_id, "from_id": f, "to_id": t} for f, t in w.moved])
