@@ -56,6 +56,7 @@ from chatsessions.auth.service import hash_key
 from chatsessions.config import Settings, normalise_database_url
 from chatsessions.db import migrate
 from chatsessions.ids import API_KEY_RE, ID_RE
+from chatsessions.sessions.figures import figures_of
 from chatsessions.sessions.rule import TimeoutHistory, segment
 from chatsessions.tables import MIN_TIME_MS
 
@@ -266,6 +267,11 @@ SESSION_COLUMNS = (
     "outbound_count",
     "created_at_ms",
     "updated_at_ms",
+    "first_inbound_ms",
+    "first_response_ms",
+    "reply_sum_ms",
+    "reply_count",
+    "unanswered_since_ms",
 )
 MESSAGE_COLUMNS = (
     "user_id",
@@ -429,6 +435,7 @@ def contact_rows(
                 (user_id, mid, contact_id, sid, d, role, typ, content, media, t, ext, t + 150)
             )
         count = len(seg.messages)
+        figures = figures_of((t, direction[by_id[mid]] == "inbound") for t, mid in seg.messages)
         closed = seg.closed_at_ms
         last_ms = seg.last_ms
         activity = max(last_ms, closed) if closed is not None else last_ms
@@ -447,6 +454,7 @@ def contact_rows(
                 count - inbound,
                 seg.start_ms + 150,
                 activity + 150,
+                *figures,
             )
         )
     return ContactRows(contact, sessions, messages)
@@ -724,7 +732,7 @@ async def load_postgres(
     t0 = time.perf_counter()
     args = [(url, scale_name, seed, now_ms, shard, jobs) for shard in range(jobs)]
     if jobs == 1:
-        results = [_shard_process(args[0])]
+        results = [await pg_copy_shard(*args[0])]
     else:
         with mp.get_context("spawn").Pool(jobs) as pool:
             results = pool.map(_shard_process, args)

@@ -139,11 +139,35 @@ sessions = Table(
     Column("updated_at_ms", BigInteger, nullable=False),
     # The expires_ms for which ChatSessionClosed (inactivity) was announced; null: never.
     Column("close_notified_ms", BigInteger, nullable=True),
+    # Analytics figures (chatsessions.sessions.figures), kept by the write path: the first
+    # inbound message's time, the first response (ms), the sum and count of reply times,
+    # and the first inbound message still waiting for an answer (null: none).
+    Column("first_inbound_ms", BigInteger, nullable=True),
+    Column("first_response_ms", BigInteger, nullable=True),
+    Column("reply_sum_ms", BigInteger, server_default="0", nullable=False),
+    Column("reply_count", Integer, server_default="0", nullable=False),
+    Column("unanswered_since_ms", BigInteger, nullable=True),
     PrimaryKeyConstraint("user_id", "id"),
     ForeignKeyConstraint(
         ["user_id", "contact_id"], ["contacts.user_id", "contacts.id"], ondelete="CASCADE"
     ),
     Index("ix_sessions_contact_start", "user_id", "contact_id", "start_ms"),
+)
+# Analytics selects sessions by start; on PostgreSQL the index carries every column it
+# reads, so a range is an index-only scan (SQLite: the key alone).
+Index(
+    "ix_sessions_start",
+    sessions.c.user_id,
+    sessions.c.start_ms,
+    postgresql_include=[
+        "contact_id",
+        "last_ms",
+        "inbound_count",
+        "outbound_count",
+        "first_response_ms",
+        "reply_sum_ms",
+        "reply_count",
+    ],
 )
 # Keyset indexes in the listing order (activity newest first, ties by id ascending), so
 # that a page is one index range read on both backends.

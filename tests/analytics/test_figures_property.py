@@ -64,7 +64,7 @@ async def test_sql_figures_follow_the_rule(
         await post_message(client, tenant.auth, contact, when, direction=direction)
     async with database.read() as conn:
         (figures,) = await store.session_figures(
-            conn, user_id=tenant.user_id, from_ms=START, to_ms=T0, channel=None, with_replies=True
+            conn, user_id=tenant.user_id, from_ms=START, to_ms=T0, channel=None
         )
     first_response, replies = _by_rule(messages)
     assert figures.first_response_ms == first_response

@@ -2,7 +2,8 @@
 split into batches, explicit closes, replays and timeout changes (before any message, or
 between batches), the stored sessions equal the
 offline segmentation of the sorted messages, and every batch response agrees with what is
-stored (each item's session is the one now holding its message, with its exact status)."""
+stored (each item's session is the one now holding its message, with its exact status),
+and every session row's analytics figures equal those recomputed from its messages."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from chatsessions.sessions import rule
 from chatsessions.sessions import service as sessions_service
 from chatsessions.settings import service as settings_service
 from tests.conftest import T0, create_tenant
+from tests.figures_oracle import figures_by_definition
 
 MIN = 60_000
 BASE = T0 - 24 * 60 * MIN  # all timestamps lie in the day before "now"
@@ -53,6 +55,11 @@ async def _stored(db: Database, user_id: str) -> tuple[dict[str, Any], dict[str,
                     s.message_count,
                     s.inbound_count,
                     s.outbound_count,
+                    s.first_inbound_ms,
+                    s.first_response_ms,
+                    s.reply_sum_ms,
+                    s.reply_count,
+                    s.unanswered_since_ms,
                 ).where(s.user_id == user_id)
             )
         }
@@ -83,8 +90,22 @@ def _segments_of(sessions: dict[str, Any], messages: dict[str, Any], contact_id:
         assert row.message_count == len(keys)
         assert (row.inbound_count, row.outbound_count) == (inbound, len(keys) - inbound)
         assert (row.start_ms, row.last_ms) == (keys[0][0], keys[-1][0])
+        _assert_figures(row, msgs)
         out.add((keys, row.closed_at_ms))
     return out
+
+
+def _assert_figures(row: Any, msgs: list[Any]) -> None:
+    """The analytics figures on the session row equal those of its stored messages."""
+    ordered = [(r.ts_ms, r.direction) for r in sorted(msgs, key=lambda r: (r.ts_ms, r.id))]
+    stored = (
+        row.first_inbound_ms,
+        row.first_response_ms,
+        row.reply_sum_ms,
+        row.reply_count,
+        row.unanswered_since_ms,
+    )
+    assert stored == figures_by_definition(ordered), (row.id, ordered)
 
 
 async def _post_batches(
@@ -115,6 +136,11 @@ async def _post_batches(
 
         results = await db.run_write(work)
         sessions, messages = await _stored(db, user_id)
+        members: dict[str, list[Any]] = {sid: [] for sid in sessions}
+        for r in messages.values():
+            members[r.session_id].append(r)
+        for sid, row in sessions.items():  # after every batch, not only at the end
+            _assert_figures(row, members[sid])
         for (_ci, _off, _inbound, ext), result in zip(batch, results, strict=True):
             if ext in originals:
                 assert result.duplicate and result.message_id == originals[ext]

@@ -1,15 +1,15 @@
 """Conversation analytics: the summary, the time series and the weekday × hour heatmap of
 the sessions that start in a range (docs/analytics.md).
 
-The figures of each session come from :func:`store.session_figures`; everything here is
-arithmetic on them, exact: percentiles are nearest-rank on the sorted values, buckets are
+The figures of each session are columns of its row (kept by the write path); the store
+aggregates them (in the database on PostgreSQL). Everything is exact: percentiles are
+nearest-rank on the sorted values (:mod:`chatsessions.analytics.stats`), buckets are
 calendar hours, days and ISO weeks of the chosen time zone (so a day across a
 daylight-saving change lasts 23 or 25 hours).
 """
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.analytics import store
 from chatsessions.analytics.schemas import METRICS, RangeQuery, TimeseriesQuery
+from chatsessions.analytics.stats import Distribution, distribution_of
 from chatsessions.errors import InvalidParameter
 from chatsessions.timeutil import format_ms
 
@@ -30,7 +31,7 @@ __all__ = [
     "WEEKDAYS",
     "Range",
     "Stats",
-    "figures_of",
+    "first_response_bands",
     "heatmap",
     "resolve_range",
     "stats_of",
@@ -98,62 +99,45 @@ class Stats:
     p90_ms: float | None
     mean_ms: float | None
 
+    @classmethod
+    def of(cls, dist: Distribution) -> Stats:
+        """The stats of a distribution."""
+        return cls(dist.n, dist.median_ms, dist.p90_ms, dist.mean_ms)
+
     def as_json(self) -> dict[str, Any]:
         """In seconds (millisecond precision), nulls when there is no value."""
 
-        def seconds(ms: float | None) -> float | None:
-            return None if ms is None else round(ms / 1000, 3)
-
         return {
             "n": self.n,
-            "median": seconds(self.median_ms),
-            "p90": seconds(self.p90_ms),
-            "mean": seconds(self.mean_ms),
+            "median": _seconds(self.median_ms),
+            "p90": _seconds(self.p90_ms),
+            "mean": _seconds(self.mean_ms),
         }
 
 
-def nearest_rank(sorted_values: Sequence[float], percent: int) -> float:
-    """The smallest value with at least ``percent`` % of the values at or below it.
-
-    >>> nearest_rank([1, 2, 3, 4], 50), nearest_rank([1, 2, 3, 4], 90)
-    (2, 4)
-    """
-    rank = math.ceil(percent * len(sorted_values) / 100)
-    return sorted_values[max(rank, 1) - 1]
+def _seconds(ms: float | None) -> float | None:
+    """Seconds with millisecond precision (None stays None)."""
+    return None if ms is None else round(ms / 1000, 3)
 
 
 def stats_of(values: Sequence[float]) -> Stats:
     """The stats of ``values`` (any order)."""
-    if not values:
-        return Stats(0, None, None, None)
-    ordered = sorted(values)
-    return Stats(
-        len(ordered),
-        nearest_rank(ordered, 50),
-        nearest_rank(ordered, 90),
-        sum(ordered) / len(ordered),
-    )
+    return Stats.of(distribution_of(values))
 
 
-async def _figures(
-    conn: AsyncConnection, *, user_id: str, span: Range, with_replies: bool
-) -> list[store.SessionFigures]:
-    return await store.session_figures(
+async def first_response_bands(
+    conn: AsyncConnection, *, user_id: str, span: Range, bounds: Sequence[int]
+) -> list[int]:
+    """How many sessions of the range have a first response in each band: band ``i`` is
+    ``[bounds[i], bounds[i + 1])`` ms, the last one open-ended."""
+    return await store.first_response_bands(
         conn,
         user_id=user_id,
         from_ms=span.from_ms,
         to_ms=span.to_ms,
         channel=span.channel,
-        with_replies=with_replies,
+        bounds=bounds,
     )
-
-
-async def figures_of(
-    conn: AsyncConnection, *, user_id: str, span: Range
-) -> list[store.SessionFigures]:
-    """The per-session figures of the range, to give several of the functions below (a
-    console page reads them once for its summary, series and distribution)."""
-    return await _figures(conn, user_id=user_id, span=span, with_replies=True)
 
 
 async def summary(
@@ -161,27 +145,22 @@ async def summary(
     *,
     user_id: str,
     span: Range,
-    figures: Sequence[store.SessionFigures] | None = None,
 ) -> dict[str, Any]:
     """Counts and time figures of the sessions starting in the range (the ``data`` of
-    ``GET /v1/analytics/summary``); ``figures``: those of :func:`figures_of` for the same
-    range, when already read."""
-    if figures is None:
-        figures = await figures_of(conn, user_id=user_id, span=span)
+    ``GET /v1/analytics/summary``)."""
+    found = await store.summarise_range(
+        conn, user_id=user_id, from_ms=span.from_ms, to_ms=span.to_ms, channel=span.channel
+    )
     return {
         **span.as_json(),
-        "sessions": len(figures),
-        "contacts": len({f.contact_id for f in figures}),
-        "messagesIn": sum(f.inbound for f in figures),
-        "messagesOut": sum(f.outbound for f in figures),
-        "unanswered": sum(1 for f in figures if f.inbound > 0 and f.outbound == 0),
-        "firstResponse": stats_of(
-            [f.first_response_ms for f in figures if f.first_response_ms is not None]
-        ).as_json(),
-        "replyTime": stats_of(
-            [f.reply_mean_ms for f in figures if f.reply_mean_ms is not None]
-        ).as_json(),
-        "duration": stats_of([f.duration_ms for f in figures]).as_json(),
+        "sessions": found.sessions,
+        "contacts": found.contacts,
+        "messagesIn": found.inbound,
+        "messagesOut": found.outbound,
+        "unanswered": found.unanswered,
+        "firstResponse": Stats.of(found.first_response).as_json(),
+        "replyTime": Stats.of(found.reply_time).as_json(),
+        "duration": Stats.of(found.duration).as_json(),
     }
 
 
@@ -233,12 +212,11 @@ async def timeseries(
     span: Range,
     metric: str,
     interval: str,
-    figures: Sequence[store.SessionFigures] | None = None,
 ) -> dict[str, Any]:
     """One value per calendar bucket (the ``data`` of ``GET /v1/analytics/timeseries``):
     each bucket's ``value`` and ``n``, the sessions it counts (for
     ``firstResponseMedian``: those with a first response; the value is then seconds, or
-    null without any). ``figures``: as for :func:`summary`."""
+    null without any)."""
     starts = bucket_starts(span, interval)
     if len(starts) > MAX_BUCKETS:
         raise InvalidParameter(
@@ -246,14 +224,16 @@ async def timeseries(
         )
     values: list[float | None]
     if metric == "firstResponseMedian":
-        if figures is None:
-            figures = await figures_of(conn, user_id=user_id, span=span)
-        grouped: list[list[int]] = [[] for _ in starts]
-        for f in figures:
-            if f.first_response_ms is not None:
-                grouped[_bucket_index(starts, f.start_ms)].append(f.first_response_ms)
-        values = [stats_of(g).as_json()["median"] for g in grouped]
-        counts = [len(g) for g in grouped]
+        medians = await store.first_response_medians(
+            conn,
+            user_id=user_id,
+            from_ms=span.from_ms,
+            to_ms=span.to_ms,
+            channel=span.channel,
+            starts=starts,
+        )
+        values = [_seconds(median) for _n, median in medians]
+        counts = [n for n, _median in medians]
     else:
         # Bucket boundaries are local hours, a whole number of quarter hours of UTC: each
         # quarter's counts fall into one bucket.

@@ -214,18 +214,20 @@ DISTRIBUTION = (
 async def analytics_view(db: Database, *, user_id: str, span: analytics.Range) -> dict[str, Any]:
     """The analytics page: the summary's cards, the daily series, the heatmap and the
     first-response distribution, each also as a :class:`Table`."""
-    async with db.read() as conn:
-        # The per-session figures are read once for the summary, the first-response
-        # series and the distribution; the functions are those of /v1/analytics.
-        figures = await analytics.figures_of(conn, user_id=user_id, span=span)
-        summary = await analytics.summary(conn, user_id=user_id, span=span, figures=figures)
+    # One snapshot: every table of the page counts the same sessions. The functions are
+    # those of /v1/analytics (aggregated by the database on PostgreSQL).
+    async with db.read(snapshot=True) as conn:
+        summary = await analytics.summary(conn, user_id=user_id, span=span)
         series = {
             metric: await analytics.timeseries(
-                conn, user_id=user_id, span=span, metric=metric, interval="day", figures=figures
+                conn, user_id=user_id, span=span, metric=metric, interval="day"
             )
             for metric in analytics.METRICS
         }
         heat = await analytics.heatmap(conn, user_id=user_id, span=span)
+        bands = await analytics.first_response_bands(
+            conn, user_id=user_id, span=span, bounds=[low for _label, low, _high in DISTRIBUTION]
+        )
     cards = Table(
         "summary",
         "Summary",
@@ -275,15 +277,11 @@ async def analytics_view(db: Database, *, user_id: str, span: analytics.Range) -
         ["weekday", *[f"{h:02d}" for h in range(24)]],
         [[day, *heat["cells"][i]] for i, day in enumerate(heat["weekdays"])],
     )
-    responses = [f.first_response_ms for f in figures if f.first_response_ms is not None]
     distribution = Table(
         "first-response",
         "First response distribution",
         ["first response", "sessions"],
-        [
-            [label, sum(1 for v in responses if v >= low and (high is None or v < high))]
-            for label, low, high in DISTRIBUTION
-        ],
+        [[label, n] for (label, _low, _high), n in zip(DISTRIBUTION, bands, strict=True)],
     )
     peak = max((max(row) for row in heat["cells"]), default=0)
     heat_rows = [

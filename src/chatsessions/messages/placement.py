@@ -27,6 +27,8 @@ from typing import Any
 from chatsessions import ids
 from chatsessions.messages.store import ContactFields, MessageWrite, TrackedSession, Writes
 from chatsessions.sessions import presenter, rule
+from chatsessions.sessions.figures import EMPTY as EMPTY_FIGURES
+from chatsessions.sessions.figures import extend_figures
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
 from chatsessions.sessions.store import ListedSession, MessageRow
 from chatsessions.webhooks import outbox
@@ -184,6 +186,7 @@ class ContactPlacement:
                 inbound_count=inbound,
                 outbound_count=1 - inbound,
                 created_at_ms=now_ms,
+                figures=extend_figures(EMPTY_FIGURES, ts_ms, inbound=inbound == 1),
             )
             self.live[session.id] = session
             self._index(session)
@@ -295,6 +298,7 @@ class ContactPlacement:
             session.message_count = len(seg.messages)
             session.inbound_count = inbound
             session.outbound_count = len(seg.messages) - inbound
+            session.figures = None  # recomputed from the messages by the write
             if piece.session_id is not None:
                 self._changed.add(session.id)
             self._index(session)

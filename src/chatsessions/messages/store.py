@@ -32,7 +32,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.db import fetch_rows
-from chatsessions.sessions.store import SessionRow
+from chatsessions.sessions.figures import EMPTY as STALE_FIGURES  # overwritten by refigure
+from chatsessions.sessions.figures import Figures
+from chatsessions.sessions.store import SessionRow, refigure_sessions
 from chatsessions.webhooks import outbox
 from chatsessions.webhooks.outbox import OutboxWrite, Subscription
 
@@ -130,7 +132,8 @@ class Writes:
 
 _SESSION_COLS = (
     "id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms, "
-    "message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms"
+    "message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms, "
+    "first_inbound_ms, first_response_ms, reply_sum_ms, reply_count, unanswered_since_ms"
 )
 # Owing a close announcement, in the words of the partial index ix_sessions_close_due
 # (the SQL form of webhooks.outbox.owes_close).
@@ -220,7 +223,8 @@ _CONTACT_FIELDS = text(
 # per batch at 10M messages).
 _EXTERNAL_PG = """
     SELECT 1, m.id, m.contact_id, NULL, NULL, s.expires_ms, s.closed_at_ms,
-           NULL, NULL, NULL, NULL, NULL, NULL, m.external_id, m.session_id
+           NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+           m.external_id, m.session_id
     FROM unnest(CAST(:external_ids AS varchar[])) AS e(external_id)
     CROSS JOIN LATERAL (
         SELECT mm.id, mm.contact_id, mm.external_id, mm.session_id FROM messages AS mm
@@ -315,6 +319,7 @@ def _tracked(row: Sequence[Any]) -> TrackedSession:
         outbound,
         created_at_ms=row[10],
         close_notified_ms=row[11],
+        figures=Figures(row[12], row[13], row[14], row[15], row[16]),
     )
 
 
@@ -353,9 +358,9 @@ async def read_state(
         stmt = _READ_PG if owing_since_ms is None else _READ_OWING_PG
         for row in await fetch_rows(conn, stmt, params):
             if row[0] == 1:
-                add_external(row[13], row[1], row[2], row[14], row[6], row[5])
+                add_external(row[18], row[1], row[2], row[19], row[6], row[5])
             else:
-                add_session(_tracked(row[1:13]))
+                add_session(_tracked(row[1:18]))
         return state
     if contacts:
         spans = orjson.dumps([[cid, *ranges[cid]] for cid in contacts]).decode()
@@ -381,9 +386,12 @@ _SESSION_ARRAYS = """
            CAST(:s_last AS bigint[]), CAST(:s_expires AS bigint[]), CAST(:s_closed AS bigint[]),
            CAST(:s_activity AS bigint[]), CAST(:s_count AS int[]), CAST(:s_in AS int[]),
            CAST(:s_out AS int[]), CAST(:s_created AS bigint[]), CAST(:s_notified AS bigint[]),
-           CAST(:s_new AS boolean[]))
+           CAST(:s_new AS boolean[]), CAST(:s_first_in AS bigint[]),
+           CAST(:s_first_resp AS bigint[]), CAST(:s_reply_sum AS bigint[]),
+           CAST(:s_reply_count AS int[]), CAST(:s_waiting AS bigint[]))
     AS v(id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms,
-         message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms, is_new)
+         message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms, is_new,
+         first_inbound_ms, first_response_ms, reply_sum_ms, reply_count, unanswered_since_ms)
 """
 # The "= ANY(ids)" beside each join makes the ids an index condition of the scan: with
 # stale statistics of a growing tenant PostgreSQL otherwise scanned every message (or
@@ -405,10 +413,12 @@ _WRITE_PARTS = {
     "added": f"""
         INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms,
             closed_at_ms, activity_ms, message_count, inbound_count, outbound_count,
-            created_at_ms, updated_at_ms, close_notified_ms)
+            created_at_ms, updated_at_ms, close_notified_ms, first_inbound_ms,
+            first_response_ms, reply_sum_ms, reply_count, unanswered_since_ms)
         SELECT :user_id, v.id, v.contact_id, v.start_ms, v.last_ms, v.expires_ms,
             v.closed_at_ms, v.activity_ms, v.message_count, v.inbound_count, v.outbound_count,
-            v.created_at_ms, :now_ms, v.close_notified_ms
+            v.created_at_ms, :now_ms, v.close_notified_ms, v.first_inbound_ms,
+            v.first_response_ms, v.reply_sum_ms, v.reply_count, v.unanswered_since_ms
         FROM {_SESSION_ARRAYS} WHERE v.is_new
     """,
     "changed": f"""
@@ -416,7 +426,10 @@ _WRITE_PARTS = {
             expires_ms = v.expires_ms, closed_at_ms = v.closed_at_ms,
             activity_ms = v.activity_ms, message_count = v.message_count,
             inbound_count = v.inbound_count, outbound_count = v.outbound_count,
-            close_notified_ms = v.close_notified_ms, updated_at_ms = :now_ms
+            close_notified_ms = v.close_notified_ms, updated_at_ms = :now_ms,
+            first_inbound_ms = v.first_inbound_ms, first_response_ms = v.first_response_ms,
+            reply_sum_ms = v.reply_sum_ms, reply_count = v.reply_count,
+            unanswered_since_ms = v.unanswered_since_ms
         FROM {_SESSION_ARRAYS}
         WHERE NOT v.is_new AND s.user_id = :user_id AND s.id = v.id COLLATE "C"
           AND s.id = ANY(CAST(:s_id AS varchar[]) COLLATE "C")
@@ -479,6 +492,7 @@ _RESTORE_PLAN_MODE = text("SELECT set_config('plan_cache_mode', :mode, true)")
 
 
 def _session_values(row: TrackedSession, user_id: str, now_ms: int) -> dict[str, Any]:
+    fig = row.figures or STALE_FIGURES
     return {
         "user_id": user_id,
         "id": row.id,
@@ -494,6 +508,11 @@ def _session_values(row: TrackedSession, user_id: str, now_ms: int) -> dict[str,
         "created_at_ms": row.created_at_ms,
         "updated_at_ms": now_ms,
         "close_notified_ms": row.close_notified_ms,
+        "first_inbound_ms": fig.first_inbound_ms,
+        "first_response_ms": fig.first_response_ms,
+        "reply_sum_ms": fig.reply_sum_ms,
+        "reply_count": fig.reply_count,
+        "unanswered_since_ms": fig.unanswered_since_ms,
     }
 
 
@@ -526,13 +545,18 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
             [row] = await fetch_rows(conn, _write_pg(parts, generic_checks), params)
             if generic_checks:
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
-        return
-    await _write_sqlite(conn, user_id, writes, now_ms)
+    else:
+        await _write_sqlite(conn, user_id, writes, now_ms)
+    # After the messages are in place: a statement sees only what earlier ones wrote.
+    stale = [x.id for x in (*writes.inserted, *writes.updated) if x.figures is None]
+    if stale:
+        await refigure_sessions(conn, user_id, stale)
 
 
 def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
     """The parameters of the PostgreSQL write statement for ``w``."""
     sessions = [*w.inserted, *w.updated]
+    figs = [x.figures or STALE_FIGURES for x in sessions]
     return {
         "user_id": user_id,
         "now_ms": now_ms,
@@ -554,6 +578,11 @@ def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
         "s_created": [x.created_at_ms for x in sessions],
         "s_notified": [x.close_notified_ms for x in sessions],
         "s_new": [True] * len(w.inserted) + [False] * len(w.updated),
+        "s_first_in": [f.first_inbound_ms for f in figs],
+        "s_first_resp": [f.first_response_ms for f in figs],
+        "s_reply_sum": [f.reply_sum_ms for f in figs],
+        "s_reply_count": [f.reply_count for f in figs],
+        "s_waiting": [f.unanswered_since_ms for f in figs],
         "n_id": [sid for sid, _ in w.notified],
         "n_mark": [mark for _, mark in w.notified],
         **_message_columns(w.messages),
@@ -595,10 +624,12 @@ _SQLITE_INSERT_SESSION = text(
     """
     INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms,
         activity_ms, message_count, inbound_count, outbound_count, created_at_ms,
-        updated_at_ms, close_notified_ms)
+        updated_at_ms, close_notified_ms, first_inbound_ms, first_response_ms, reply_sum_ms,
+        reply_count, unanswered_since_ms)
     VALUES (:user_id, :id, :contact_id, :start_ms, :last_ms, :expires_ms, :closed_at_ms,
         :activity_ms, :message_count, :inbound_count, :outbound_count, :created_at_ms,
-        :updated_at_ms, :close_notified_ms)
+        :updated_at_ms, :close_notified_ms, :first_inbound_ms, :first_response_ms,
+        :reply_sum_ms, :reply_count, :unanswered_since_ms)
     """
 )
 _SQLITE_UPDATE_SESSION = text(
@@ -607,7 +638,9 @@ _SQLITE_UPDATE_SESSION = text(
         closed_at_ms = :closed_at_ms, activity_ms = :activity_ms,
         message_count = :message_count, inbound_count = :inbound_count,
         outbound_count = :outbound_count, close_notified_ms = :close_notified_ms,
-        updated_at_ms = :updated_at_ms
+        updated_at_ms = :updated_at_ms, first_inbound_ms = :first_inbound_ms,
+        first_response_ms = :first_response_ms, reply_sum_ms = :reply_sum_ms,
+        reply_count = :reply_count, unanswered_since_ms = :unanswered_since_ms
     WHERE user_id = :user_id AND id = :id
     """
 )

@@ -18,7 +18,6 @@ from sqlalchemy import (
     String,
     and_,
     bindparam,
-    delete,
     func,
     or_,
     select,
@@ -31,6 +30,7 @@ from sqlalchemy.sql.expression import BindParameter
 
 from chatsessions import tables
 from chatsessions.db import fetch_rows
+from chatsessions.sessions.figures import Figures, extend_figures
 from chatsessions.sessions.rule import SessionSpan, TimeoutHistory
 
 __all__ = [
@@ -39,14 +39,12 @@ __all__ = [
     "LISTED_MESSAGE_COUNT",
     "ListedSession",
     "SessionRow",
-    "delete_session",
     "get_session",
-    "insert_session",
     "list_sessions",
     "listed_row",
     "messages_for_sessions",
-    "move_messages",
     "neighbours",
+    "refigure_sessions",
     "update_session",
 ]
 
@@ -70,6 +68,9 @@ class SessionRow:
     inbound_count: int
     outbound_count: int
     created_at_ms: int
+    # The analytics figures (sessions.figures); None: to be recomputed from the messages
+    # (after a change other than a message appended at the end), or not read.
+    figures: Figures | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> SessionRow:
@@ -94,7 +95,8 @@ class SessionRow:
 
     def absorb(self, later: SessionRow) -> None:
         """Take over a later session merged into this one: its end, its close, its counts
-        (the caller re-homes its messages and deletes it)."""
+        (the caller re-homes its messages and deletes it; the figures are recomputed)."""
+        self.figures = None
         self.last_ms = later.last_ms
         self.closed_at_ms = later.closed_at_ms
         self.message_count += later.message_count
@@ -103,7 +105,13 @@ class SessionRow:
 
     def add_message(self, ts_ms: int, *, inbound: int, history: TimeoutHistory) -> None:
         """Count one more message at ``ts_ms`` (``inbound`` 1 or 0): span, expiry,
-        activity and counters."""
+        activity, counters and figures (extended when the message comes after every
+        message of the session, else left to be recomputed)."""
+        if self.figures is not None:
+            if ts_ms > self.last_ms:
+                self.figures = extend_figures(self.figures, ts_ms, inbound=inbound == 1)
+            else:  # before or tied with a stored message: its place needs the ids
+                self.figures = None
         self.start_ms = min(self.start_ms, ts_ms)
         self.last_ms = max(self.last_ms, ts_ms)
         self.expires_ms = history.expires(self.last_ms)
@@ -222,29 +230,6 @@ async def sessions_reaching(conn: AsyncConnection, user_id: str, from_ms: int) -
     return [SessionRow.from_row(row) for row in await conn.execute(stmt)]
 
 
-async def insert_session(
-    conn: AsyncConnection, user_id: str, row: SessionRow, *, now_ms: int
-) -> None:
-    """Store a new session."""
-    await conn.execute(
-        tables.sessions.insert().values(
-            user_id=user_id,
-            id=row.id,
-            contact_id=row.contact_id,
-            start_ms=row.start_ms,
-            last_ms=row.last_ms,
-            expires_ms=row.expires_ms,
-            closed_at_ms=row.closed_at_ms,
-            activity_ms=row.activity_ms,
-            message_count=row.message_count,
-            inbound_count=row.inbound_count,
-            outbound_count=row.outbound_count,
-            created_at_ms=row.created_at_ms,
-            updated_at_ms=now_ms,
-        )
-    )
-
-
 async def update_session(
     conn: AsyncConnection, user_id: str, row: SessionRow, *, now_ms: int
 ) -> None:
@@ -266,20 +251,6 @@ async def update_session(
     )
 
 
-async def delete_session(conn: AsyncConnection, user_id: str, session_id: str) -> None:
-    """Remove a session (after a merge moved its messages away)."""
-    await conn.execute(delete(tables.sessions).where(s.user_id == user_id, s.id == session_id))
-
-
-async def move_messages(conn: AsyncConnection, user_id: str, *, from_id: str, to_id: str) -> None:
-    """Reassign every message of one session to another (a merge)."""
-    await conn.execute(
-        update(tables.messages)
-        .where(m.user_id == user_id, m.session_id == from_id)
-        .values(session_id=to_id)
-    )
-
-
 async def message_keys(
     conn: AsyncConnection, user_id: str, session_ids: Sequence[str]
 ) -> dict[str, list[tuple[int, str, str]]]:
@@ -295,19 +266,6 @@ async def message_keys(
     for row in rows:
         out[row.session_id].append((row.ts_ms, row.id, row.direction))
     return out
-
-
-async def assign_messages(
-    conn: AsyncConnection, user_id: str, message_ids: Sequence[str], session_id: str
-) -> None:
-    """Put the given messages into a session (after a re-cut)."""
-    for start in range(0, len(message_ids), 500):
-        chunk = list(message_ids[start : start + 500])
-        await conn.execute(
-            update(tables.messages)
-            .where(m.user_id == user_id, m.id.in_(chunk), m.session_id != session_id)
-            .values(session_id=session_id)
-        )
 
 
 @functools.cache
@@ -490,3 +448,68 @@ async def messages_for_sessions(
     for row in await conn.execute(stmt):
         out[row.session_id].append(tuple(row))
     return out
+
+
+# The figures of sessions recomputed from their messages (definitions in sessions.figures):
+# each message's *turn* is the number of outbound messages before it in the session
+# (order: time, then id); a turn's first inbound is answered by its outbound message. The
+# first turn holding an inbound message gives the first response (or is the last turn,
+# unanswered); only the last turn can lack its outbound message.
+_REFIGURE = """
+WITH ordered AS (
+    SELECT m.user_id, m.session_id, m.direction, m.ts_ms,
+           SUM(CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END) OVER (
+               PARTITION BY m.user_id, m.session_id ORDER BY m.ts_ms, m.id
+               ROWS UNBOUNDED PRECEDING)
+           - CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END AS turn
+    FROM messages AS m
+    WHERE {scope}
+), turns AS (
+    SELECT user_id, session_id, turn,
+           MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) AS asked_ms,
+           MIN(CASE WHEN direction = 'outbound' THEN ts_ms END) AS answered_ms
+    FROM ordered GROUP BY user_id, session_id, turn
+), per_session AS (
+    SELECT user_id, session_id,
+           MIN(asked_ms) AS first_inbound_ms,
+           MIN(CASE WHEN asked_ms IS NOT NULL THEN turn END) AS first_turn,
+           COALESCE(SUM(answered_ms - asked_ms), 0) AS reply_sum_ms,
+           COUNT(answered_ms - asked_ms) AS reply_count,
+           MAX(CASE WHEN answered_ms IS NULL THEN asked_ms END) AS unanswered_since_ms
+    FROM turns GROUP BY user_id, session_id
+), figures AS (
+    SELECT p.user_id, p.session_id, p.first_inbound_ms,
+           t.answered_ms - t.asked_ms AS first_response_ms,
+           p.reply_sum_ms, p.reply_count, p.unanswered_since_ms
+    FROM per_session AS p
+    LEFT JOIN turns AS t
+      ON t.user_id = p.user_id AND t.session_id = p.session_id AND t.turn = p.first_turn
+)
+UPDATE sessions SET first_inbound_ms = f.first_inbound_ms,
+    first_response_ms = f.first_response_ms, reply_sum_ms = f.reply_sum_ms,
+    reply_count = f.reply_count, unanswered_since_ms = f.unanswered_since_ms
+FROM figures AS f
+WHERE sessions.user_id = f.user_id AND sessions.id = f.session_id
+"""
+_REFIGURE_PG = text(
+    _REFIGURE.format(
+        scope='m.user_id = :user_id AND m.session_id = ANY(CAST(:ids AS varchar[]) COLLATE "C")'
+    )
+)
+_REFIGURE_SQLITE = text(
+    _REFIGURE.format(scope="m.user_id = :user_id AND m.session_id IN :ids")
+).bindparams(bindparam("ids", expanding=True))
+# Every session of every tenant (bench loads; the migration that added the columns has
+# its own copy of this statement, as migrations do).
+REFIGURE_ALL = text(_REFIGURE.format(scope="1 = 1"))
+
+
+async def refigure_sessions(conn: AsyncConnection, user_id: str, session_ids: list[str]) -> None:
+    """Recompute the figures of these sessions from their stored messages (after a change
+    that did not only append messages: a message in the middle, a merge, a re-cut)."""
+    if conn.dialect.name == "postgresql":
+        await fetch_rows(conn, _REFIGURE_PG, {"user_id": user_id, "ids": session_ids})
+        return
+    for start in range(0, len(session_ids), 500):
+        chunk = session_ids[start : start + 500]
+        await conn.execute(_REFIGURE_SQLITE, {"user_id": user_id, "ids": chunk})

@@ -1,0 +1,79 @@
+"""The analytics figures of one session, kept on its row and maintained by the write path.
+
+Pure: no I/O. Definitions (docs/analytics.md), over the session's messages in order
+(time, then message id):
+
+- *first inbound*: the time of its first inbound message;
+- *reply*: each outbound message that follows one or more inbound messages since the
+  previous outbound one answers them; its reply time is its time − the first of them;
+- *first response*: the session's first reply time (the turn that holds its first inbound
+  message is the first one that can be answered);
+- *unanswered since*: the first inbound message after the last outbound one, if any: the
+  turn still waiting, which the next outbound message will answer.
+
+The write path extends the figures message by message while messages arrive after every
+message of the session (:func:`extend_figures`); any other change (a message in the middle, a
+merge, a re-cut) makes them stale, and storage recomputes them from the messages with the
+same definitions in SQL (``messages.store.REFIGURE``), in the same transaction.
+
+>>> f = figures_of([(1_000, True), (2_000, True), (5_000, False), (9_000, True)])
+>>> f.first_inbound_ms, f.first_response_ms, f.reply_sum_ms, f.reply_count
+(1000, 4000, 4000, 1)
+>>> f.unanswered_since_ms
+9000
+>>> extend_figures(f, 10_000, inbound=False).reply_sum_ms
+5000
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+__all__ = ["EMPTY", "Figures", "extend_figures", "figures_of"]
+
+
+class Figures(NamedTuple):
+    """A session's figures (times in epoch ms, durations in ms)."""
+
+    first_inbound_ms: int | None
+    first_response_ms: int | None
+    reply_sum_ms: int
+    reply_count: int
+    unanswered_since_ms: int | None
+
+
+EMPTY = Figures(None, None, 0, 0, None)
+
+
+def extend_figures(figures: Figures, ts_ms: int, *, inbound: bool) -> Figures:
+    """The figures after one more message that comes after every message counted so far."""
+    first_inbound, first_response, reply_sum, reply_count, waiting = figures
+    if inbound:
+        if waiting is not None and first_inbound is not None:
+            return figures
+        return Figures(
+            ts_ms if first_inbound is None else first_inbound,
+            first_response,
+            reply_sum,
+            reply_count,
+            ts_ms if waiting is None else waiting,
+        )
+    if waiting is None:
+        return figures
+    reply = ts_ms - waiting
+    return Figures(
+        first_inbound,
+        reply if first_response is None else first_response,
+        reply_sum + reply,
+        reply_count + 1,
+        None,
+    )
+
+
+def figures_of(messages: Iterable[tuple[int, bool]]) -> Figures:
+    """The figures of messages ``(ts_ms, inbound)`` given in the session's order."""
+    figures = EMPTY
+    for ts_ms, inbound in messages:
+        figures = extend_figures(figures, ts_ms, inbound=inbound)
+    return figures

@@ -1,0 +1,125 @@
+"""Property test on the real databases: the analytics figures kept on each session row
+(first inbound, first response, reply-time sum and count, the unanswered turn) equal those
+recomputed from the session's stored messages, after every batch, whatever the arrival:
+in order (the figures are extended message by message), nearly in order, with ties, late
+messages that join or split sessions, and single messages (a batch of one)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+
+from chatsessions import tables
+from chatsessions.contacts import service as contacts_service
+from chatsessions.contacts.schemas import ContactIn
+from chatsessions.db import Database
+from chatsessions.messages import service as messages_service
+from chatsessions.messages.schemas import MessageIn
+from tests.conftest import T0, create_tenant
+from tests.figures_oracle import figures_by_definition
+
+MIN = 60_000
+BASE = T0 - 24 * 60 * MIN
+
+# Gaps between consecutive messages of a contact: ties, close together, within the
+# 60-minute timeout, and just past it (a new session; a late message may bridge two).
+# Weighted towards long sessions of one contact with several turns.
+gap = st.sampled_from([0, 1, 1_000, 1_000, 5 * MIN, 5 * MIN, 5 * MIN, 59 * MIN, 61 * MIN])
+who = st.sampled_from([0, 0, 0, 1])
+conversation = st.lists(st.tuples(gap, st.booleans(), who), min_size=2, max_size=24)
+
+
+async def _check_figures(db: Database, user_id: str) -> int:
+    """Assert every session's stored figures; return how many sessions there are."""
+    s, m = tables.sessions.c, tables.messages.c
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    s.id,
+                    s.first_inbound_ms,
+                    s.first_response_ms,
+                    s.reply_sum_ms,
+                    s.reply_count,
+                    s.unanswered_since_ms,
+                ).where(s.user_id == user_id)
+            )
+        ).all()
+        members: dict[str, list[tuple[int, str, str]]] = {r.id: [] for r in rows}
+        for r in await conn.execute(
+            select(m.session_id, m.ts_ms, m.id, m.direction).where(m.user_id == user_id)
+        ):
+            members[r.session_id].append((r.ts_ms, r.id, r.direction))
+    for r in rows:
+        ordered = [(ts, d) for ts, _id, d in sorted(members[r.id])]
+        stored = (
+            r.first_inbound_ms,
+            r.first_response_ms,
+            r.reply_sum_ms,
+            r.reply_count,
+            r.unanswered_since_ms,
+        )
+        assert stored == figures_by_definition(ordered), ordered
+    return len(rows)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(talk=conversation, data=st.data())
+async def test_stored_figures_equal_a_recomputation(
+    database: Database, talk: list[tuple[int, bool, int]], data: st.DataObject
+) -> None:
+    tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
+
+    async def setup(conn: Any) -> list[str]:
+        out = []
+        for n in range(2):
+            contact = await contacts_service.create_contact(
+                conn, user_id=tenant.user_id, fields=ContactIn(email=f"f{n}@x.example"), now_ms=BASE
+            )
+            out.append(contact.id)
+        return out
+
+    contacts = await database.run_write(setup)
+    at = {0: BASE, 1: BASE}
+    items = []
+    for n, (pause, inbound, who) in enumerate(talk):
+        at[who] += pause
+        items.append((contacts[who], at[who], inbound, f"x{n}"))
+    # Mostly in order: a few neighbours swapped (a late message lands in the middle).
+    for _ in range(data.draw(st.integers(0, 2))):
+        if len(items) > 1:
+            i = data.draw(st.integers(0, len(items) - 2))
+            items[i], items[i + 1] = items[i + 1], items[i]
+    batches, rest = [], list(items)
+    while rest:
+        size = data.draw(st.integers(1, 6))
+        batches.append(rest[:size])
+        rest = rest[size:]
+    for batch in batches:
+        prepared = [
+            messages_service.prepare_message(
+                MessageIn(
+                    contactId=cid,
+                    direction="inbound" if inbound else "outbound",
+                    timestamp=ts,
+                    externalId=ext,
+                ),
+                now_ms=T0,
+            )
+            for cid, ts, inbound, ext in batch
+        ]
+
+        async def work(conn: Any, prepared: Any = prepared) -> Any:
+            return await messages_service.ingest(
+                conn, user_id=tenant.user_id, items=prepared, now_ms=T0
+            )
+
+        await database.run_write(work)
+        assert await _check_figures(database, tenant.user_id) >= 1
