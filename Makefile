@@ -7,7 +7,7 @@ PORT   ?= 8000
 # The browser tests drive the system's Chromium (Playwright never downloads one).
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: install install-dev run test check lint typecheck bench bench-import clean resilience screenshots
+.PHONY: install install-dev run test check lint typecheck bench bench-analytics bench-import clean resilience screenshots
 
 # Two install stamps: serving needs only the package and its runtime dependencies (the
 # first `make run` on a fresh machine waits for nothing else); the test and lint tools
@@ -81,6 +81,13 @@ bench: install-dev
 	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/channels_bench.py
+	$(BIN)/python bench/analytics_bench.py --scale $(SCALE)
+
+## make bench-analytics [SCALE=large]: the analytics endpoints timed on a loaded bench
+## dataset (bench/analytics_bench.py; load it first with bench/generate.py or make bench).
+bench-analytics: install-dev
+	$(BIN)/python bench/generate.py --scale $(SCALE) --seed $(BENCH_SEED) --database-url $(BENCH_PG)/chatsessions_bench_$(SCALE)
+	$(BIN)/python bench/analytics_bench.py --scale $(SCALE)
 
 ## make bench-import: a generated 100k-message WhatsApp export through `import-chat` on SQLite
 ## and PostgreSQL (seconds, msg/s), then 1M messages for peak RSS (bench/import_bench.py).

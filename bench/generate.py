@@ -924,6 +924,8 @@ def main(argv: list[str] | None = None) -> None:
         age_h = (time.time() * 1000 - existing["now_ms"]) / 3_600_000 if existing else None
         if existing and not a.force and age_h is not None and age_h <= a.max_age_hours:
             log(f"{a.scale} (seed {a.seed}) already loaded {age_h:.1f} h ago: reusing it")
+            # Loaded by an older version: bring its schema (and data) up to date first.
+            asyncio.run(migrate(Settings(database_url=a.database_url)))
             write_tenant_file(
                 a.scale, a.seed, existing["now_ms"], a.database_url, existing, a.results_dir
             )
