@@ -5,8 +5,11 @@ place where ingest applies the session rule.
 order (a single message is a batch of one), re-cuts with :func:`rule.resegment` where the
 timeout changes inside the affected range (a message may then split a session), and
 records the events each message causes with the event bodies as they are at that moment
-(:mod:`chatsessions.webhooks.outbox`). What is left at the end is the net change, written
-in a few statements by ``messages.store.write``.
+(:mod:`chatsessions.webhooks.outbox`). It keeps each session's analytics figures
+(:mod:`chatsessions.sessions.figures`): extended by a message appended at the end, else
+recomputed by :meth:`ContactPlacement.settle_figures` from the messages of the session
+(those stored read first, :meth:`ContactPlacement.figures_wanted`). What is left at the
+end is the net change, written in a few statements by ``messages.store.write``.
 
 It is given the contact's sessions around the request's timestamps (the last starting at
 or before the smallest, every one starting inside the range, the first after the
@@ -28,7 +31,7 @@ from chatsessions import ids
 from chatsessions.messages.store import ContactFields, MessageWrite, TrackedSession, Writes
 from chatsessions.sessions import presenter, rule
 from chatsessions.sessions.figures import EMPTY as EMPTY_FIGURES
-from chatsessions.sessions.figures import extend_figures
+from chatsessions.sessions.figures import extend_figures, figures_of
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
 from chatsessions.sessions.store import ListedSession, MessageRow
 from chatsessions.webhooks import outbox
@@ -314,6 +317,26 @@ class ContactPlacement:
         for gone in absorbed:
             self._absorb(by_id[gone], into=into[gone], indexed=False)
         return Recut(created, {gone: into[gone] for gone in absorbed}, home, opened)
+
+    # -- figures --------------------------------------------------------------------------
+
+    def figures_wanted(self) -> list[str]:
+        """Stored sessions whose messages must be read (:meth:`load`) before
+        :meth:`settle_figures`: those now inside a session whose figures a change other
+        than an append made stale (a session new in this request needs none)."""
+        return self._unloaded([x for x in self._ordered if x.figures is None])
+
+    def settle_figures(self) -> None:
+        """Recompute the stale figures from the messages held here (after loading
+        :meth:`figures_wanted`): the write then stores them with the rest of the row."""
+        stale = [x for x in self._ordered if x.figures is None]
+        if not stale:
+            return
+        members = self._members({x.id for x in stale})
+        for session in stale:
+            session.figures = figures_of(
+                (ts_ms, self._key_of[mid][1] == 1) for ts_ms, mid in sorted(members[session.id])
+            )
 
     # -- events ---------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple, TypeVar
 
@@ -213,6 +213,7 @@ async def ingest(
                 contact=loaded.contacts.get(cid),
                 message=MessageRow(*row),
             )
+    await _settle_figures(conn, user_id, contacts.values())
     writes = Writes()
     for placement in contacts.values():
         placement.collect(writes)
@@ -303,9 +304,10 @@ async def recut_after_timeout_change(
         owing_since_ms=outbox.close_subscribers_since(subscriptions),
         now_ms=now_ms,
     )
-    writes = Writes()
+    placements = []
     for cid, sessions in sorted(state.sessions.items()):
         placement = ContactPlacement(cid, sessions, history=history, now_ms=now_ms)
+        placements.append(placement)
         lo, hi = ranges[cid]
         done = placement.recut_range(lo, hi)
         if done is None:
@@ -319,8 +321,25 @@ async def recut_after_timeout_change(
                 contact=loaded.contacts.get(cid),
                 message=None,
             )
+    await _settle_figures(conn, user_id, placements)
+    writes = Writes()
+    for placement in placements:
         placement.collect(writes)
     await messages_store.write(conn, user_id, writes, now_ms=now_ms)
+
+
+async def _settle_figures(
+    conn: AsyncConnection, user_id: str, placements: Iterable[ContactPlacement]
+) -> None:
+    """Recompute the figures a request made stale, reading the stored messages they need
+    in one statement for every contact."""
+    wanted = {p: p.figures_wanted() for p in placements}
+    every = [sid for ids_ in wanted.values() for sid in ids_]
+    keys = await sessions_store.message_keys(conn, user_id, every) if every else {}
+    for placement, ids_ in wanted.items():
+        if ids_:
+            placement.load({sid: keys[sid] for sid in ids_})
+        placement.settle_figures()
 
 
 async def _resolve_contacts(

@@ -32,9 +32,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.db import fetch_rows
-from chatsessions.sessions.figures import EMPTY as STALE_FIGURES  # overwritten by refigure
 from chatsessions.sessions.figures import Figures
-from chatsessions.sessions.store import SessionRow, refigure_sessions
+from chatsessions.sessions.store import SessionRow
 from chatsessions.webhooks import outbox
 from chatsessions.webhooks.outbox import OutboxWrite, Subscription
 
@@ -491,8 +490,15 @@ _GENERIC_CHECKS_FROM = 16
 _RESTORE_PLAN_MODE = text("SELECT set_config('plan_cache_mode', :mode, true)")
 
 
+def _figures(row: TrackedSession) -> Figures:
+    """The figures to store: settled by the placement (``settle_figures``) before any write."""
+    if row.figures is None:
+        raise RuntimeError(f"session {row.id}: figures not settled before the write")
+    return row.figures
+
+
 def _session_values(row: TrackedSession, user_id: str, now_ms: int) -> dict[str, Any]:
-    fig = row.figures or STALE_FIGURES
+    fig = _figures(row)
     return {
         "user_id": user_id,
         "id": row.id,
@@ -547,16 +553,12 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
     else:
         await _write_sqlite(conn, user_id, writes, now_ms)
-    # After the messages are in place: a statement sees only what earlier ones wrote.
-    stale = [x.id for x in (*writes.inserted, *writes.updated) if x.figures is None]
-    if stale:
-        await refigure_sessions(conn, user_id, stale)
 
 
 def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
     """The parameters of the PostgreSQL write statement for ``w``."""
     sessions = [*w.inserted, *w.updated]
-    figs = [x.figures or STALE_FIGURES for x in sessions]
+    figs = [_figures(x) for x in sessions]
     return {
         "user_id": user_id,
         "now_ms": now_ms,

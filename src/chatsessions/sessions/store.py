@@ -44,7 +44,6 @@ __all__ = [
     "listed_row",
     "messages_for_sessions",
     "neighbours",
-    "refigure_sessions",
     "update_session",
 ]
 
@@ -251,20 +250,44 @@ async def update_session(
     )
 
 
+# PostgreSQL: one index probe of ix_messages_session_ts per session, whatever the
+# statistics (the OFFSET keeps the subquery from being flattened into a join).
+_MESSAGE_KEYS_PG = text(
+    """
+    SELECT m.session_id, m.ts_ms, m.id, m.direction
+    FROM unnest(CAST(:ids AS varchar[])) AS r(session_id)
+    CROSS JOIN LATERAL (
+        SELECT mm.session_id, mm.ts_ms, mm.id, mm.direction FROM messages AS mm
+        WHERE mm.user_id = :user_id AND mm.session_id = r.session_id COLLATE "C"
+        OFFSET 0
+    ) AS m
+    """
+)
+
+
 async def message_keys(
     conn: AsyncConnection, user_id: str, session_ids: Sequence[str]
 ) -> dict[str, list[tuple[int, str, str]]]:
-    """``(timestamp, id, direction)`` of every message of the sessions (for re-cutting)."""
+    """``(timestamp, id, direction)`` of every message of the sessions (for re-cutting
+    and recomputing figures)."""
     out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in session_ids}
     if not session_ids:
         return out
-    rows = await conn.execute(
-        select(m.session_id, m.ts_ms, m.id, m.direction).where(
-            m.user_id == user_id, m.session_id.in_(list(session_ids))
+    if conn.dialect.name == "postgresql":
+        rows = await fetch_rows(
+            conn, _MESSAGE_KEYS_PG, {"user_id": user_id, "ids": list(session_ids)}
         )
-    )
-    for row in rows:
-        out[row.session_id].append((row.ts_ms, row.id, row.direction))
+        for session_id, ts_ms, message_id, direction in rows:
+            out[session_id].append((ts_ms, message_id, direction))
+        return out
+    for start in range(0, len(session_ids), 500):
+        chunk = list(session_ids[start : start + 500])
+        for row in await conn.execute(
+            select(m.session_id, m.ts_ms, m.id, m.direction).where(
+                m.user_id == user_id, m.session_id.in_(chunk)
+            )
+        ):
+            out[row.session_id].append((row.ts_ms, row.id, row.direction))
     return out
 
 
@@ -448,67 +471,3 @@ async def messages_for_sessions(
     for row in await conn.execute(stmt):
         out[row.session_id].append(tuple(row))
     return out
-
-
-# The figures of sessions recomputed from their messages (definitions in sessions.figures):
-# each message's *turn* is the number of outbound messages before it in the session
-# (order: time, then id); a turn's first inbound is answered by its outbound message. The
-# first turn holding an inbound message gives the first response (or is the last turn,
-# unanswered); only the last turn can lack its outbound message.
-_REFIGURE = """
-WITH ordered AS (
-    SELECT m.user_id, m.session_id, m.direction, m.ts_ms,
-           SUM(CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END) OVER (
-               PARTITION BY m.user_id, m.session_id ORDER BY m.ts_ms, m.id
-               ROWS UNBOUNDED PRECEDING)
-           - CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END AS turn
-    FROM messages AS m
-    WHERE {scope}
-), turns AS (
-    SELECT user_id, session_id, turn,
-           MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) AS asked_ms,
-           MIN(CASE WHEN direction = 'outbound' THEN ts_ms END) AS answered_ms,
-           -- The session's first turn with a question, beside every turn (a window, not a
-           -- join back to this CTE: without statistics that join ran as a nested loop,
-           -- sessions x turns: 0.5 s for 600 sessions).
-           MIN(CASE WHEN MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) IS NOT NULL
-                    THEN turn END) OVER (PARTITION BY user_id, session_id) AS first_turn
-    FROM ordered GROUP BY user_id, session_id, turn
-), figures AS (
-    SELECT user_id, session_id,
-           MIN(asked_ms) AS first_inbound_ms,
-           MIN(CASE WHEN turn = first_turn THEN answered_ms - asked_ms END)
-               AS first_response_ms,
-           COALESCE(SUM(answered_ms - asked_ms), 0) AS reply_sum_ms,
-           COUNT(answered_ms - asked_ms) AS reply_count,
-           MAX(CASE WHEN answered_ms IS NULL THEN asked_ms END) AS unanswered_since_ms
-    FROM turns GROUP BY user_id, session_id
-)
-UPDATE sessions SET first_inbound_ms = f.first_inbound_ms,
-    first_response_ms = f.first_response_ms, reply_sum_ms = f.reply_sum_ms,
-    reply_count = f.reply_count, unanswered_since_ms = f.unanswered_since_ms
-FROM figures AS f
-WHERE sessions.user_id = f.user_id AND sessions.id = f.session_id
-"""
-_REFIGURE_PG = text(
-    _REFIGURE.format(
-        scope='m.user_id = :user_id AND m.session_id = ANY(CAST(:ids AS varchar[]) COLLATE "C")'
-    )
-)
-_REFIGURE_SQLITE = text(
-    _REFIGURE.format(scope="m.user_id = :user_id AND m.session_id IN :ids")
-).bindparams(bindparam("ids", expanding=True))
-# Every session of every tenant (bench loads; the migration that added the columns has
-# its own copy of this statement, as migrations do).
-REFIGURE_ALL = text(_REFIGURE.format(scope="1 = 1"))
-
-
-async def refigure_sessions(conn: AsyncConnection, user_id: str, session_ids: list[str]) -> None:
-    """Recompute the figures of these sessions from their stored messages (after a change
-    that did not only append messages: a message in the middle, a merge, a re-cut)."""
-    if conn.dialect.name == "postgresql":
-        await fetch_rows(conn, _REFIGURE_PG, {"user_id": user_id, "ids": session_ids})
-        return
-    for start in range(0, len(session_ids), 500):
-        chunk = session_ids[start : start + 500]
-        await conn.execute(_REFIGURE_SQLITE, {"user_id": user_id, "ids": chunk})

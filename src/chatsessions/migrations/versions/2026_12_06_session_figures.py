@@ -37,27 +37,23 @@ WITH ordered AS (
                ROWS UNBOUNDED PRECEDING)
            - CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END AS turn
     FROM messages AS m
-    WHERE 1 = 1
 ), turns AS (
     SELECT user_id, session_id, turn,
            MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) AS asked_ms,
-           MIN(CASE WHEN direction = 'outbound' THEN ts_ms END) AS answered_ms
+           MIN(CASE WHEN direction = 'outbound' THEN ts_ms END) AS answered_ms,
+           ROW_NUMBER() OVER (  -- 1: the first turn holding an inbound message
+               PARTITION BY user_id, session_id
+               ORDER BY MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) IS NULL, turn
+           ) AS asked_rank
     FROM ordered GROUP BY user_id, session_id, turn
-), per_session AS (
+), figures AS (
     SELECT user_id, session_id,
            MIN(asked_ms) AS first_inbound_ms,
-           MIN(CASE WHEN asked_ms IS NOT NULL THEN turn END) AS first_turn,
+           MAX(CASE WHEN asked_rank = 1 THEN answered_ms - asked_ms END) AS first_response_ms,
            COALESCE(SUM(answered_ms - asked_ms), 0) AS reply_sum_ms,
            COUNT(answered_ms - asked_ms) AS reply_count,
            MAX(CASE WHEN answered_ms IS NULL THEN asked_ms END) AS unanswered_since_ms
     FROM turns GROUP BY user_id, session_id
-), figures AS (
-    SELECT p.user_id, p.session_id, p.first_inbound_ms,
-           t.answered_ms - t.asked_ms AS first_response_ms,
-           p.reply_sum_ms, p.reply_count, p.unanswered_since_ms
-    FROM per_session AS p
-    LEFT JOIN turns AS t
-      ON t.user_id = p.user_id AND t.session_id = p.session_id AND t.turn = p.first_turn
 )
 UPDATE sessions SET first_inbound_ms = f.first_inbound_ms,
     first_response_ms = f.first_response_ms, reply_sum_ms = f.reply_sum_ms,
