@@ -53,6 +53,7 @@ from chatsessions.sessions.rule import DEFAULT_TIMEOUT_MS, TimeoutHistory, segme
 MIN = 60_000
 HERE = Path(__file__).resolve().parent
 GROWTH_SHAPES = ("b_history_300", "c_backfill_one")  # judged on flatness as they grow
+DB_PREFIX = "chatsessions_shape"  # --db-prefix: runs side by side need their own databases
 
 # An item: (contact index or a new phone number, timestamp ms, inbound?)
 Item = tuple[int | str, int, bool]
@@ -373,7 +374,7 @@ async def run_case(
 async def _run_side(
     side: str, backend: str, shape: Shape, base_url: str, tmp: Path, now_ms: int, workers: int
 ) -> dict[str, Any]:
-    name = f"chatsessions_shape_{shape.name}_{side}_{workers}"
+    name = f"{DB_PREFIX}_{shape.name}_{side}_{workers}"
     db = await fresh_database(backend, base_url, name, tmp)
     tenants = [
         await tenant(db, shape.contacts, now_ms - 400 * 24 * 60 * MIN) for _ in range(workers)
@@ -469,6 +470,7 @@ def plot(results: list[dict[str, Any]], path: Path) -> None:
 
 async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     """Run every case; print the table; write the results and the growth plot."""
+    global DB_PREFIX
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432")
     p.add_argument("--backends", default="postgresql,sqlite")
@@ -476,6 +478,7 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     p.add_argument("--growth", type=int, default=0)
     p.add_argument("--concurrency", default="1,4")
     p.add_argument("--out", default="")
+    p.add_argument("--db-prefix", default=DB_PREFIX, help="names of the databases created")
     p.add_argument("--plot", default="", help="also draw the growth plot here")
     p.add_argument(
         "--merge",
@@ -483,6 +486,7 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         help="replace these cases in the newest results file instead of writing a new one",
     )
     args = p.parse_args(argv)
+    DB_PREFIX = args.db_prefix
     now_ms = int(time.time() * 1000)
     wanted = [s for s in args.shapes.split(",") if s]
     results: list[dict[str, Any]] = []

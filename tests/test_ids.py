@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from chatsessions import ids
 
 
@@ -19,3 +21,11 @@ def test_every_position_draws_from_the_whole_alphabet() -> None:
     made = [ids.new_id() for _ in range(5000)]
     for position in range(20):
         assert {i[position] for i in made} == set(ids._ALPHABET), position
+
+
+def test_rejected_bytes_are_skipped_not_mapped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Bytes 248..255 would favour the first 8 characters if taken modulo 62: they are
+    # dropped, and more bytes drawn until the id is complete.
+    draws = iter([bytes([255] * 20 + [0] * 8), bytes([61] * 28)])
+    monkeypatch.setattr(ids.os, "urandom", lambda n: next(draws)[:n])
+    assert ids.new_id() == "0" * 8 + "z" * 12

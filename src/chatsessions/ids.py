@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import os
 import re
-import secrets
 import string
 
 __all__ = ["API_KEY_RE", "ID_RE", "is_id", "new_api_key", "new_id"]
@@ -13,16 +13,22 @@ ID_RE = re.compile(r"^[0-9A-Za-z]{20}$")
 API_KEY_RE = re.compile(r"^csk_[0-9A-Za-z]{40}$")
 
 
+# Byte b < 248 (= 4 * 62) maps to _ALPHABET[b % 62]: uniform over the alphabet. Bytes
+# 248..255 are dropped (rejection sampling), so each character stays uniform and
+# independent, as with one secrets.choice per character.
+_ACCEPTED = 4 * 62
+_TO_CHAR = bytes(ord(_ALPHABET[b % 62]) for b in range(256))
+_REJECTED = bytes(range(_ACCEPTED, 256))
+
+
 def _base62(length: int) -> str:
-    # One uniform draw from [0, 62**length) written in base 62: every character is
-    # uniform and independent, as with one secrets.choice per character, at one
-    # system-random call instead of `length` (~30x faster; a batch makes 1,000+ ids).
-    n = secrets.randbelow(62**length)
-    chars = []
-    for _ in range(length):
-        n, digit = divmod(n, 62)
-        chars.append(_ALPHABET[digit])
-    return "".join(chars)
+    # The operating system's CSPRNG (what `secrets` draws from), turned into characters by
+    # one bytes.translate: ~1 us an id instead of ~8 (a 1,000-message batch makes 2,000+).
+    # Read per call, never buffered, so forked workers cannot share random bytes.
+    chars = b""
+    while len(chars) < length:
+        chars += os.urandom(length + 8).translate(_TO_CHAR, _REJECTED)
+    return chars[:length].decode("ascii")
 
 
 def new_id() -> str:

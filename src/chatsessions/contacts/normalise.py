@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 import phonenumbers
@@ -12,6 +13,7 @@ __all__ = ["normalise_email", "normalise_phone"]
 _PHONE_JUNK = re.compile(r"[\s\-().]")
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_phone(raw: str) -> str:
     """Return ``raw`` as E.164, or raise ValueError.
 
@@ -19,6 +21,10 @@ def normalise_phone(raw: str) -> str:
     automation tools send ``15551234567``, and an unencoded ``+`` in a query string
     arrives as a space), ``00`` counts as ``+``. The number must be *possible*
     (``phonenumbers.is_possible_number``), so fictional ``+1555…`` numbers pass.
+
+    Remembered (a pure function; errors are not cached): ~20 us a number with
+    ``phonenumbers``, and a batch checks each inline contact's number twice (when the
+    item is prepared, then when the contact is found or created).
     """
     text = _PHONE_JUNK.sub("", raw.strip())
     if text.startswith("00"):

@@ -6,10 +6,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import BigInteger, Boolean, String, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
+from chatsessions.db import fetch_rows
 
 __all__ = [
     "ContactRow",
@@ -119,10 +120,42 @@ async def insert_contact(conn: AsyncConnection, values: Mapping[str, Any]) -> No
     await conn.execute(tables.contacts.insert().values(**values))
 
 
+_INSERT_COLUMNS = tuple(col.name for col in tables.contacts.columns)
+_INSERT_SQLITE = text(
+    f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join(':' + name for name in _INSERT_COLUMNS)})"
+)
+
+
+def _array_type(column: Any) -> str:
+    for kind, array in ((Boolean, "boolean[]"), (BigInteger, "bigint[]"), (String, "varchar[]")):
+        if isinstance(column.type, kind):
+            return array
+    raise TypeError(f"contacts.{column.name}: no array type for {column.type}")
+
+
+_INSERT_PG = text(
+    f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:{col.name} AS {_array_type(col)})" for col in tables.contacts.columns)
+    + ")"
+)
+
+
 async def insert_contacts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert contact rows (each holds every column) in one statement."""
-    if rows:
-        await conn.execute(tables.contacts.insert(), [dict(r) for r in rows])
+    """Insert contact rows (each holds every column) in one statement.
+
+    A batch of messages may create 1,000 contacts: the rows go to the driver without
+    SQLAlchemy's per-row parameter processing (~35 ms of 1,000 rows), on PostgreSQL as one
+    array per column, on SQLite to ``executemany`` in the same transaction.
+    """
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        columns = {name: [r[name] for r in rows] for name in _INSERT_COLUMNS}
+        await fetch_rows(conn, _INSERT_PG, columns)
+        return
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    await driver.executemany(_INSERT_SQLITE.text, [dict(r) for r in rows])
 
 
 async def update_contact(

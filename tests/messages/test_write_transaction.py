@@ -1,0 +1,49 @@
+"""Ingest inside a caller's transaction: what runs after it in the same transaction."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions.contacts import service as contacts_service
+from chatsessions.contacts.schemas import ContactIn
+from chatsessions.db import Database
+from chatsessions.messages import service as messages_service
+from chatsessions.messages.schemas import MessageIn
+from tests.conftest import T0, Tenant
+
+
+async def _plan_mode(conn: AsyncConnection) -> str | None:
+    if conn.dialect.name != "postgresql":
+        return None  # SQLite has no plan cache settings
+    return str((await conn.execute(text("SHOW plan_cache_mode"))).scalar_one())
+
+
+@pytest.mark.parametrize("count", [1, 40])
+async def test_statements_after_ingest_plan_as_before_it(
+    database: Database, tenant: Tenant, count: int
+) -> None:
+    # The write statement lets PostgreSQL's foreign-key checks use their generic plans
+    # while it runs; a caller's later statements (a channel's counters, an import's
+    # contact) must still run with the transaction's own plan settings.
+    async def work(conn: AsyncConnection) -> tuple[str | None, str | None, int]:
+        contact = await contacts_service.create_contact(
+            conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber="+15550001234"), now_ms=T0
+        )
+        before = await _plan_mode(conn)
+        items = [
+            MessageIn(contactId=contact.id, direction="inbound", content="hi", timestamp=T0 - n)
+            for n in range(count)
+        ]
+        stored = await messages_service.ingest(
+            conn,
+            user_id=tenant.user_id,
+            items=[messages_service.prepare_message(item, now_ms=T0) for item in items],
+            now_ms=T0,
+        )
+        return before, await _plan_mode(conn), len({s.message_id for s in stored})
+
+    before, after, stored = await messages_service.run_ingest_transaction(database, work)
+    assert after == before
+    assert stored == count
