@@ -152,9 +152,12 @@ async def main() -> None:
     stored = 0
     base_ms = NOW - 400 * 24 * 60 * MIN
     report = [
-        f"# Ingest statement plans ({'generic' if args.generic else 'custom'} plans)\n",
+        "# Ingest statement plans"
+        + (" (generic plans)\n" if args.generic else " (as the routes run them)\n"),
         "Produced by `bench/ingest_plans.py`; each probe: 500 replayed externalIds and "
-        "500 new messages over 300 contacts, as the routes run it.\n",
+        "500 new messages over 300 contacts, as the routes run it: the lock and the reads "
+        "under it in the probe phase (plans made once per connection, key probes only; "
+        "`db.PG_PROBES`), the rest with plans made for the values.\n",
     ]
     for size in sizes:
         started = time.perf_counter()

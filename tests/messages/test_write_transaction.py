@@ -20,18 +20,36 @@ async def _plan_mode(conn: AsyncConnection) -> str | None:
     return str((await conn.execute(text("SHOW plan_cache_mode"))).scalar_one())
 
 
+async def _own_plan_mode(conn: AsyncConnection) -> str | None:
+    """The transaction's own plan mode: the one its probe phase (db.PG_PROBES) puts back
+    when it ends, or the current one outside a probe phase."""
+    if conn.dialect.name != "postgresql":
+        return None
+    own = (
+        await conn.execute(
+            text(
+                "SELECT COALESCE(NULLIF(current_setting("
+                "'chatsessions.plan_cache_mode_after_probes', true), ''), "
+                "current_setting('plan_cache_mode'))"
+            )
+        )
+    ).scalar_one()
+    return str(own)
+
+
 @pytest.mark.parametrize("count", [1, 40])
 async def test_statements_after_ingest_plan_as_before_it(
     database: Database, tenant: Tenant, count: int
 ) -> None:
     # The write statement lets PostgreSQL's foreign-key checks use their generic plans
     # while it runs; a caller's later statements (a channel's counters, an import's
-    # contact) must still run with the transaction's own plan settings.
+    # contact) must still run with the transaction's own plan settings (those its probe
+    # phase, which ingest's reads end, puts back).
     async def work(conn: AsyncConnection) -> tuple[str | None, str | None, int]:
         contact = await contacts_service.create_contact(
             conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber="+15550001234"), now_ms=T0
         )
-        before = await _plan_mode(conn)
+        before = await _own_plan_mode(conn)
         items = [
             MessageIn(contactId=contact.id, direction="inbound", content="hi", timestamp=T0 - n)
             for n in range(count)

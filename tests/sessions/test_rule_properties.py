@@ -146,6 +146,23 @@ def test_a_split_keeps_the_old_id_with_its_close() -> None:
     assert offline([(0, "a0"), (1, "b0"), (60_001, "b1")], [60_001], history) == sim.snapshot()
 
 
+def test_a_close_moves_to_a_message_at_its_time_that_starts_a_session() -> None:
+    """Found by the property below: {0} closed at 120001 while the timeout was 60 min;
+    after it drops to 1 minute at t=1, back-filled 1 and 60001 split the session (60001
+    keeps the close), and a message at exactly 120001 is a minute after 60001: a new
+    session, and the close (at or after it) is now its close."""
+    history = TimeoutHistory(((-(2**62), 60 * MIN), (1, MIN)))
+    sim = Simulator(history)
+    sim.add(0, "a0")
+    [sid] = sim.sessions
+    assert sim.close(sid, 120_001) == 120_001
+    for ts, mid in ((60_001, "b0"), (1, "b1"), (120_001, "b2")):
+        sim.add(ts, mid)
+    messages = [(0, "a0"), (60_001, "b0"), (1, "b1"), (120_001, "b2")]
+    assert sim.snapshot() == offline(messages, [120_001], history)
+    assert sim.sessions[sid].members == [(120_001, "b2")]  # the close keeps the old id
+
+
 @settings(max_examples=400, deadline=None)
 @given(
     first=timestamps,

@@ -185,6 +185,16 @@ def place_message(
             within = ts_ms - before.last_ms < history.at(before.last_ms)
             not_past_close = before.closed_at_ms is None or ts_ms <= before.closed_at_ms
             joins_before = within and not_past_close
+    if (
+        before is not None
+        and not joins_before
+        and before.closed_at_ms is not None
+        and before.last_ms < ts_ms <= before.closed_at_ms
+    ):
+        # The close comes at or after this message, which does not join (a shorter
+        # timeout since the close was recorded): the close belongs to the session of the
+        # last message at or before it, this one. The general case moves it.
+        return Placement(PlacementKind.RESEGMENT)
     joins_after = False
     if after is not None:
         blocked_by_close = (
