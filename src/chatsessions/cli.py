@@ -73,6 +73,26 @@ def migrate_command() -> None:
     err.print("[green]database is up to date[/green]")
 
 
+@app.command("refigure")
+def refigure_command() -> None:
+    """Recompute every session's analytics figures from its messages (after a rolling
+    upgrade from a version without them; see docs/operations.md)."""
+    from chatsessions.sessions.store import refigure_all_sessions
+
+    settings = _settings()
+
+    async def main() -> int:
+        await migrate(settings)
+        db = Database(settings)
+        try:
+            return await db.run_write(refigure_all_sessions)
+        finally:
+            await db.dispose()
+
+    count = asyncio.run(main())
+    err.print(f"[green]figures recomputed for {count} sessions[/green]")
+
+
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",

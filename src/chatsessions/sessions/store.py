@@ -44,6 +44,7 @@ __all__ = [
     "listed_row",
     "messages_for_sessions",
     "neighbours",
+    "refigure_all_sessions",
     "update_session",
 ]
 
@@ -475,3 +476,51 @@ async def messages_for_sessions(
     for row in await conn.execute(stmt):
         out[row.session_id].append(tuple(row))
     return out
+
+
+# Every session's figures recomputed from its messages, set-based (the statement migration
+# 0006 filled the columns with): each message's turn is the number of outbound messages
+# before it in its session; a turn's first inbound is answered by its outbound message.
+_REFIGURE_ALL = text(
+    """
+WITH ordered AS (
+    SELECT m.user_id, m.session_id, m.direction, m.ts_ms,
+           SUM(CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END) OVER (
+               PARTITION BY m.user_id, m.session_id ORDER BY m.ts_ms, m.id
+               ROWS UNBOUNDED PRECEDING)
+           - CASE WHEN m.direction = 'outbound' THEN 1 ELSE 0 END AS turn
+    FROM messages AS m
+), turns AS (
+    SELECT user_id, session_id, turn,
+           MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) AS asked_ms,
+           MIN(CASE WHEN direction = 'outbound' THEN ts_ms END) AS answered_ms,
+           ROW_NUMBER() OVER (  -- 1: the first turn holding an inbound message
+               PARTITION BY user_id, session_id
+               ORDER BY MIN(CASE WHEN direction = 'inbound' THEN ts_ms END) IS NULL, turn
+           ) AS asked_rank
+    FROM ordered GROUP BY user_id, session_id, turn
+), figures AS (
+    SELECT user_id, session_id,
+           MIN(asked_ms) AS first_inbound_ms,
+           MAX(CASE WHEN asked_rank = 1 THEN answered_ms - asked_ms END) AS first_response_ms,
+           COALESCE(SUM(answered_ms - asked_ms), 0) AS reply_sum_ms,
+           COUNT(answered_ms - asked_ms) AS reply_count,
+           MAX(CASE WHEN answered_ms IS NULL THEN asked_ms END) AS unanswered_since_ms
+    FROM turns GROUP BY user_id, session_id
+)
+UPDATE sessions SET first_inbound_ms = f.first_inbound_ms,
+    first_response_ms = f.first_response_ms, reply_sum_ms = f.reply_sum_ms,
+    reply_count = f.reply_count, unanswered_since_ms = f.unanswered_since_ms
+FROM figures AS f
+WHERE sessions.user_id = f.user_id AND sessions.id = f.session_id
+"""
+)
+
+
+async def refigure_all_sessions(conn: AsyncConnection) -> int:
+    """Recompute every session's analytics figures from its stored messages; returns the
+    number of sessions. For an operator after a rolling upgrade from a version without
+    the figure columns (its processes kept writing sessions without them)."""
+    await conn.execute(_REFIGURE_ALL)
+    # (the driver's row count of a WITH ... UPDATE is not reliable on SQLite)
+    return int((await conn.execute(select(func.count()).select_from(tables.sessions))).scalar_one())
