@@ -10,6 +10,8 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from chatsessions.config import Settings
 from chatsessions.db import MIGRATIONS_DIR, create_engine_for, migrate
@@ -106,10 +109,12 @@ async def _figures(engine: Any) -> dict[tuple[str, str], tuple[Any, ...]]:
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
-@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
-async def test_upgrade_fills_the_figures_from_the_messages(
+@asynccontextmanager
+async def _upgraded_old_database(
     backend_name: str, tmp_path: Path
-) -> None:
+) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    """A database of the backend at the previous version holding STORED, then upgraded
+    (migrated to the newest version): its URL and an engine on it."""
     pg_name = None
     if backend_name == "sqlite":
         url = f"sqlite:///{tmp_path}/old.db"
@@ -123,6 +128,18 @@ async def test_upgrade_fills_the_figures_from_the_messages(
             await conn.commit()
         await _store_old(engine)
         await migrate(settings)
+        yield url, engine
+    finally:
+        await engine.dispose()
+        if pg_name is not None:
+            await _drop_pg_database(pg_name)
+
+
+@pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
+async def test_upgrade_fills_the_figures_from_the_messages(
+    backend_name: str, tmp_path: Path
+) -> None:
+    async with _upgraded_old_database(backend_name, tmp_path) as (_url, engine):
         found = await _figures(engine)
         expected = {
             (user, sid): figures_by_definition(msgs)
@@ -133,27 +150,11 @@ async def test_upgrade_fills_the_figures_from_the_messages(
         # The hand-worked values of s1 and s2, so the oracle itself is pinned down.
         assert found["u1", "s1"] == (1_000, 4_000, 4_000, 1, 9_000)
         assert found["u1", "s2"] == (60_000, 0, 0, 1, None)
-    finally:
-        await engine.dispose()
-        if pg_name is not None:
-            await _drop_pg_database(pg_name)
 
 
 @pytest.mark.parametrize("backend_name", ["sqlite", "postgresql"])
 async def test_refigure_command_repairs_stale_figures(backend_name: str, tmp_path: Path) -> None:
-    pg_name = None
-    if backend_name == "sqlite":
-        url = f"sqlite:///{tmp_path}/stale.db"
-    else:
-        pg_name, url = await _create_pg_database()
-    settings = Settings(database_url=url)
-    engine = create_engine_for(settings)
-    try:
-        async with engine.connect() as conn:
-            await conn.run_sync(_upgrade, BEFORE)
-            await conn.commit()
-        await _store_old(engine)
-        await migrate(settings)
+    async with _upgraded_old_database(backend_name, tmp_path) as (url, engine):
         # A previous version's process, still running during the upgrade, appends a
         # message and updates its session without knowing the figure columns.
         async with engine.begin() as conn:
@@ -194,7 +195,3 @@ async def test_refigure_command_repairs_stale_figures(backend_name: str, tmp_pat
         }
         assert await _figures(engine) == expected
         assert expected["u1", "s1"] == (1_000, 4_000, 7_000, 2, None)  # 9 s answered at 12 s
-    finally:
-        await engine.dispose()
-        if pg_name is not None:
-            await _drop_pg_database(pg_name)

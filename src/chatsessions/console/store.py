@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.contacts.store import ContactRow
+from chatsessions.sessions.store import LISTED_COLUMNS
 
 __all__ = [
     "delete_sign_in",
@@ -109,32 +110,14 @@ async def sessions_starting(
     oldest first, as the flat rows of the listings (session columns then the contact's
     first name, last name, phone, email and channel)."""
     stmt = (
-        select(
-            s.id,
-            s.contact_id,
-            s.start_ms,
-            s.last_ms,
-            s.expires_ms,
-            s.closed_at_ms,
-            s.activity_ms,
-            s.message_count,
-            s.inbound_count,
-            s.outbound_count,
-            s.created_at_ms,
-            c.first_name,
-            c.last_name,
-            c.phone,
-            c.email,
-            c.channel,
-        )
+        select(*LISTED_COLUMNS)
         .select_from(
             tables.sessions.join(
                 tables.contacts, and_(c.user_id == s.user_id, c.id == s.contact_id)
             )
         )
         .where(
-            s.user_id == user_id,
-            s.activity_ms >= from_ms,  # activity is never before the start: the listing index
+            s.user_id == user_id,  # a range of ix_sessions_start, in its order
             s.start_ms >= from_ms,
             s.start_ms < to_ms,
         )

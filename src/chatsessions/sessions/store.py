@@ -35,6 +35,7 @@ from chatsessions.sessions.rule import SessionSpan, TimeoutHistory
 
 __all__ = [
     "LISTED_ACTIVITY",
+    "LISTED_COLUMNS",
     "LISTED_ID",
     "LISTED_MESSAGE_COUNT",
     "ListedSession",
@@ -149,6 +150,8 @@ class ListedSession(NamedTuple):
 
 
 _CONTACT_COLUMNS = (ct.first_name, ct.last_name, ct.phone, ct.email, ct.channel)
+# The columns of a listed row (sessions joined to contacts), for other listings of sessions.
+LISTED_COLUMNS = (*_SESSION_COLUMNS, *_CONTACT_COLUMNS)
 
 
 def _listed(row: Any) -> ListedSession:
