@@ -105,7 +105,7 @@ def serve(
     settings = _settings()
     asyncio.run(migrate(settings))
     uvicorn.run(
-        "chatsessions.app:create_app",
+        "chatsessions.app:create_served_app",
         factory=True,
         host=host,
         port=port,

@@ -23,14 +23,15 @@ from sqlalchemy import event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import PoolProxiedConnection
 
 from chatsessions import tables
 from chatsessions.config import Settings
 
-__all__ = ["Database", "fetch_rows", "insert_for", "migrate"]
+__all__ = ["Database", "fetch_rows", "insert_for", "is_unavailable", "migrate"]
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -422,6 +423,21 @@ class Database:
     async def dispose(self) -> None:
         """Close every pooled connection."""
         await self.engine.dispose()
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says the database cannot be reached (→ 503), not that a statement
+    or a value was wrong."""
+    if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, ConnectionError, OSError)):
+        return True
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    name = type(exc).__name__
+    return name in {
+        "CannotConnectNowError",
+        "ConnectionDoesNotExistError",
+        "TooManyConnectionsError",
+    }
 
 
 def _is_race(exc: BaseException) -> bool:

@@ -36,6 +36,7 @@ from chatsessions.errors import (
     PayloadTooLarge,
     RateLimited,
 )
+from chatsessions.messages.group_commit import GroupCommit
 from chatsessions.timeutil import Clock
 from chatsessions.web import (
     DB,
@@ -297,7 +298,10 @@ async def _receive(
         counts = Counts(received=1, last_error=problem, last_error_at_ms=now)
         await intake.count(db, row, counts, conn=conn)
         raise InvalidParameter("body", problem) from None
-    outcome = await intake.store_translation(db, row, translation, now_ms=now, conn=conn)
+    group_commit: GroupCommit = request.app.state.group_commit
+    outcome = await intake.store_translation(
+        db, group_commit, row, translation, now_ms=now, conn=conn
+    )
     if row.type == "twilio":
         return Response(_TWIML_EMPTY, media_type="text/xml")
     return json_response(

@@ -1,7 +1,8 @@
 """A platform's payload in: verify, translate, store through the one write path, count.
 
 Shared by every platform: the platform modules only verify and translate. Messages are
-stored with ``messages.service.ingest`` (the rule and transaction of a batch), the
+stored with ``messages.service.ingest`` (the rule and transaction of a batch, through
+``messages.group_commit``: concurrent deliveries of a tenant share one), the
 platform's id as ``externalId`` (a retry or replay stores nothing and emits no event),
 and the channel's counters are added in the same transaction, so the answer (200) comes
 only after both committed. A refused proof is counted in a small transaction of its own.
@@ -26,6 +27,7 @@ from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database
 from chatsessions.errors import ChatSessionsError, InvalidParameter
 from chatsessions.messages import service as messages_service
+from chatsessions.messages.group_commit import GroupCommit
 from chatsessions.messages.schemas import MAX_CONTENT_BYTES, MessageIn
 
 __all__ = [
@@ -135,24 +137,21 @@ async def count(
 
 async def store_translation(
     db: Database,
+    group_commit: GroupCommit,
     row: ChannelRow,
     translation: Translation,
     *,
     now_ms: int,
     conn: AsyncConnection | None = None,
 ) -> Outcome:
-    """Store every message of the payload and count, in one transaction; raise (→ 5xx, the
-    platform retries) when that cannot commit. ``conn``: as for ``Database.write`` (the
-    connection the channel was read on)."""
+    """Store every message of the payload and count, in one transaction (shared with the
+    tenant's concurrent deliveries and single messages: ``group_commit``); raise (→ 5xx,
+    the platform retries) when that cannot commit. ``conn``: as for ``Database.write``
+    (the connection the channel was read on)."""
     items, errors = to_new_messages(translation.messages, now_ms=now_ms)
     ignored = translation.ignored + len(errors)
 
-    async def work(tx: AsyncConnection) -> Outcome:
-        results = (
-            await messages_service.ingest(tx, user_id=row.user_id, items=items, now_ms=now_ms)
-            if items
-            else []
-        )
+    async def finish(tx: AsyncConnection, results: list[messages_service.StoredMessage]) -> Outcome:
         duplicates = sum(1 for r in results if r.duplicate)
         outcome = Outcome(len(results) - duplicates, duplicates, ignored)
         await store.add_counts(
@@ -172,7 +171,7 @@ async def store_translation(
         return outcome
 
     try:
-        outcome = await messages_service.run_ingest_transaction(db, work, conn=conn)
+        outcome = await group_commit.store(row.user_id, items, now_ms, finish=finish, conn=conn)
     except Exception as exc:
         CHANNEL_ITEMS.labels(row.type, "failed").inc()
         reason = exc.message if isinstance(exc, ChatSessionsError) else type(exc).__name__

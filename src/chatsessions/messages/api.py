@@ -16,6 +16,7 @@ from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database
 from chatsessions.errors import PayloadTooLarge
 from chatsessions.messages import service
+from chatsessions.messages.group_commit import GroupCommit
 from chatsessions.messages.schemas import (
     BatchIn,
     CustomChannelIncoming,
@@ -40,14 +41,18 @@ from chatsessions.web import (
 router = DomainRouter(prefix="/v1", tags=["messages"])
 
 
-async def _store(
-    db: DB,
+async def _store_one(
+    request: Request,
     user_id: str,
-    items: list[service.NewMessage],
+    item: service.NewMessage,
     now_ms: int,
     conn: AsyncConnection | None = None,
-) -> list[service.StoredMessage]:
-    return await service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms, conn=conn)
+) -> service.StoredMessage:
+    """One message, through group commit: written at once when nothing of the tenant is
+    in flight, else with the requests queued behind that write (``group_commit``)."""
+    group_commit: GroupCommit = request.app.state.group_commit
+    [result] = await group_commit.store(user_id, [item], now_ms, conn=conn)
+    return result
 
 
 @asynccontextmanager
@@ -83,7 +88,7 @@ async def post_message(request: Request) -> Response:
         body = validate_body(MessageIn, parse_json_body(raw))
         now = clock()
         item = service.prepare_message(body, now_ms=now)
-        [result] = await _store(db, caller.user_id, [item], now, conn)
+        result = await _store_one(request, caller.user_id, item, now, conn)
     payload = {
         "success": True,
         "messageId": result.message_id,
@@ -114,7 +119,7 @@ async def post_batch(request: Request) -> Response:
         except ValidationError as exc:
             raise invalid_from_validation(exc, prefix.rstrip(".")) from None
         items.append(service.prepare_message(parsed, now_ms=now, prefix=prefix))
-    results = await _store(db, caller.user_id, items, now)
+    results = await service.store_messages(db, user_id=caller.user_id, items=items, now_ms=now)
     return json_response(
         {
             "success": True,
@@ -171,7 +176,7 @@ async def _incoming_custom(
         externalId=data.messageSid,
     )
     item = service.prepare_message(message, now_ms=now)
-    [result] = await _store(db, caller.user_id, [item], now)
+    result = await _store_one(request, caller.user_id, item, now)
     out = {"success": True, "messageId": result.message_id}
     if result.duplicate:
         out["duplicate"] = True
@@ -217,7 +222,7 @@ async def send_custom(request: Request, caller: CurrentUser, db: DB, clock: Cloc
         externalId=body.externalId or body.messageSid,
     )
     item = service.prepare_message(message, now_ms=now)
-    [result] = await _store(db, caller.user_id, [item], now)
+    result = await _store_one(request, caller.user_id, item, now)
     out = {"success": True, "messageId": result.message_id}
     if result.duplicate:
         out["duplicate"] = True

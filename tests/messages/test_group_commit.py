@@ -1,0 +1,237 @@
+"""Group commit on the real databases: requests of one tenant that queue behind a write in
+flight are stored as one transaction, with exactly the results and the stored sessions of
+storing them one by one in arrival order; a request that cannot be stored fails alone; a
+cancelled queued request is not stored; an unreachable database fails the group without a
+request-by-request retry."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from chatsessions import tables
+from chatsessions.contacts.schemas import ContactFields
+from chatsessions.db import Database
+from chatsessions.errors import NotFound
+from chatsessions.messages import service
+from chatsessions.messages.group_commit import GROUP_FALLBACKS, GroupCommit
+from chatsessions.messages.schemas import MessageIn
+from tests.conftest import T0, create_tenant
+from tests.polling import wait_until
+
+MIN = 60_000
+BASE = T0 - 12 * 60 * MIN
+
+# (contact, minutes after BASE, inbound?, externalId or None): few contacts, a coarse grid
+# around the 60-minute timeout, a small pool of externalIds so that replays are common.
+item = st.tuples(
+    st.integers(0, 2),
+    st.integers(0, 8).map(lambda slot: slot * 35),
+    st.booleans(),
+    st.none() | st.integers(0, 5).map(lambda n: f"ext-{n}"),
+)
+Spec = tuple[int, int, bool, str | None]
+
+
+def _new(spec: Spec, tag: str) -> service.NewMessage:
+    contact, minutes, inbound, external_id = spec
+    return service.prepare_message(
+        MessageIn(
+            contact=ContactFields(phoneNumber=f"+1555000{contact:04d}"),
+            direction="inbound" if inbound else "outbound",
+            content=tag,
+            timestamp=BASE + minutes * MIN,
+            externalId=external_id,
+        ),
+        now_ms=T0,
+    )
+
+
+def _units(specs: list[list[Spec]]) -> list[list[service.NewMessage]]:
+    return [[_new(s, f"u{u}m{i}") for i, s in enumerate(unit)] for u, unit in enumerate(specs)]
+
+
+class Canon:
+    """Ids renamed by order of first appearance: two tenants' results compare equal when
+    they say the same thing."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, int] = {}
+
+    def __call__(self, id_: str) -> int:
+        return self.names.setdefault(id_, len(self.names))
+
+
+def _said(results: list[list[service.StoredMessage]]) -> list[Any]:
+    """What each answer says of its message (sessions aside: see ``_holding``)."""
+    canon = Canon()
+    return [
+        [(canon(r.message_id), r.duplicate, r.session_opened) for r in unit] for unit in results
+    ]
+
+
+async def _holding(db: Database, user_id: str) -> dict[str, str]:
+    """Each stored message's session."""
+    m = tables.messages.c
+    async with db.read() as conn:
+        rows = await conn.execute(select(m.id, m.session_id).where(m.user_id == user_id))
+        return {mid: sid for mid, sid in rows}
+
+
+async def _stored(db: Database, user_id: str) -> tuple[set[Any], int]:
+    """The sessions as sets of message contents (with their bounds), and the message count."""
+    m, s = tables.messages.c, tables.sessions.c
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(m.content, m.session_id, s.start_ms, s.last_ms, s.message_count)
+                .join(tables.sessions, (s.user_id == m.user_id) & (s.id == m.session_id))
+                .where(m.user_id == user_id)
+            )
+        ).all()
+    sessions: dict[str, tuple[list[str], int, int, int]] = {}
+    for content, sid, start, last, count in rows:
+        sessions.setdefault(sid, ([], start, last, count))[0].append(content)
+    return {(frozenset(c), a, b, n) for c, a, b, n in sessions.values()}, len(rows)
+
+
+async def _serially(db: Database, units: list[list[service.NewMessage]]) -> tuple[Any, Any]:
+    tenant = await create_tenant(db)
+    results = [
+        await service.store_messages(db, user_id=tenant.user_id, items=unit, now_ms=T0)
+        for unit in units
+    ]
+    return _said(results), await _stored(db, tenant.user_id)
+
+
+class HeldWrite:
+    """A write of the tenant held open (inside its transaction) until released, so that
+    the requests sent meanwhile queue behind it: the moment group commit exists for."""
+
+    def __init__(self, group_commit: GroupCommit, user_id: str, unit: list[service.NewMessage]):
+        self.inside = asyncio.Event()
+        self.release = asyncio.Event()
+
+        async def finish(tx: AsyncConnection, results: list[service.StoredMessage]) -> Any:
+            self.inside.set()
+            await self.release.wait()
+            return results
+
+        self.task = asyncio.create_task(group_commit.store(user_id, unit, T0, finish=finish))
+
+
+async def _grouped(
+    db: Database, units: list[list[service.NewMessage]]
+) -> tuple[GroupCommit, str, HeldWrite, list[asyncio.Task[list[service.StoredMessage]]]]:
+    """The first unit held in flight, the others queued behind it."""
+    tenant = await create_tenant(db)
+    group_commit = GroupCommit(db)
+    held = HeldWrite(group_commit, tenant.user_id, units[0])
+    await asyncio.wait_for(held.inside.wait(), 60)
+    queued = []
+    for unit in units[1:]:
+        queued.append(asyncio.create_task(group_commit.store(tenant.user_id, unit, T0)))
+        await wait_until(
+            lambda n=len(queued): group_commit.queued(tenant.user_id) == n, what="queued"
+        )
+    return group_commit, tenant.user_id, held, queued
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(specs=st.lists(st.lists(item, min_size=1, max_size=3), min_size=2, max_size=7))
+async def test_a_queued_group_stores_what_storing_the_requests_one_by_one_stores(
+    database: Database, specs: list[list[Spec]]
+) -> None:
+    units = _units(specs)
+    expected = await _serially(database, units)
+
+    group_commit, user_id, held, queued = await _grouped(database, units)
+    held.release.set()
+    results = [await held.task, *[await task for task in queued]]
+
+    assert (_said(results), await _stored(database, user_id)) == expected
+    # Each answer of the queued group names the session holding its message once the
+    # group committed (a later request of the group may have merged the one it opened).
+    holding = await _holding(database, user_id)
+    assert all(holding[r.message_id] == r.session_id for unit in results[1:] for r in unit)
+    # The held write alone, then everything queued behind it in one transaction.
+    assert group_commit.group_sizes == Counter([1, len(units) - 1])
+    assert group_commit.queued(user_id) == 0
+
+
+async def test_a_request_that_cannot_be_stored_fails_alone(database: Database) -> None:
+    good = [[(0, 0, True, "a")], [(1, 35, True, "b")], [(2, 70, False, None)]]
+    units = _units(good)
+    unknown = service.prepare_message(
+        MessageIn(contactId="c_" + "0" * 20, direction="inbound", content="lost"), now_ms=T0
+    )
+    units.insert(2, [unknown])
+    fallbacks = GROUP_FALLBACKS._value.get()
+
+    group_commit, user_id, held, queued = await _grouped(database, units)
+    held.release.set()
+    await held.task
+    outcomes = await asyncio.gather(*queued, return_exceptions=True)
+
+    assert isinstance(outcomes[1], NotFound)
+    assert all(isinstance(o, list) and not o[0].duplicate for i, o in enumerate(outcomes) if i != 1)
+    sessions, count = await _stored(database, user_id)
+    assert count == 3 and "lost" not in {c for s in sessions for c in s[0]}
+    # The queued group of three failed once; each was then written alone (the held write
+    # and the two good ones committed).
+    assert GROUP_FALLBACKS._value.get() == fallbacks + 1
+    assert group_commit.group_sizes == {1: 3}
+
+
+async def test_a_cancelled_queued_request_is_not_stored_and_the_rest_are(
+    database: Database,
+) -> None:
+    units = _units(
+        [[(0, 0, True, None)], [(0, 35, True, None)], [(1, 0, True, None)], [(2, 0, True, None)]]
+    )
+    group_commit, user_id, held, queued = await _grouped(database, units)
+    queued[1].cancel()
+    await wait_until(lambda: group_commit.queued(user_id) == 2, what="the cancelled one left")
+    held.release.set()
+    await held.task
+    await queued[0]
+    await queued[2]
+    with pytest.raises(asyncio.CancelledError):
+        await queued[1]
+    sessions, count = await _stored(database, user_id)
+    assert count == 3
+    assert "u2m0" not in {c for s in sessions for c in s[0]}
+    assert group_commit.group_sizes == {1: 1, 2: 1}
+
+
+async def test_an_unreachable_database_fails_the_group_without_writing_each_alone(
+    database: Database,
+) -> None:
+    units = _units([[(0, 0, True, None)], [(1, 0, True, None)], [(2, 0, True, None)]])
+    group_commit, user_id, held, queued = await _grouped(database, units[:2])
+
+    async def unreachable(tx: AsyncConnection, results: list[service.StoredMessage]) -> None:
+        raise ConnectionResetError("the database went away")
+
+    broken = asyncio.create_task(group_commit.store(user_id, units[2], T0, finish=unreachable))
+    await wait_until(lambda: group_commit.queued(user_id) == 2, what="both queued")
+    fallbacks = GROUP_FALLBACKS._value.get()
+    held.release.set()
+    await held.task
+    outcomes = await asyncio.gather(queued[0], broken, return_exceptions=True)
+
+    assert all(isinstance(o, ConnectionResetError) for o in outcomes)
+    assert GROUP_FALLBACKS._value.get() == fallbacks
+    assert (await _stored(database, user_id))[1] == 1  # the held write alone committed
+    assert group_commit.queued(user_id) == 0
