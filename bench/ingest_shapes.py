@@ -14,7 +14,12 @@ transaction durably committed. The shapes (1,000-message batches):
 * ``c_backfill_one`` — one contact's back-fill, messages 2 minutes apart (100,000; or N);
 * ``d_bursts`` — 10 contacts × 100 messages within 100 s per batch;
 * ``e_new_contacts`` — 1,000 new contacts found-or-created by phone in one batch;
-* ``single`` — single messages, sequential (and at concurrency 32 on PostgreSQL).
+* ``single`` — single messages, sequential (and at concurrency 32 on PostgreSQL, each of
+  the 32 workers a tenant of its own);
+* ``single_one_tenant`` — single messages at concurrency 32 from 32 workers of one tenant
+  (one contact each: a business's customers writing at once), through group commit
+  (``messages.group_commit``) as the route stores them; the floor writes each message in
+  a transaction of its own, as a request does.
 
 The *floor* of a case writes the same rows (contacts, sessions as the rule cuts them,
 messages) with hand-written set-based SQL, one transaction per batch, on its own fresh
@@ -47,6 +52,7 @@ from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactFields, ContactIn
 from chatsessions.db import Database, migrate
 from chatsessions.messages import service as messages_service
+from chatsessions.messages.group_commit import GroupCommit
 from chatsessions.messages.schemas import MessageIn
 from chatsessions.sessions.rule import DEFAULT_TIMEOUT_MS, TimeoutHistory, segment
 
@@ -66,6 +72,8 @@ class Shape:
     name: str
     contacts: int
     batches: list[list[Item]]
+    # At concurrency: the workers share one tenant, worker w sending batches b ≡ w (mod n).
+    one_tenant: bool = False
 
 
 def shapes(now_ms: int, growth: int, rng: random.Random) -> list[Shape]:
@@ -118,7 +126,11 @@ def shapes(now_ms: int, growth: int, rng: random.Random) -> list[Shape]:
             ],
         )
     )
-    out.append(Shape("single", 32, [[(n % 32, now_ms - (1000 - n), True)] for n in range(1000)]))
+    singles: list[list[Item]] = [[(n % 32, now_ms - (1000 - n), True)] for n in range(1000)]
+    out.append(Shape("single", 32, singles))
+    # 200 per worker, as ``single`` at concurrency 32; each contact's messages in order.
+    shared: list[list[Item]] = [[(n % 32, now_ms - (6400 - n) * 10, True)] for n in range(6400)]
+    out.append(Shape("single_one_tenant", 32, shared, one_tenant=True))
     return out
 
 
@@ -180,9 +192,15 @@ async def tenant(db: Database, contacts: int, now_ms: int) -> tuple[str, list[st
 
 
 async def ours(
-    db: Database, user_id: str, contacts: list[str], batch: list[Item], now_ms: int
+    db: Database,
+    user_id: str,
+    contacts: list[str],
+    batch: list[Item],
+    now_ms: int,
+    group_commit: GroupCommit | None = None,
 ) -> None:
-    """One request through the service's write path."""
+    """One request through the service's write path (a single message's route: through
+    ``group_commit``)."""
     items = []
     for who, ts, inbound in batch:
         body = MessageIn(
@@ -195,6 +213,9 @@ async def ours(
         )
         items.append(messages_service.prepare_message(body, now_ms=now_ms))
 
+    if group_commit is not None:
+        await group_commit.store(user_id, items, now_ms)
+        return
     await messages_service.store_messages(db, user_id=user_id, items=items, now_ms=now_ms)
 
 
@@ -377,31 +398,39 @@ async def _run_side(
     name = f"{DB_PREFIX}_{shape.name}_{side}_{workers}"
     db = await fresh_database(backend, base_url, name, tmp)
     tenants = [
-        await tenant(db, shape.contacts, now_ms - 400 * 24 * 60 * MIN) for _ in range(workers)
+        await tenant(db, shape.contacts, now_ms - 400 * 24 * 60 * MIN)
+        for _ in range(1 if shape.one_tenant else workers)
     ]
-    # Every worker runs the whole shape for its own tenant, its batches in order.
-    plan = [(w, b) for b in range(len(shape.batches)) for w in range(workers)]
+    if shape.one_tenant:  # the workers share the tenant and split its batches
+        plan = [(b % workers, b) for b in range(len(shape.batches))]
+    else:  # every worker runs the whole shape for its own tenant, its batches in order
+        plan = [(w, b) for b in range(len(shape.batches)) for w in range(workers)]
     rows = [floor_rows(shape, contacts, now_ms) for _user, contacts in tenants]
+    # The single-message route's way (messages.api): concurrent requests of a tenant share
+    # a transaction.
+    group_commit = GroupCommit(db) if shape.name.startswith("single") else None
     pool = None
     if side == "floor" and backend == "postgresql":
         pool = await asyncpg.create_pool(f"{base_url}/{name}", min_size=workers, max_size=workers)
 
     async def one(k: int) -> None:
         w, b = plan[k]
-        user_id, contacts = tenants[w]
+        t = 0 if shape.one_tenant else w
+        user_id, contacts = tenants[t]
         if side == "ours":
-            await ours(db, user_id, contacts, shape.batches[b], now_ms)
+            await ours(db, user_id, contacts, shape.batches[b], now_ms, group_commit)
         elif pool is not None:
-            await floor_pg(pool, user_id, rows[w], b, now_ms)
+            await floor_pg(pool, user_id, rows[t], b, now_ms)
         else:
-            await floor_sqlite(db, user_id, rows[w], b, now_ms)
+            await floor_sqlite(db, user_id, rows[t], b, now_ms)
 
     elapsed, times = await _in_order(plan, one, workers)
     if pool is not None:
         await pool.close()
     await drop_database(db, backend, base_url, name)
+    sent = sum(len(b) for b in shape.batches) * (1 if shape.one_tenant else workers)
     return {
-        "msg_per_s": round(sum(len(b) for b in shape.batches) * workers / elapsed, 1),
+        "msg_per_s": round(sent / elapsed, 1),
         "p50_ms": round(statistics.median(times), 2),
         "batch_ms": [round(t, 2) for t in times] if workers == 1 else [],
     }
@@ -496,13 +525,17 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                 continue
             for backend in args.backends.split(","):
                 for workers in [int(c) for c in args.concurrency.split(",")]:
-                    if workers > 1 and backend == "sqlite":
+                    if shape.one_tenant:
+                        if workers == 1:
+                            continue  # the same as ``single``
+                        workers = 32  # one writer at a time on SQLite, but grouped
+                    elif workers > 1 and backend == "sqlite":
                         continue  # one writer at a time: concurrency adds nothing
                     if shape.name == "single" and workers > 1:
                         workers = 32
                     # At concurrency, each worker's tenant gets the shape's first batches.
                     shape_c = shape
-                    if workers > 1:
+                    if workers > 1 and not shape.one_tenant:
                         keep = 200 if shape.name == "single" else 25
                         shape_c = Shape(shape.name, shape.contacts, shape.batches[:keep])
                     r = await run_case(
