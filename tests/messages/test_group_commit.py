@@ -7,6 +7,7 @@ request-by-request retry."""
 from __future__ import annotations
 
 import asyncio
+import random
 from collections import Counter
 from typing import Any
 
@@ -23,6 +24,8 @@ from chatsessions.errors import NotFound
 from chatsessions.messages import service
 from chatsessions.messages.group_commit import GROUP_FALLBACKS, GroupCommit
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.sessions import rule
+from chatsessions.settings import service as settings_service
 from tests.conftest import T0, create_tenant
 from tests.polling import wait_until
 
@@ -235,3 +238,59 @@ async def test_an_unreachable_database_fails_the_group_without_writing_each_alon
     assert GROUP_FALLBACKS._value.get() == fallbacks
     assert (await _stored(database, user_id))[1] == 1  # the held write alone committed
     assert group_commit.queued(user_id) == 0
+
+
+async def test_concurrent_writers_through_group_commit_give_the_sequential_sessions(
+    database: Database,
+) -> None:
+    """Sixteen writers on one contact, each awaiting its answer before its next message:
+    they queue behind each other's writes and are stored in groups; nothing acknowledged is
+    lost and the sessions are the offline segmentation of what was stored."""
+    tenant = await create_tenant(database)
+    group_commit = GroupCommit(database)
+    rng = random.Random(11)
+    plans = [
+        [BASE - rng.randrange(0, 2 * 24 * 60) * MIN - rng.randrange(60_000) for _ in range(40)]
+        for _ in range(16)
+    ]
+
+    async def writer(w: int, stamps: list[int]) -> list[str]:
+        acknowledged = []
+        for n, ts in enumerate(stamps):
+            item = service.prepare_message(
+                MessageIn(
+                    contact=ContactFields(phoneNumber="+15550009999"),
+                    direction="inbound" if n % 2 else "outbound",
+                    timestamp=ts,
+                    content=f"w{w}n{n}",
+                ),
+                now_ms=T0,
+            )
+            [stored] = await group_commit.store(tenant.user_id, [item], T0)
+            acknowledged.append(stored.message_id)
+        return acknowledged
+
+    acknowledged = await asyncio.gather(*(writer(w, p) for w, p in enumerate(plans)))
+
+    m, s = tables.messages.c, tables.sessions.c
+    async with database.read() as conn:
+        history = await settings_service.timeout_history(conn, tenant.user_id)
+        rows = (
+            await conn.execute(
+                select(m.id, m.ts_ms, m.session_id).where(m.user_id == tenant.user_id)
+            )
+        ).all()
+        counts = (
+            await conn.execute(select(s.message_count).where(s.user_id == tenant.user_id))
+        ).all()
+    assert {r.id for r in rows} == {mid for ids in acknowledged for mid in ids}
+    assert len(rows) == 16 * 40
+    expected = rule.segment([(r.ts_ms, r.id) for r in rows], [], history)
+    got: dict[str, list[tuple[int, str]]] = {}
+    for r in rows:
+        got.setdefault(r.session_id, []).append((r.ts_ms, r.id))
+    assert {tuple(sorted(v)) for v in got.values()} == {seg.messages for seg in expected}
+    assert sorted(c for (c,) in counts) == sorted(len(seg.messages) for seg in expected)
+    # The writers did share transactions (the first write of each wave leads alone).
+    assert max(group_commit.group_sizes) > 1
+    assert sum(size * n for size, n in group_commit.group_sizes.items()) == 16 * 40
