@@ -141,9 +141,8 @@ async def _grouped(
     queued = []
     for unit in units[1:]:
         queued.append(asyncio.create_task(group_commit.store(tenant.user_id, unit, T0)))
-        await wait_until(
-            lambda n=len(queued): group_commit.queued(tenant.user_id) == n, what="queued"
-        )
+        waiting = len(queued)
+        await wait_until(lambda: group_commit.queued(tenant.user_id) == waiting, what="queued")
     return group_commit, tenant.user_id, held, queued
 
 
@@ -174,7 +173,7 @@ async def test_a_queued_group_stores_what_storing_the_requests_one_by_one_stores
 
 
 async def test_a_request_that_cannot_be_stored_fails_alone(database: Database) -> None:
-    good = [[(0, 0, True, "a")], [(1, 35, True, "b")], [(2, 70, False, None)]]
+    good: list[list[Spec]] = [[(0, 0, True, "a")], [(1, 35, True, "b")], [(2, 70, False, None)]]
     units = _units(good)
     unknown = service.prepare_message(
         MessageIn(contactId="c_" + "0" * 20, direction="inbound", content="lost"), now_ms=T0
