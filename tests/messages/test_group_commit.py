@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -130,6 +131,10 @@ class HeldWrite:
         self.task = asyncio.create_task(group_commit.store(user_id, unit, T0, finish=finish))
 
 
+def _queued(group_commit: GroupCommit, user_id: str, n: int) -> Callable[[], bool]:
+    return lambda: group_commit.queued(user_id) == n
+
+
 async def _grouped(
     db: Database, units: list[list[service.NewMessage]]
 ) -> tuple[GroupCommit, str, HeldWrite, list[asyncio.Task[list[service.StoredMessage]]]]:
@@ -141,8 +146,7 @@ async def _grouped(
     queued = []
     for unit in units[1:]:
         queued.append(asyncio.create_task(group_commit.store(tenant.user_id, unit, T0)))
-        waiting = len(queued)
-        await wait_until(lambda: group_commit.queued(tenant.user_id) == waiting, what="queued")
+        await wait_until(_queued(group_commit, tenant.user_id, len(queued)), what="queued")
     return group_commit, tenant.user_id, held, queued
 
 
