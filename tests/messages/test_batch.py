@@ -3,6 +3,7 @@ contacts, and the webhook events (the same as posting the items one by one)."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -253,3 +254,38 @@ async def test_batch_events_equal_those_of_one_by_one(
     types = {e["type"] for events in batch for e in events}
     assert types == set(EVENT_TYPES)
     assert batch == one_by_one
+
+
+async def test_concurrent_small_batches_are_answered_as_if_sent_one_after_the_other(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    """Small batches of a tenant sent at once share transactions (group commit): a batch
+    still stores all of its items or none, an unknown contact fails only its own batch,
+    and an externalId sent by two batches is stored once."""
+    contact = await make_contact(client, tenant.auth)
+    other = await make_contact(client, tenant.auth)
+    unknown = ids.new_id()
+    bodies = [
+        [_item(contact, T0 - 30 * MIN, externalId="shared"), _item(other, T0 - 29 * MIN)],
+        [_item(contact, T0 - 20 * MIN), _item(unknown, T0 - 19 * MIN)],
+        [_item(other, T0 - 10 * MIN), _item(contact, T0 - 9 * MIN, externalId="shared")],
+        [_item(contact, T0 - 5 * MIN)],
+    ]
+    responses = await asyncio.gather(
+        *(
+            client.post("/v1/messages/batch", json={"messages": b}, headers=tenant.auth)
+            for b in bodies
+        )
+    )
+    assert [r.status_code for r in responses] == [200, 404, 200, 200]
+    assert responses[1].json()["error"].startswith("messages[1].contactId")
+    first, third = responses[0].json()["results"], responses[2].json()["results"]
+    assert third[1]["duplicate"] and third[1]["messageId"] == first[0]["messageId"]
+    [session] = await _sessions(client, tenant, contact)  # 25 minutes, one session
+    # The shared externalId once, and nothing of the refused batch (its -20 min message).
+    assert [m["timestamp"] for m in session["messages"]] == [
+        format_ms(T0 - 30 * MIN),
+        format_ms(T0 - 5 * MIN),
+    ]
+    [session_other] = await _sessions(client, tenant, other)
+    assert session_other["message_count"] == 2

@@ -40,6 +40,11 @@ from chatsessions.web import (
 
 router = DomainRouter(prefix="/v1", tags=["messages"])
 
+GROUPED_BATCH_ITEMS = 100
+"""A batch this small shares a transaction with the tenant's concurrent small writes
+(group commit); a larger one has its own, so that two large batches of a tenant touching
+different contacts still run side by side on PostgreSQL."""
+
 
 async def _store_one(
     request: Request,
@@ -119,7 +124,11 @@ async def post_batch(request: Request) -> Response:
         except ValidationError as exc:
             raise invalid_from_validation(exc, prefix.rstrip(".")) from None
         items.append(service.prepare_message(parsed, now_ms=now, prefix=prefix))
-    results = await service.store_messages(db, user_id=caller.user_id, items=items, now_ms=now)
+    if len(items) <= GROUPED_BATCH_ITEMS:
+        group_commit: GroupCommit = request.app.state.group_commit
+        results = await group_commit.store(caller.user_id, items, now)
+    else:
+        results = await service.store_messages(db, user_id=caller.user_id, items=items, now_ms=now)
     return json_response(
         {
             "success": True,
