@@ -415,8 +415,8 @@ async def _run_side(
         pool = await asyncpg.create_pool(f"{base_url}/{name}", min_size=workers, max_size=workers)
 
     # The harness holds every shape's items (~10^6 objects) for the whole run, which a
-    # serving process does not (its start-up objects are frozen: app.freeze_startup_objects): out of the
-    # garbage collector's full collections, as there.
+    # serving process does not (it freezes its start-up objects,
+    # app.freeze_startup_objects): out of the garbage collector's full collections too.
     gc.collect()
     gc.freeze()
 

@@ -1,7 +1,7 @@
 """contacts: on PostgreSQL the unique (user_id, phone / email / external_id) constraints
 become partial unique indexes (``uq_contacts_user_id_<column>_present``, WHERE the
-identifier IS NOT NULL), so that a probe by the
-primary key (user_id, id) has one index that can serve it, with or without statistics
+identifier IS NOT NULL), so that a probe by the primary key (user_id, id) has one index
+that can serve it, with or without statistics
 
 Revision ID: 0007_contact_identifier_indexes
 Revises: 0006_session_figures
@@ -11,10 +11,11 @@ The uniqueness is unchanged (NULLs are distinct in a unique constraint too). Why
 statistics PostgreSQL's foreign-key checks on ``contacts`` (one per inserted message and
 session) and ingest's lock probed the smallest user_id-led unique index instead of the
 primary key, i.e. scanned the tenant's contacts per probe (``tables.py``,
-bench/findings.md). Each index is built while the table is locked against writes (a
-SHARE lock, no CONCURRENTLY inside a migration's transaction): a second or two per
-million contacts. SQLite keeps its table constraints: nothing to do there (rebuilding
-the table would need its foreign keys off, and SQLite's own checks are not affected).
+bench/findings.md). Dropping a constraint locks ``contacts`` exclusively until the
+migration commits, i.e. while the three indexes are built (no CONCURRENTLY inside a
+migration's transaction): 2.8 s for a million contacts here (docs/operations.md).
+SQLite keeps its table constraints: nothing to do there (rebuilding the table would
+need its foreign keys off, and SQLite's own checks are not affected).
 """
 
 from __future__ import annotations
