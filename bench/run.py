@@ -186,7 +186,7 @@ def server_command(kind: str, workers: int) -> list[str]:
             "--log-level",
             "info",
             # No access log: as `chatsessions serve` (CHATSESSIONS_ACCESS_LOG off).
-            "chatsessions.app:create_app",
+            "chatsessions.app:create_served_app",
         ]
     if kind == "floor":
         # The same uvicorn settings as ``chatsessions serve`` (cli.py), on the bare app.

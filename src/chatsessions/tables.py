@@ -112,11 +112,31 @@ contacts = Table(
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("user_id", "id"),
-    UniqueConstraint("user_id", "phone"),
-    UniqueConstraint("user_id", "email"),
-    UniqueConstraint("user_id", "external_id"),
+    # SQLite: table constraints (its foreign-key checks read the parent's primary key
+    # directly, and its planner prefers the index with more equalities). PostgreSQL: the
+    # partial unique indexes below instead.
+    UniqueConstraint("user_id", "phone").ddl_if(dialect="sqlite"),
+    UniqueConstraint("user_id", "email").ddl_if(dialect="sqlite"),
+    UniqueConstraint("user_id", "external_id").ddl_if(dialect="sqlite"),
     ForeignKeyConstraint(["user_id"], ["users.id"], ondelete="CASCADE"),
 )
+# A contact's identifiers are unique per user where present. On PostgreSQL as partial
+# indexes (WHERE ... IS NOT NULL: the same uniqueness, NULLs being distinct), so that no
+# index but the primary key can serve a probe by (user_id, id): the foreign-key checks of
+# every inserted message and session (PostgreSQL's own queries) and ingest's lock. With
+# full indexes and no statistics (autovacuum not run yet), those probes were a tie which
+# the smallest index won, e.g. uq_contacts_user_id_phone when the tenant's contacts had no
+# phone: a scan of every contact of the tenant per probe (0.15 ms each at 1,000 contacts,
+# 60-90 ms of a 1,000-message batch in the lock alone; bench/findings.md, seventh round).
+# A lookup by identifier ("phone = ?" or "IN (...)") implies IS NOT NULL: it still probes.
+for _column in ("phone", "email", "external_id"):
+    Index(
+        f"uq_contacts_user_id_{_column}_present",  # another name than SQLite's constraint
+        contacts.c.user_id,
+        contacts.c[_column],
+        unique=True,
+        postgresql_where=contacts.c[_column].is_not(None),
+    ).ddl_if(dialect="postgresql")
 
 sessions = Table(
     "sessions",

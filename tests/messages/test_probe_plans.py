@@ -224,3 +224,72 @@ async def test_the_probe_phase_ends_with_the_read_or_the_lock(
     # With generic plans for the whole transaction, the phase ends into them.
     assert seen[3:] == [probing, probing if probes_follow else generic, generic]
     assert afterwards == custom  # the connection's own settings
+
+
+# PostgreSQL's own foreign-key check of every inserted message and session (ri_triggers.c
+# writes it this way): a generic plan once it is cached.
+_FK_CHECK = text(
+    'SELECT 1 FROM ONLY "public"."contacts" x WHERE "user_id" OPERATOR(pg_catalog.=) :user_id'
+    ' AND "id" OPERATOR(pg_catalog.=) :id FOR KEY SHARE OF x'
+)
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_a_probe_by_contact_id_uses_the_primary_key_whatever_identifiers_are_set(
+    backend_name: str,
+) -> None:
+    # A tenant whose contacts have an email and no phone, never analyzed: with full unique
+    # indexes on (user_id, phone) etc. the one on phones (all NULL: the smallest) tied with
+    # the primary key and won; the lock and every foreign-key check then scanned the
+    # tenant's contacts. The identifier indexes are partial (tables.py): only the primary
+    # key can serve a probe by id.
+    name, url = await _create_pg_database()
+    settings = Settings(database_url=url)
+    await migrate(settings)
+    database = Database(settings)
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        tenant = await create_tenant(database)
+        await conn.execute(
+            "INSERT INTO contacts (user_id, id, email, is_bot_active, do_not_disturb,"
+            " created_at_ms, updated_at_ms)"
+            " SELECT $1, lpad(n::text, 20, 'c'), 'c' || n || '@example.com', true, false, 0, 0"
+            " FROM generate_series(1, 1000) AS n",
+            tenant.user_id,
+        )
+        ids = [r[0] for r in await conn.fetch("SELECT id FROM contacts ORDER BY id LIMIT 3")]
+        for stmt, params in (
+            (
+                messages_store._LOAD_PG,
+                {"user_id": tenant.user_id, "contact_ids": ids, "end_probes": False},
+            ),
+            (_FK_CHECK, {"user_id": tenant.user_id, "id": ids[0]}),
+        ):
+            plan = await _generic_plan(conn, stmt, params)
+            scans = [n for n in _nodes(plan) if n.get("Relation Name") == "contacts"]
+            assert scans, plan
+            for node in scans:
+                assert node["Node Type"] == "Index Scan", plan
+                assert node["Index Name"] == "pk_contacts", plan
+                assert "Filter" not in node, plan  # the id is an index condition
+        # The identifiers are still unique per user, and still probed by their index.
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await conn.execute(
+                "UPDATE contacts SET email = 'c1@example.com' WHERE user_id = $1 AND id = $2",
+                tenant.user_id,
+                ids[1],
+            )
+        plan = orjson.loads(
+            await conn.fetchval(
+                "EXPLAIN (FORMAT JSON) SELECT id FROM contacts WHERE user_id = $1"
+                " AND email IN ('c1@example.com', 'c2@example.com')",
+                tenant.user_id,
+            )
+        )[0]["Plan"]
+        assert {n.get("Index Name") for n in _nodes(plan)} & {
+            "uq_contacts_user_id_email_present"
+        }, plan
+    finally:
+        await conn.close()
+        await database.dispose()
+        await _drop_pg_database(name)

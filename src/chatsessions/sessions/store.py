@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import (
     ARRAY,
     Select,
@@ -288,15 +289,24 @@ async def message_keys(
         for session_id, ts_ms, message_id, direction in rows:
             out[session_id].append((ts_ms, message_id, direction))
         return out
-    for start in range(0, len(session_ids), 500):
-        chunk = list(session_ids[start : start + 500])
-        for row in await conn.execute(
-            select(m.session_id, m.ts_ms, m.id, m.direction).where(
-                m.user_id == user_id, m.session_id.in_(chunk)
-            )
-        ):
-            out[row.session_id].append((row.ts_ms, row.id, row.direction))
+    # SQLite: one statement on the driver (the ids as one JSON array driving probes of
+    # ix_messages_session_ts): SQLAlchemy's expanding IN and row processing cost ~1 us a
+    # row here, and a request of shape a reads thousands.
+    driver: Any = (await conn.get_raw_connection()).driver_connection
+    cursor = await driver.execute(
+        _MESSAGE_KEYS_SQLITE, {"user_id": user_id, "ids": orjson.dumps(list(session_ids)).decode()}
+    )
+    for session_id, ts_ms, message_id, direction in await cursor.fetchall():
+        out[session_id].append((ts_ms, message_id, direction))
+    await cursor.close()
     return out
+
+
+_MESSAGE_KEYS_SQLITE = """
+    SELECT m.session_id, m.ts_ms, m.id, m.direction
+    FROM json_each(:ids) AS r CROSS JOIN messages AS m
+    WHERE m.user_id = :user_id AND m.session_id = r.value
+"""
 
 
 @functools.cache

@@ -1,0 +1,29 @@
+"""The figures of a session's messages: computed at once (``figures_of``, what a re-cut or
+an out-of-order message recomputes) or extended message by message (``extend_figures``,
+the append path), both agree with the definitions (tests/figures_oracle.py)."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from chatsessions.sessions.figures import EMPTY, extend_figures, figures_of
+from tests.figures_oracle import figures_by_definition
+
+_MESSAGES = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=10**6), st.booleans()), max_size=40
+).map(sorted)
+
+
+@given(_MESSAGES)
+def test_figures_at_once_and_extended_agree_with_the_definitions(
+    messages: list[tuple[int, bool]],
+) -> None:
+    extended = EMPTY
+    for ts_ms, inbound in messages:
+        extended = extend_figures(extended, ts_ms, inbound=inbound)
+    expected = figures_by_definition(
+        [(ts, "inbound" if inbound else "outbound") for ts, inbound in messages]
+    )
+    assert tuple(figures_of(messages)) == expected
+    assert tuple(extended) == expected
