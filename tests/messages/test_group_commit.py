@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -19,6 +20,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
+from chatsessions.app import create_app
+from chatsessions.config import Settings
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database
 from chatsessions.errors import NotFound
@@ -27,7 +30,8 @@ from chatsessions.messages.group_commit import GROUP_FALLBACKS, GroupCommit
 from chatsessions.messages.schemas import MessageIn
 from chatsessions.sessions import rule
 from chatsessions.settings import service as settings_service
-from tests.conftest import T0, create_tenant
+from tests.channels.payloads import create_channel, post_meta, wa_change, wa_message, wa_payload
+from tests.conftest import T0, FakeClock, create_tenant
 from tests.polling import wait_until
 
 MIN = 60_000
@@ -297,3 +301,48 @@ async def test_concurrent_writers_through_group_commit_give_the_sequential_sessi
     # The writers did share transactions (the first write of each wave leads alone).
     assert max(group_commit.group_sizes) > 1
     assert sum(size * n for size, n in group_commit.group_sizes.items()) == 16 * 40
+
+
+@pytest.mark.parametrize("route", ["message", "whatsapp"])
+async def test_a_tenants_queued_requests_hold_no_pooled_connection(
+    backend_settings: Settings, clock: FakeClock, route: str
+) -> None:
+    """One tenant's burst (single messages, or a channel's deliveries) queues behind its
+    write in flight without holding connections, so another tenant is served meanwhile
+    even by a pool of two."""
+    settings = backend_settings.model_copy(
+        update={"database_pool_size": 2, "database_connect_timeout": 2.0}
+    )
+    db = Database(settings)
+    try:
+        app = create_app(settings, clock=clock, database=db)
+        busy, other = await create_tenant(db), await create_tenant(db)
+        group_commit: GroupCommit = app.state.group_commit
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+
+            async def send(n: int) -> httpx.Response:
+                if route == "whatsapp":
+                    message = wa_message(f"wamid.queued.{n}", sender=f"1555000{n:04d}")
+                    return await post_meta(client, path, wa_payload([wa_change([message])]))
+                body = {
+                    "contact": {"phoneNumber": f"+1555000{n:04d}"},
+                    "direction": "inbound",
+                    "content": f"queued {n}",
+                }
+                return await client.post("/v1/messages", json=body, headers=busy.auth)
+
+            path = (await create_channel(client, busy.auth, "whatsapp"))["webhookPath"]
+            held = HeldWrite(group_commit, busy.user_id, _units([[(0, 0, True, None)]])[0])
+            await asyncio.wait_for(held.inside.wait(), 60)  # one pooled connection, held
+            posts = [asyncio.create_task(send(n)) for n in range(3)]
+            await wait_until(_queued(group_commit, busy.user_id, 3), what="three queued")
+            r = await client.get("/v1/chat-sessions/recent?hours=1", headers=other.auth)
+            assert r.status_code == 200, r.text
+            held.release.set()
+            await held.task
+            responses = await asyncio.gather(*posts)
+        assert all(r.status_code in (200, 201) for r in responses), [r.text for r in responses]
+        assert group_commit.group_sizes == Counter([1, 3])
+    finally:
+        await db.dispose()

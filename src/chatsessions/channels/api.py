@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatsessions import ids
 from chatsessions.auth.api import AuthFailureThrottle, CurrentUser, client_address
 from chatsessions.channels import intake, service, store
-from chatsessions.channels.base import ProofRejected
+from chatsessions.channels.base import ProofRejected, Translation
 from chatsessions.channels.registry import META_TYPES, platform_of
 from chatsessions.channels.schemas import (
     ChannelIn,
@@ -251,6 +251,7 @@ async def receive(request: Request) -> Response:
     """A platform's delivery: 200 once every message it carries is committed; 401 on a
     missing or wrong proof; 5xx when it cannot be stored (the platform retries)."""
     db: Database = request.app.state.db
+    group_commit: GroupCommit = request.app.state.group_commit
     throttle, address = _throttle_of(request)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > WEBHOOK_BODY_LIMIT:
@@ -258,16 +259,22 @@ async def receive(request: Request) -> Response:
     # The body is in memory before a connection is taken: a slow sender never holds one.
     raw = await _raw_body(request)
     async with _request_connection(db) as conn:
-        return await _receive(request, raw, throttle, address, conn)
+        row, translation, now = await _verified(request, raw, throttle, address, conn)
+        if not group_commit.busy(row.user_id):  # written at once, on this connection
+            return await _store(request, row, translation, now, conn)
+    # Queued behind the tenant's write in flight (group commit), holding no connection.
+    return await _store(request, row, translation, now, None)
 
 
-async def _receive(
+async def _verified(
     request: Request,
     raw: bytes,
     throttle: AuthFailureThrottle,
     address: str,
     conn: AsyncConnection | None,
-) -> Response:
+) -> tuple[ChannelRow, Translation, int]:
+    """The channel, the payload's translation once its proof verified, and the time of
+    receipt; a refused or unreadable delivery is counted and raised."""
     row = await _channel_of(request, conn)
     db: Database = request.app.state.db
     settings: Settings = request.app.state.settings
@@ -298,6 +305,18 @@ async def _receive(
         counts = Counts(received=1, last_error=problem, last_error_at_ms=now)
         await intake.count(db, row, counts, conn=conn)
         raise InvalidParameter("body", problem) from None
+    return row, translation, now
+
+
+async def _store(
+    request: Request,
+    row: ChannelRow,
+    translation: Translation,
+    now: int,
+    conn: AsyncConnection | None,
+) -> Response:
+    """Store the delivery (through group commit) and answer the platform."""
+    db: Database = request.app.state.db
     group_commit: GroupCommit = request.app.state.group_commit
     outcome = await intake.store_translation(
         db, group_commit, row, translation, now_ms=now, conn=conn

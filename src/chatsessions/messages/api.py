@@ -87,13 +87,18 @@ async def post_message(request: Request) -> Response:
         raw = await read_body(request, limit=db.settings.max_body_bytes)
     except PayloadTooLarge as exc:
         raw, too_large = b"", exc
+    group_commit: GroupCommit = request.app.state.group_commit
+    result: service.StoredMessage | None = None
     async with _caller_and_connection(request) as (caller, conn):
         if too_large is not None:
             raise too_large
         body = validate_body(MessageIn, parse_json_body(raw))
         now = clock()
         item = service.prepare_message(body, now_ms=now)
-        result = await _store_one(request, caller.user_id, item, now, conn)
+        if not group_commit.busy(caller.user_id):  # written at once, on this connection
+            result = await _store_one(request, caller.user_id, item, now, conn)
+    if result is None:  # queued behind the tenant's write in flight, holding no connection
+        result = await _store_one(request, caller.user_id, item, now)
     payload = {
         "success": True,
         "messageId": result.message_id,

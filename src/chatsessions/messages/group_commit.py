@@ -102,6 +102,14 @@ class GroupCommit:
         """Requests per written transaction → how many transactions (for tests, /metrics
         has the histogram)."""
 
+    def busy(self, user_id: str) -> bool:
+        """True while a write of the tenant is in flight: a request stored now would wait
+        in its queue. A route that holds a pooled connection lets it go before queueing
+        (``store`` with ``conn=None``), so that one tenant's burst never pins the pool
+        that other tenants' requests need; the check and the ``store`` that follows it
+        must not be separated by an ``await``."""
+        return user_id in self._queues
+
     def queued(self, user_id: str) -> int:
         """Requests of the tenant waiting for the write in flight."""
         queue = self._queues.get(user_id)
