@@ -28,11 +28,10 @@ from chatsessions.errors import NotFound
 from chatsessions.messages import service
 from chatsessions.messages.group_commit import GROUP_FALLBACKS, GroupCommit
 from chatsessions.messages.schemas import MessageIn
-from chatsessions.sessions import rule
-from chatsessions.settings import service as settings_service
 from tests.channels.payloads import create_channel, post_meta, wa_change, wa_message, wa_payload
 from tests.conftest import T0, FakeClock, create_tenant
 from tests.polling import wait_until
+from tests.segmentation import assert_offline_segmentation
 
 MIN = 60_000
 BASE = T0 - 12 * 60 * MIN
@@ -279,25 +278,9 @@ async def test_concurrent_writers_through_group_commit_give_the_sequential_sessi
 
     acknowledged = await asyncio.gather(*(writer(w, p) for w, p in enumerate(plans)))
 
-    m, s = tables.messages.c, tables.sessions.c
-    async with database.read() as conn:
-        history = await settings_service.timeout_history(conn, tenant.user_id)
-        rows = (
-            await conn.execute(
-                select(m.id, m.ts_ms, m.session_id).where(m.user_id == tenant.user_id)
-            )
-        ).all()
-        counts = (
-            await conn.execute(select(s.message_count).where(s.user_id == tenant.user_id))
-        ).all()
-    assert {r.id for r in rows} == {mid for ids in acknowledged for mid in ids}
-    assert len(rows) == 16 * 40
-    expected = rule.segment([(r.ts_ms, r.id) for r in rows], [], history)
-    got: dict[str, list[tuple[int, str]]] = {}
-    for r in rows:
-        got.setdefault(r.session_id, []).append((r.ts_ms, r.id))
-    assert {tuple(sorted(v)) for v in got.values()} == {seg.messages for seg in expected}
-    assert sorted(c for (c,) in counts) == sorted(len(seg.messages) for seg in expected)
+    stored = await assert_offline_segmentation(database, tenant.user_id)
+    assert stored == {mid for ids in acknowledged for mid in ids}
+    assert len(stored) == 16 * 40
     # The writers did share transactions (the first write of each wave leads alone).
     assert max(group_commit.group_sizes) > 1
     assert sum(size * n for size, n in group_commit.group_sizes.items()) == 16 * 40
@@ -311,7 +294,7 @@ async def test_a_tenants_queued_requests_hold_no_pooled_connection(
     write in flight without holding connections, so another tenant is served meanwhile
     even by a pool of two."""
     settings = backend_settings.model_copy(
-        update={"database_pool_size": 2, "database_connect_timeout": 2.0}
+        update={"database_pool_size": 2, "database_connect_timeout": 10.0}
     )
     db = Database(settings)
     try:

@@ -6,17 +6,13 @@ import asyncio
 import random
 from typing import Any
 
-from sqlalchemy import func, select
-
-from chatsessions import tables
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
 from chatsessions.db import Database
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
-from chatsessions.sessions import rule
-from chatsessions.settings import service as settings_service
 from tests.conftest import T0, create_tenant
+from tests.segmentation import assert_offline_segmentation
 
 MIN = 60_000
 WRITERS = 8
@@ -63,28 +59,6 @@ async def test_eight_concurrent_writers_give_the_sequential_sessions(database: D
 
     acknowledged = await asyncio.gather(*(writer(p) for p in plans))
 
-    s, m = tables.sessions.c, tables.messages.c
-    async with database.read() as conn:
-        history = await settings_service.timeout_history(conn, tenant.user_id)
-        rows = (
-            await conn.execute(
-                select(m.id, m.ts_ms, m.session_id).where(m.user_id == tenant.user_id)
-            )
-        ).all()
-        session_count = (
-            await conn.execute(select(func.count()).where(s.user_id == tenant.user_id))
-        ).scalar_one()
-        counted = (
-            await conn.execute(select(func.sum(s.message_count)).where(s.user_id == tenant.user_id))
-        ).scalar_one()
-
-    stored_ids = {r.id for r in rows}
-    assert stored_ids == {mid for ids in acknowledged for mid in ids}  # nothing lost
-    assert len(rows) == WRITERS * PER_WRITER
-    expected = rule.segment([(r.ts_ms, r.id) for r in rows], [], history)
-    got: dict[str, list[tuple[int, str]]] = {}
-    for r in rows:
-        got.setdefault(r.session_id, []).append((r.ts_ms, r.id))
-    assert {tuple(sorted(v)) for v in got.values()} == {seg.messages for seg in expected}
-    assert session_count == len(expected)  # no orphan or duplicate session rows
-    assert counted == WRITERS * PER_WRITER
+    stored = await assert_offline_segmentation(database, tenant.user_id)
+    assert stored == {mid for ids in acknowledged for mid in ids}  # nothing lost
+    assert len(stored) == WRITERS * PER_WRITER
