@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from chatsessions import tables
 from chatsessions.channels import vault
+from chatsessions.channels.store import Counts
 from chatsessions.config import Settings
 from chatsessions.db import Database
 from tests.channels.payloads import (
@@ -207,3 +208,20 @@ def test_the_server_key_file_is_made_once_private_and_beside_the_database(tmp_pa
     keyed = Settings(database_url=f"sqlite:///{tmp_path}/k/chat.db", secret_key="s3cret")
     assert vault.load_vault(keyed).open(vault.load_vault(keyed).seal(1, aad="y"), aad="y") == 1
     assert not (tmp_path / "k").exists()
+
+
+def test_counter_increments_add_up_and_keep_the_latest_event_and_error() -> None:
+    first = Counts(received=1, stored=2, last_event_at_ms=10, last_error="a", last_error_at_ms=10)
+    second = Counts(received=1, duplicates=3, ignored=1, last_event_at_ms=20)
+    third = Counts(rejected=1, last_error="c", last_error_at_ms=30)
+    assert first.plus(second).plus(third) == Counts(
+        received=2,
+        stored=2,
+        duplicates=3,
+        ignored=1,
+        rejected=1,
+        last_event_at_ms=20,
+        last_error="c",
+        last_error_at_ms=30,
+    )
+    assert first.plus(second).last_error == "a"  # a later delivery without an error

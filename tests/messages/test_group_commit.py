@@ -126,12 +126,16 @@ class HeldWrite:
         self.inside = asyncio.Event()
         self.release = asyncio.Event()
 
-        async def finish(tx: AsyncConnection, results: list[service.StoredMessage]) -> Any:
+        async def finish(
+            tx: AsyncConnection, done: list[tuple[Any, list[service.StoredMessage]]]
+        ) -> list[Any]:
             self.inside.set()
             await self.release.wait()
-            return results
+            return [results for _context, results in done]
 
-        self.task = asyncio.create_task(group_commit.store(user_id, unit, T0, finish=finish))
+        self.task = asyncio.create_task(
+            group_commit.store(user_id, unit, T0, finish=finish, context=None)
+        )
 
 
 def _queued(group_commit: GroupCommit, user_id: str, n: int) -> Callable[[], bool]:
@@ -230,10 +234,14 @@ async def test_an_unreachable_database_fails_the_group_without_writing_each_alon
     units = _units([[(0, 0, True, None)], [(1, 0, True, None)], [(2, 0, True, None)]])
     group_commit, user_id, held, queued = await _grouped(database, units[:2])
 
-    async def unreachable(tx: AsyncConnection, results: list[service.StoredMessage]) -> None:
+    async def unreachable(
+        tx: AsyncConnection, done: list[tuple[Any, list[service.StoredMessage]]]
+    ) -> list[None]:
         raise ConnectionResetError("the database went away")
 
-    broken = asyncio.create_task(group_commit.store(user_id, units[2], T0, finish=unreachable))
+    broken = asyncio.create_task(
+        group_commit.store(user_id, units[2], T0, finish=unreachable, context=None)
+    )
     await wait_until(lambda: group_commit.queued(user_id) == 2, what="both queued")
     fallbacks = GROUP_FALLBACKS._value.get()
     held.release.set()
@@ -329,3 +337,36 @@ async def test_a_tenants_queued_requests_hold_no_pooled_connection(
         assert group_commit.group_sizes == Counter([1, 3])
     finally:
         await db.dispose()
+
+
+async def test_a_finish_shared_by_a_group_runs_once_with_every_request_in_order(
+    database: Database,
+) -> None:
+    """Work a group's requests share (a channel's counters) is done once per transaction,
+    and each request still gets its own answer."""
+    units = _units([[(0, 0, True, None)], [(0, 35, True, "x")], [(1, 0, False, None)], []])
+    calls: list[list[str]] = []
+
+    async def label(
+        tx: AsyncConnection, done: list[tuple[Any, list[service.StoredMessage]]]
+    ) -> list[str]:
+        calls.append([context for context, _results in done])
+        return [f"{context}:{len(results)}" for context, results in done]
+
+    tenant = await create_tenant(database)
+    group_commit = GroupCommit(database)
+    held = HeldWrite(group_commit, tenant.user_id, units[0])
+    await asyncio.wait_for(held.inside.wait(), 60)
+    queued = []
+    for n, unit in enumerate(units[1:]):
+        queued.append(
+            asyncio.create_task(
+                group_commit.store(tenant.user_id, unit, T0, finish=label, context=f"r{n}")
+            )
+        )
+        await wait_until(_queued(group_commit, tenant.user_id, n + 1), what="queued")
+    held.release.set()
+    await held.task
+
+    assert [await task for task in queued] == ["r0:1", "r1:1", "r2:0"]
+    assert calls == [["r0", "r1", "r2"]]

@@ -135,6 +135,46 @@ async def count(
         log.warning("channel counters not updated: %s", type(exc).__name__)
 
 
+@dataclass(frozen=True)
+class _Delivery:
+    """What a delivery's counters need besides its messages' results."""
+
+    row: ChannelRow
+    ignored: int
+    errors: list[str]
+    now_ms: int
+
+
+async def _count_deliveries(
+    tx: AsyncConnection,
+    deliveries: list[tuple[_Delivery, list[messages_service.StoredMessage]]],
+) -> list[Outcome]:
+    """Each delivery's outcome; the counters of every channel among them added by one
+    statement per channel, in the deliveries' transaction (group commit's ``Finish``)."""
+    outcomes: list[Outcome] = []
+    totals: dict[tuple[str, str], Counts] = {}
+    for delivery, results in deliveries:
+        duplicates = sum(1 for r in results if r.duplicate)
+        outcome = Outcome(len(results) - duplicates, duplicates, delivery.ignored)
+        outcomes.append(outcome)
+        errors, now_ms = delivery.errors, delivery.now_ms
+        counts = Counts(
+            received=1,
+            stored=outcome.stored,
+            duplicates=outcome.duplicates,
+            ignored=outcome.ignored,
+            last_event_at_ms=now_ms,
+            last_error=errors[-1] if errors else None,
+            last_error_at_ms=now_ms if errors else None,
+        )
+        key = (delivery.row.user_id, delivery.row.id)
+        earlier = totals.get(key)
+        totals[key] = counts if earlier is None else earlier.plus(counts)
+    for (user_id, channel_id), counts in totals.items():
+        await store.add_counts(tx, user_id, channel_id, counts)
+    return outcomes
+
+
 async def store_translation(
     db: Database,
     group_commit: GroupCommit,
@@ -149,29 +189,11 @@ async def store_translation(
     the platform retries) when that cannot commit. ``conn``: as for ``Database.write``
     (the connection the channel was read on)."""
     items, errors = to_new_messages(translation.messages, now_ms=now_ms)
-    ignored = translation.ignored + len(errors)
-
-    async def finish(tx: AsyncConnection, results: list[messages_service.StoredMessage]) -> Outcome:
-        duplicates = sum(1 for r in results if r.duplicate)
-        outcome = Outcome(len(results) - duplicates, duplicates, ignored)
-        await store.add_counts(
-            tx,
-            row.user_id,
-            row.id,
-            Counts(
-                received=1,
-                stored=outcome.stored,
-                duplicates=outcome.duplicates,
-                ignored=outcome.ignored,
-                last_event_at_ms=now_ms,
-                last_error=errors[-1] if errors else None,
-                last_error_at_ms=now_ms if errors else None,
-            ),
-        )
-        return outcome
-
+    delivery = _Delivery(row, translation.ignored + len(errors), errors, now_ms)
     try:
-        outcome = await group_commit.store(row.user_id, items, now_ms, finish=finish, conn=conn)
+        outcome: Outcome = await group_commit.store(
+            row.user_id, items, now_ms, finish=_count_deliveries, context=delivery, conn=conn
+        )
     except Exception as exc:
         CHANNEL_ITEMS.labels(row.type, "failed").inc()
         reason = exc.message if isinstance(exc, ChatSessionsError) else type(exc).__name__

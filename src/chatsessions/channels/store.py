@@ -59,6 +59,22 @@ class Counts:
     last_error: str | None = None
     last_error_at_ms: int | None = None
 
+    def plus(self, later: Counts) -> Counts:
+        """These increments and ``later``'s as one: the sums, the latest event, and the
+        later error when it has one."""
+        events = [t for t in (self.last_event_at_ms, later.last_event_at_ms) if t is not None]
+        error = later if later.last_error is not None else self
+        return Counts(
+            received=self.received + later.received,
+            stored=self.stored + later.stored,
+            duplicates=self.duplicates + later.duplicates,
+            ignored=self.ignored + later.ignored,
+            rejected=self.rejected + later.rejected,
+            last_event_at_ms=max(events) if events else None,
+            last_error=error.last_error,
+            last_error_at_ms=error.last_error_at_ms,
+        )
+
 
 _COLUMNS = [
     _c.user_id,

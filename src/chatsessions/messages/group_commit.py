@@ -40,10 +40,12 @@ from chatsessions.messages.service import (
 __all__ = ["MAX_GROUP_ITEMS", "Finish", "GroupCommit"]
 
 T = TypeVar("T")
-Finish = Callable[[AsyncConnection, list[StoredMessage]], Awaitable[T]]
-"""Work that belongs in the same transaction as a request's messages (a channel's
-counters): called with the request's results, inside the group's transaction; what it
-returns is the request's answer."""
+Finish = Callable[[AsyncConnection, list[tuple[Any, list[StoredMessage]]]], Awaitable[list[T]]]
+"""Work that belongs in the same transaction as requests' messages (a channel's counters):
+called once per transaction, inside it, with the ``(context, results)`` of every request
+of the group that gave this same function, in arrival order; returns their answers in
+that order. Once per group rather than per request, so that such work can be merged (one
+counter update per channel, not per delivery)."""
 
 MAX_GROUP_ITEMS = 1000
 """Messages in one group at most (the batch route's limit): a group's latency stays that
@@ -69,18 +71,18 @@ _PENDING = object()
 class _Unit(Generic[T]):
     """One request's share of a group, and its outcome once written."""
 
-    __slots__ = ("error", "finish", "items", "now_ms", "turn", "value")
+    __slots__ = ("context", "error", "finish", "items", "now_ms", "turn", "value")
 
-    def __init__(self, items: list[NewMessage], now_ms: int, finish: Finish[T] | None) -> None:
+    def __init__(
+        self, items: list[NewMessage], now_ms: int, finish: Finish[T] | None, context: Any
+    ) -> None:
         self.items = items
         self.now_ms = now_ms
         self.finish = finish
+        self.context = context
         self.turn: asyncio.Future[object] | None = None
         self.value: Any = _PENDING
         self.error: BaseException | None = None
-
-    async def run(self, tx: AsyncConnection, results: list[StoredMessage]) -> Any:
-        return results if self.finish is None else await self.finish(tx, results)
 
     def outcome(self) -> Any:
         if self.error is not None:
@@ -123,6 +125,7 @@ class GroupCommit:
         now_ms: int,
         *,
         finish: None = None,
+        context: None = None,
         conn: AsyncConnection | None = None,
     ) -> list[StoredMessage]: ...
 
@@ -134,6 +137,7 @@ class GroupCommit:
         now_ms: int,
         *,
         finish: Finish[T],
+        context: Any,
         conn: AsyncConnection | None = None,
     ) -> T: ...
 
@@ -144,15 +148,17 @@ class GroupCommit:
         now_ms: int,
         *,
         finish: Finish[T] | None = None,
+        context: Any = None,
         conn: AsyncConnection | None = None,
     ) -> Any:
-        """Store ``items`` for the tenant and return their results, or what ``finish``
-        returned (called with them inside the same transaction). Raise what storing them
-        raised. ``conn``: as for ``Database.write``; used when this request writes.
+        """Store ``items`` for the tenant and return their results, or this request's
+        answer from ``finish`` (given ``context`` and the results, inside the same
+        transaction). Raise what storing them raised. ``conn``: as for
+        ``Database.write``; used when this request writes.
 
         >>> # results = await group_commit.store(user_id, [item], now_ms)
         """
-        unit: _Unit[T] = _Unit(items, now_ms, finish)
+        unit: _Unit[T] = _Unit(items, now_ms, finish, context)
         queue = self._queues.get(user_id)
         if queue is None:
             self._queues[user_id] = deque()
@@ -250,7 +256,10 @@ class GroupCommit:
                 if unit.items
                 else []
             )
-            return await unit.run(tx, results)
+            if unit.finish is None:
+                return results
+            [answer] = await unit.finish(tx, [(unit.context, results)])
+            return answer
 
         unit.value = await run_ingest_transaction(self._db, work, conn=conn)
         self.group_sizes[1] += 1
@@ -263,9 +272,17 @@ class GroupCommit:
         # The latest request's time: every request of the group is stored at its commit.
         now_ms = max(unit.now_ms for unit in group)
         results = await ingest(tx, user_id=user_id, items=items, now_ms=now_ms) if items else []
-        values, start = [], 0
-        for unit in group:
+        values: list[Any] = []
+        sharing: dict[Finish[Any], list[int]] = {}  # each finish: its requests, in order
+        start = 0
+        for i, unit in enumerate(group):
             end = start + len(unit.items)
-            values.append(await unit.run(tx, results[start:end]))
+            values.append(results[start:end])
             start = end
+            if unit.finish is not None:
+                sharing.setdefault(unit.finish, []).append(i)
+        for finish, members in sharing.items():
+            answers = await finish(tx, [(group[i].context, values[i]) for i in members])
+            for i, answer in zip(members, answers, strict=True):
+                values[i] = answer
         return values
