@@ -10,7 +10,8 @@ statement when it is prepared, from its own fixed rules).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -130,14 +131,25 @@ def _message(phone: str, n: int, ts: int) -> MessageIn:
     )
 
 
-@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
-async def test_the_probes_plan_the_same_index_probes_at_any_statistics(backend_name: str) -> None:
+@asynccontextmanager
+async def _fresh_database() -> AsyncIterator[tuple[Database, Any]]:
+    """A fresh, migrated PostgreSQL database and a driver connection to it (dropped after)."""
     name, url = await _create_pg_database()
     settings = Settings(database_url=url)
     await migrate(settings)
     database = Database(settings)
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
+        yield database, conn
+    finally:
+        await conn.close()
+        await database.dispose()
+        await _drop_pg_database(name)
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_the_probes_plan_the_same_index_probes_at_any_statistics(backend_name: str) -> None:
+    async with _fresh_database() as (database, conn):
         first = await create_tenant(database)
         # Empty tables, never analyzed.
         await _check(conn, first.user_id, ["a" * 20, "b" * 20], keys=True)
@@ -170,10 +182,6 @@ async def test_the_probes_plan_the_same_index_probes_at_any_statistics(backend_n
         await _check(conn, first.user_id, [r[0] for r in rows], keys=False)
         await conn.execute("ANALYZE")
         await _check(conn, first.user_id, [r[0] for r in rows], keys=True)
-    finally:
-        await conn.close()
-        await database.dispose()
-        await _drop_pg_database(name)
 
 
 async def _settings(conn: Any) -> tuple[str, str]:
@@ -243,12 +251,7 @@ async def test_a_probe_by_contact_id_uses_the_primary_key_whatever_identifiers_a
     # the primary key and won; the lock and every foreign-key check then scanned the
     # tenant's contacts. The identifier indexes are partial (tables.py): only the primary
     # key can serve a probe by id.
-    name, url = await _create_pg_database()
-    settings = Settings(database_url=url)
-    await migrate(settings)
-    database = Database(settings)
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
+    async with _fresh_database() as (database, conn):
         tenant = await create_tenant(database)
         await conn.execute(
             "INSERT INTO contacts (user_id, id, email, is_bot_active, do_not_disturb,"
@@ -289,7 +292,3 @@ async def test_a_probe_by_contact_id_uses_the_primary_key_whatever_identifiers_a
         assert {n.get("Index Name") for n in _nodes(plan)} & {
             "uq_contacts_user_id_email_present"
         }, plan
-    finally:
-        await conn.close()
-        await database.dispose()
-        await _drop_pg_database(name)
