@@ -6,8 +6,11 @@ import asyncio
 import random
 from typing import Any
 
+from sqlalchemy import select
+
+from chatsessions import tables
 from chatsessions.contacts import service as contacts_service
-from chatsessions.contacts.schemas import ContactIn
+from chatsessions.contacts.schemas import ContactFields, ContactIn
 from chatsessions.db import Database
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
@@ -62,3 +65,42 @@ async def test_eight_concurrent_writers_give_the_sequential_sessions(database: D
     stored = await assert_offline_segmentation(database, tenant.user_id)
     assert stored == {mid for ids in acknowledged for mid in ids}  # nothing lost
     assert len(stored) == WRITERS * PER_WRITER
+
+
+async def test_concurrent_writers_creating_one_contact_inline_find_one_contact(
+    database: Database,
+) -> None:
+    """Writers that each name the same new contact by phone (no contactId): the first
+    commit creates it, the others' insert of it fails and their retry finds it: one
+    contact, every message of it, cut as one writer would have cut them."""
+    tenant = await create_tenant(database)
+    rng = random.Random(11)
+    plans = [[T0 - rng.randrange(0, 6 * 60) * MIN for _ in range(20)] for _ in range(WRITERS)]
+
+    async def writer(stamps: list[int]) -> list[str]:
+        ids: list[str] = []
+        for ts in stamps:
+            body = MessageIn(
+                contact=ContactFields(phoneNumber="+1 555 000 2222"),
+                direction="inbound",
+                timestamp=ts,
+                content="x",
+            )
+            item = messages_service.prepare_message(body, now_ms=T0)
+            [stored] = await messages_service.store_messages(
+                database, user_id=tenant.user_id, items=[item], now_ms=T0
+            )
+            ids.append(stored.message_id)
+        return ids
+
+    acknowledged = await asyncio.gather(*(writer(p) for p in plans))
+
+    c = tables.contacts.c
+    async with database.read() as conn:
+        contacts = (
+            await conn.execute(select(c.id, c.phone).where(c.user_id == tenant.user_id))
+        ).all()
+    assert [phone for _id, phone in contacts] == ["+15550002222"]
+    stored = await assert_offline_segmentation(database, tenant.user_id)
+    assert stored == {mid for ids in acknowledged for mid in ids}
+    assert len(stored) == WRITERS * 20

@@ -273,3 +273,41 @@ async def test_batch_ingest_events_in_order(
         assert [g.type for g in mine] == ["ChatSessionOpened"] + ["MessageReceived"] * 5
         contents = [g.body["data"]["message"]["content"] for g in mine[1:]]
         assert contents == [f"{cid}-{i}" for i in range(5)]
+
+
+async def test_events_of_contacts_created_inline_show_their_fields(
+    pclient: httpx.AsyncClient,
+    tenant: Tenant,
+    receiver: Receiver,
+    worker: DeliveryWorker,
+) -> None:
+    """A batch that creates a contact (by phone) and one that finds it: the events show
+    the contact's name and E.164 phone both times (the created contact is inserted only
+    by the write, after the event bodies are made)."""
+    await subscribe(pclient, tenant, receiver, ["ChatSessionOpened", "MessageReceived"])
+    contact = {"phoneNumber": "+1 (555) 010-7788", "firstName": "Ada", "lastName": "Byron"}
+    item = {"contact": contact, "direction": "inbound", "content": "hi"}
+    first = await pclient.post(
+        "/v1/messages/batch",
+        json={"messages": [{**item, "timestamp": format_ms(T0 - 2 * MIN)}]},
+        headers=tenant.auth,
+    )
+    assert first.status_code == 200, first.text
+    again = await pclient.post(
+        "/v1/messages/batch",
+        json={"messages": [{**item, "timestamp": format_ms(T0 - MIN)}]},
+        headers=tenant.auth,
+    )
+    assert again.status_code == 200, again.text
+    assert await worker.drain() == 3
+    got = receiver.unique()
+    assert [g.type for g in got] == ["ChatSessionOpened", "MessageReceived", "MessageReceived"]
+    for g in got:
+        session = g.body["data"]["session"]
+        assert session["contact_phone"] == "+15550107788", session
+        assert session["contact_name"] == "Ada Byron", session
+    # The second batch found the contact the first created: one contact, one session.
+    assert len({g.body["data"]["session"]["contact_id"] for g in got}) == 1
+    session_ids = {first.json()["results"][0]["sessionId"], again.json()["results"][0]["sessionId"]}
+    assert {g.body["data"]["session"]["session_id"] for g in got} == session_ids
+    assert len(session_ids) == 1

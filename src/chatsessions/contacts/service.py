@@ -21,6 +21,7 @@ __all__ = [
     "find_contact",
     "find_or_create_contact",
     "find_or_create_contacts",
+    "find_or_plan_contacts",
     "get_owned_contact",
     "normalised_identifiers",
     "update_contact",
@@ -184,6 +185,21 @@ async def find_or_create_contacts(
     makes the insert fail on a unique constraint; the caller's transaction retry then
     finds it.
     """
+    out, new_rows = await find_or_plan_contacts(conn, user_id=user_id, wanted=wanted, now_ms=now_ms)
+    await store.insert_contacts(conn, new_rows)
+    return out
+
+
+async def find_or_plan_contacts(
+    conn: AsyncConnection,
+    *,
+    user_id: str,
+    wanted: list[tuple[ContactFields, str]],
+    now_ms: int,
+) -> tuple[list[tuple[ContactRow, bool]], list[dict[str, Any]]]:
+    """:func:`find_or_create_contacts` without the insert: also returns the rows of the
+    contacts to create (each holds every column), for the caller to insert later in the
+    same transaction (ingest writes them with its messages, ``messages.store.write``)."""
     idents_of = []
     for fields, prefix in wanted:
         idents = normalised_identifiers(fields, prefix)
@@ -219,8 +235,7 @@ async def find_or_create_contacts(
             if (value := idents[column]) is not None:
                 known[column][value] = created
         out.append((created, True))
-    await store.insert_contacts(conn, new_rows)
-    return out
+    return out, new_rows
 
 
 async def get_owned_contact(conn: AsyncConnection, *, user_id: str, contact_id: str) -> ContactRow:

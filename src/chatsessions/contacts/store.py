@@ -20,6 +20,8 @@ __all__ = [
     "get_contact",
     "insert_contact",
     "insert_contacts",
+    "insert_params",
+    "insert_sql",
     "lock_contacts",
     "update_contact",
 ]
@@ -106,6 +108,27 @@ async def find_contacts_by(
     column = {"phone": c.phone, "email": c.email, "external_id": c.external_id}[field]
     found: dict[str, ContactRow] = {}
     unique = sorted(set(values))
+    if conn.dialect.name == "postgresql":
+        # One statement on the driver, the values as one array: a batch creating 1,000
+        # contacts by phone spent ~8 ms in SQLAlchemy's two 500-value IN lists.
+        params = {"user_id": user_id, "values": unique}
+        for row in await fetch_rows(conn, _FIND_BY_PG[field], params):
+            contact = ContactRow(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6],
+                row[7],
+                row[8],
+                bool(row[9]),
+                bool(row[10]),
+                row[11],
+            )
+            found[getattr(contact, field)] = contact
+        return found
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
         rows = await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, column.in_(chunk)))
@@ -113,6 +136,18 @@ async def find_contacts_by(
             contact = ContactRow.from_row(row)
             found[getattr(contact, field)] = contact
     return found
+
+
+# "field = ANY(values)" and "IS NOT NULL": the partial unique index of that identifier
+# (tables.py) answers it, one probe per value.
+_FIND_BY_PG = {
+    field: text(
+        f"SELECT {', '.join(col.name for col in _COLUMNS)} FROM contacts "
+        f"WHERE user_id = :user_id AND {field} = ANY(CAST(:values AS varchar[])) "
+        f"AND {field} IS NOT NULL"
+    )
+    for field in ("phone", "email", "external_id")
+}
 
 
 async def insert_contact(conn: AsyncConnection, values: Mapping[str, Any]) -> None:
@@ -134,11 +169,24 @@ def _array_type(column: Any) -> str:
     raise TypeError(f"contacts.{column.name}: no array type for {column.type}")
 
 
-_INSERT_PG = text(
-    f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(:{col.name} AS {_array_type(col)})" for col in tables.contacts.columns)
-    + ")"
-)
+def insert_sql(prefix: str = "") -> str:
+    """The PostgreSQL INSERT of contact rows given as one array per column, the parameters
+    named ``prefix`` + column (:func:`insert_params`): also a part of ingest's write."""
+    return (
+        f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) SELECT * FROM unnest("
+        + ", ".join(
+            f"CAST(:{prefix}{col.name} AS {_array_type(col)})" for col in tables.contacts.columns
+        )
+        + ")"
+    )
+
+
+def insert_params(rows: Sequence[Mapping[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
+    """The parameters of :func:`insert_sql` for ``rows`` (each holds every column)."""
+    return {prefix + name: [r[name] for r in rows] for name in _INSERT_COLUMNS}
+
+
+_INSERT_PG = text(insert_sql())
 
 
 async def insert_contacts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -151,8 +199,7 @@ async def insert_contacts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any
     if not rows:
         return
     if conn.dialect.name == "postgresql":
-        columns = {name: [r[name] for r in rows] for name in _INSERT_COLUMNS}
-        await fetch_rows(conn, _INSERT_PG, columns)
+        await fetch_rows(conn, _INSERT_PG, insert_params(rows))
         return
     driver: Any = (await conn.get_raw_connection()).driver_connection
     await driver.executemany(_INSERT_SQLITE.text, [dict(r) for r in rows])

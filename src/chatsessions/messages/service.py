@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,6 +17,7 @@ from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.placement import ContactPlacement, Placed
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.messages.store import ContactFields as ContactFieldsShown
 from chatsessions.messages.store import Loaded, MessageWrite, StoredExternal, Writes
 from chatsessions.sessions import rule
 from chatsessions.sessions import store as sessions_store
@@ -144,7 +145,8 @@ async def ingest(
     >>> # inside db.run_write: one message, then its replay
     >>> # [first] = await ingest(conn, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
-    contact_ids, created, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
+    contact_ids, new_contacts, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
+    created = {row["id"] for row in new_contacts}
     history = _history(loaded)
     subscriptions = loaded.subscriptions
     ranges: dict[str, tuple[int, int]] = {}
@@ -214,7 +216,7 @@ async def ingest(
                 message=MessageRow(*row),
             )
     await _settle_figures(conn, user_id, contacts.values())
-    writes = Writes()
+    writes = Writes(contacts=new_contacts)
     for placement in contacts.values():
         placement.collect(writes)
     await messages_store.write(conn, user_id, writes, now_ms=now_ms)
@@ -355,9 +357,9 @@ async def _settle_figures(
 
 async def _resolve_contacts(
     conn: AsyncConnection, user_id: str, items: list[NewMessage], now_ms: int
-) -> tuple[list[str], set[str], Loaded]:
-    """Each item's contact id (locked), those created by this request, and what
-    ``lock_and_load`` read."""
+) -> tuple[list[str], list[dict[str, Any]], Loaded]:
+    """Each item's contact id (locked), the rows of the contacts this request creates
+    (inserted by the write), and what ``lock_and_load`` read."""
     given = {it.contact_id for it in items if it.contact_id is not None}
     loaded = await messages_store.lock_and_load(
         conn,
@@ -372,14 +374,13 @@ async def _resolve_contacts(
                 f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
             )
     asked = [(it.contact, it.prefix + "contact.") for it in items if it.contact_id is None]
-    found = iter(
-        await contacts_service.find_or_create_contacts(
-            conn,
-            user_id=user_id,
-            wanted=[(fields, prefix) for fields, prefix in asked if fields is not None],
-            now_ms=now_ms,
-        )
+    found_or_planned, new_rows = await contacts_service.find_or_plan_contacts(
+        conn,
+        user_id=user_id,
+        wanted=[(fields, prefix) for fields, prefix in asked if fields is not None],
+        now_ms=now_ms,
     )
+    found = iter(found_or_planned)
     resolved: list[str] = []
     created: set[str] = set()
     for it in items:
@@ -394,5 +395,10 @@ async def _resolve_contacts(
     inline = set(resolved) - loaded.locked
     await contacts_store.lock_contacts(conn, user_id, inline - created)
     if inline and loaded.subscriptions:
-        loaded.contacts.update(await messages_store.contact_fields(conn, user_id, sorted(inline)))
-    return resolved, created, loaded
+        found_inline = sorted(inline - created)
+        loaded.contacts.update(await messages_store.contact_fields(conn, user_id, found_inline))
+        for row in new_rows:  # not inserted yet: their fields are the rows'
+            loaded.contacts[row["id"]] = ContactFieldsShown(
+                row["first_name"], row["last_name"], row["phone"], row["email"], row["channel"]
+            )
+    return resolved, new_rows, loaded

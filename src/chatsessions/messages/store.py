@@ -11,8 +11,9 @@ One request runs, after authentication:
    sessions around the request's timestamps (the last one starting at or before the
    smallest, every one starting inside the range, the first one after the largest), and,
    when an endpoint wants ``ChatSessionClosed``, the contacts' sessions owing that close;
-3. :func:`write` — the net result: absorbed sessions deleted and their messages moved,
-   sessions inserted or updated in their final state, messages inserted, outbox rows.
+3. :func:`write` — the net result: contacts created inline inserted, absorbed sessions
+   deleted and their messages moved, sessions inserted or updated in their final state,
+   messages inserted, outbox rows.
 
 On PostgreSQL each step is one statement (arrays through ``unnest``; the writes as
 data-modifying CTEs of one statement). On SQLite, which holds the database write lock
@@ -31,6 +32,7 @@ from sqlalchemy import TextClause, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
+from chatsessions.contacts import store as contacts_store
 from chatsessions.db import END_PROBES, fetch_rows
 from chatsessions.sessions.figures import Figures
 from chatsessions.sessions.store import SessionRow
@@ -119,6 +121,9 @@ class MessageWrite(NamedTuple):
 class Writes:
     """The net result of a request, written by :func:`write`."""
 
+    # Contacts the request creates (rows holding every column): inserted by the write,
+    # whose foreign-key checks run on generic plans (_GENERIC_CHECKS_FROM).
+    contacts: list[dict[str, Any]] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)  # stored sessions absorbed
     moved: list[tuple[str, str]] = field(default_factory=list)  # (absorbed id, survivor id)
     reassigned: list[tuple[str, str]] = field(default_factory=list)  # (message id, session id)
@@ -447,8 +452,10 @@ _SESSION_ARRAYS = """
 # session) of the tenant as the outer side (270 ms for one message on the small bench).
 # One statement: its parts see one snapshot and touch disjoint rows (a session is deleted,
 # inserted, updated or only marked, never two of them; the moved messages are stored
-# ones, the inserted ones carry their final session already).
+# ones, the inserted ones carry their final session already). Contacts created by the
+# request are inserted here too: the foreign-key checks of a statement run at its end.
 _WRITE_PARTS = {
+    "contacts": contacts_store.insert_sql("nc_"),
     "gone": """
         DELETE FROM sessions WHERE user_id = :user_id AND id = ANY(CAST(:gone AS varchar[]) COLLATE "C")
     """,
@@ -575,6 +582,7 @@ def _session_values(row: TrackedSession, user_id: str, now_ms: int) -> dict[str,
 def write_parts(writes: Writes) -> tuple[str, ...]:
     """The parts of the PostgreSQL write statement that ``writes`` needs (those with rows)."""
     present = {
+        "contacts": writes.contacts,
         "gone": writes.deleted,
         "moved": writes.moved,
         "reassigned": writes.reassigned,
@@ -595,7 +603,12 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
     if conn.dialect.name == "postgresql":
         parts = write_parts(writes)
         if parts:
-            inserted = len(writes.messages) + len(writes.inserted) + len(writes.outbox)
+            inserted = (
+                len(writes.contacts)
+                + len(writes.messages)
+                + len(writes.inserted)
+                + len(writes.outbox)
+            )
             generic_checks = inserted >= _GENERIC_CHECKS_FROM
             params = pg_params(user_id, writes, now_ms)
             [row] = await fetch_rows(conn, _write_pg(parts, generic_checks), params)
@@ -639,6 +652,7 @@ def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
         "n_mark": [mark for _, mark in w.notified],
         **_message_columns(w.messages),
         **outbox.pg_params(w.outbox),
+        **contacts_store.insert_params(w.contacts, "nc_"),
     }
 
 
@@ -722,6 +736,7 @@ async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: 
         if rows:
             await driver.executemany(stmt.text, rows)
 
+    await contacts_store.insert_contacts(conn, w.contacts)
     await many(_SQLITE_DELETE, [{"user_id": user_id, "id": sid} for sid in w.deleted])
     await many(_SQLITE_MOVE, [{"user_id": user_id, "from_id": f, "to_id": t} for f, t in w.moved])
     await many(
