@@ -610,12 +610,25 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
                 + len(writes.outbox)
             )
             generic_checks = inserted >= _GENERIC_CHECKS_FROM
-            params = pg_params(user_id, writes, now_ms)
+            params = _nulls_as_null(pg_params(user_id, writes, now_ms))
             [row] = await fetch_rows(conn, _write_pg(parts, generic_checks), params)
             if generic_checks:
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
     else:
         await _write_sqlite(conn, user_id, writes, now_ms)
+
+
+def _nulls_as_null(params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each column holding only NULLs sent as one NULL array.
+
+    ``unnest`` of several arrays pads the shorter ones with NULLs (a NULL array is empty),
+    so the rows are the same; the driver encodes one NULL instead of checking and writing
+    each element (~0.15 ms a 1,000-row column: a new contact's name and email, a text
+    message's media URL, an open session's close)."""
+    for name, value in params.items():
+        if type(value) is list and value and value.count(None) == len(value):
+            params[name] = None
+    return params
 
 
 def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
