@@ -435,8 +435,23 @@ async def read_state(
 
 # -- 3. write --------------------------------------------------------------------------------
 
-_SESSION_ARRAYS = """
-    unnest(CAST(:s_id AS varchar[]), CAST(:s_contact AS varchar[]), CAST(:s_start AS bigint[]),
+
+def _joined_ids(name: str) -> str:
+    """SQL of the array of ids in parameter ``name``, sent as one comma-joined text
+    (:func:`_join_ids`): the driver checks and encodes an array element by element, ~0.3 ms
+    for 1,000 ids, against ~0.05 ms to join them and split them in PostgreSQL."""
+    return f"CAST(string_to_array(CAST(:{name} AS text), ',') AS varchar[])"
+
+
+def _join_ids(values: list[str]) -> str:
+    """The text of :func:`_joined_ids`: ids (base62, or a message's direction), no commas."""
+    return ",".join(values)
+
+
+_JOINED = ("s_id", "s_contact", "m_id", "m_contact", "m_session", "m_direction")
+
+_SESSION_ARRAYS = f"""
+    unnest({_joined_ids("s_id")}, {_joined_ids("s_contact")}, CAST(:s_start AS bigint[]),
            CAST(:s_last AS bigint[]), CAST(:s_expires AS bigint[]), CAST(:s_closed AS bigint[]),
            CAST(:s_activity AS bigint[]), CAST(:s_count AS int[]), CAST(:s_in AS int[]),
            CAST(:s_out AS int[]), CAST(:s_created AS bigint[]), CAST(:s_notified AS bigint[]),
@@ -488,7 +503,7 @@ _WRITE_PARTS = {
             unanswered_since_ms = v.unanswered_since_ms
         FROM {_SESSION_ARRAYS}
         WHERE NOT v.is_new AND s.user_id = :user_id AND s.id = v.id COLLATE "C"
-          AND s.id = ANY(CAST(:s_id AS varchar[]) COLLATE "C")
+          AND s.id = ANY({_joined_ids("s_id")} COLLATE "C")
     """,
     "marked": """
         UPDATE sessions AS s SET close_notified_ms = n.mark
@@ -496,12 +511,12 @@ _WRITE_PARTS = {
         WHERE s.user_id = :user_id AND s.id = n.id COLLATE "C"
           AND s.id = ANY(CAST(:n_id AS varchar[]) COLLATE "C")
     """,
-    "inserted": """
+    "inserted": f"""
         INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type,
             content, media_url, ts_ms, external_id, created_at_ms)
         SELECT :user_id, v.*, :now_ms
-        FROM unnest(CAST(:m_id AS varchar[]), CAST(:m_contact AS varchar[]),
-                    CAST(:m_session AS varchar[]), CAST(:m_direction AS varchar[]),
+        FROM unnest({_joined_ids("m_id")}, {_joined_ids("m_contact")},
+                    {_joined_ids("m_session")}, {_joined_ids("m_direction")},
                     CAST(:m_role AS varchar[]), CAST(:m_type AS varchar[]),
                     CAST(:m_content AS text[]), CAST(:m_media AS text[]),
                     CAST(:m_ts AS bigint[]), CAST(:m_external AS varchar[])) AS v
@@ -610,7 +625,7 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
                 + len(writes.outbox)
             )
             generic_checks = inserted >= _GENERIC_CHECKS_FROM
-            params = _nulls_as_null(pg_params(user_id, writes, now_ms))
+            params = pg_params(user_id, writes, now_ms)
             [row] = await fetch_rows(conn, _write_pg(parts, generic_checks), params)
             if generic_checks:
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
@@ -635,7 +650,7 @@ def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
     """The parameters of the PostgreSQL write statement for ``w``."""
     sessions = [*w.inserted, *w.updated]
     figs = [_figures(x) for x in sessions]
-    return {
+    params = {
         "user_id": user_id,
         "now_ms": now_ms,
         "gone": w.deleted,
@@ -667,6 +682,9 @@ def pg_params(user_id: str, w: Writes, now_ms: int) -> dict[str, Any]:
         **outbox.pg_params(w.outbox),
         **contacts_store.insert_params(w.contacts, "nc_"),
     }
+    for name in _JOINED:
+        params[name] = _join_ids(params[name])
+    return _nulls_as_null(params)
 
 
 # The write statement's parameter of each MessageWrite field, in field order.
