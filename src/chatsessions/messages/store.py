@@ -187,13 +187,14 @@ _LOAD_PG = text(
     WHERE CASE WHEN CAST(:end_probes AS boolean) THEN {END_PROBES} IS NULL ELSE false END
 """
 )
-_LOAD_SQLITE = text(
+# SQLite: SQL text run on the driver (db.fetch_rows), lists as JSON arrays (json_each).
+_LOAD_SQLITE = (
     """
     SELECT 0 AS kind, id AS name, NULL AS a, NULL AS b, first_name AS t1, last_name, phone,
            email, channel
-    FROM contacts WHERE user_id = :user_id AND id IN :contact_ids"""
+    FROM contacts WHERE user_id = :user_id AND id IN (SELECT value FROM json_each(:contact_ids))"""
     + _LOAD_TAIL
-).bindparams(bindparam("contact_ids", expanding=True))
+)
 
 
 async def lock_and_load(
@@ -205,9 +206,13 @@ async def lock_and_load(
     ``probes_follow``: the next statement is :func:`read_state` (which ends the probe phase
     of the transaction, ``db.PG_PROBES``); otherwise this one ends it."""
     wanted = sorted(set(contact_ids))
-    stmt = _LOAD_PG if conn.dialect.name == "postgresql" else _LOAD_SQLITE
     loaded = Loaded(set(), {}, [], [])
-    params = {"user_id": user_id, "contact_ids": wanted, "end_probes": not probes_follow}
+    params: dict[str, Any] = {"user_id": user_id, "end_probes": not probes_follow}
+    stmt: TextClause | str
+    if conn.dialect.name == "postgresql":
+        stmt, params["contact_ids"] = _LOAD_PG, wanted
+    else:
+        stmt, params["contact_ids"] = _LOAD_SQLITE, orjson.dumps(wanted).decode()
     for row in await fetch_rows(conn, stmt, params):
         kind = row[0]
         if kind == 0:
@@ -317,8 +322,7 @@ _END_PROBES_ALONE_PG = text(_END_PROBES_PG)
 # SQLite: one statement for every contact (no LATERAL: the ranges come as one JSON array
 # of [contact_id, lo, hi], driving index probes; CROSS JOIN keeps them the outer loop).
 # One statement per contact cost a thread hop each: 190 ms for 630 contacts.
-_AROUND_SQLITE = text(
-    f"""
+_AROUND_SQLITE = f"""
     WITH r(cid, lo, hi) AS (
         SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
                json_extract(value, '$[2]')
@@ -337,21 +341,18 @@ _AROUND_SQLITE = text(
         WHERE a.user_id = :user_id AND a.contact_id = r.cid AND a.start_ms > r.hi
         ORDER BY a.start_ms ASC LIMIT 1)
     """
-)
-_EXTERNAL_SQLITE = text(
-    """
+_EXTERNAL_SQLITE = """
     SELECT m.id, m.contact_id, s.expires_ms, s.closed_at_ms, m.external_id, m.session_id
-    FROM messages AS m
+    FROM json_each(:external_ids) AS r
+    CROSS JOIN messages AS m
     JOIN sessions AS s ON s.user_id = m.user_id AND s.id = m.session_id
-    WHERE m.user_id = :user_id AND m.external_id IN :external_ids
+    WHERE m.user_id = :user_id AND m.external_id = r.value
     """
-).bindparams(bindparam("external_ids", expanding=True))
-_OWING_SQLITE = text(
-    f"""
+_OWING_SQLITE = f"""
     SELECT {_SESSION_COLS} FROM sessions
-    WHERE user_id = :user_id AND {_OWING} AND contact_id IN :contact_ids
+    WHERE user_id = :user_id AND {_OWING}
+      AND contact_id IN (SELECT value FROM json_each(:contact_ids))
     """
-).bindparams(bindparam("contact_ids", expanding=True))
 
 
 def _tracked(row: Sequence[Any]) -> TrackedSession:
@@ -418,17 +419,17 @@ async def read_state(
         return state
     if contacts:
         spans = orjson.dumps([[cid, *ranges[cid]] for cid in contacts]).decode()
-        for row in await conn.execute(_AROUND_SQLITE, {"user_id": user_id, "ranges": spans}):
+        for row in await fetch_rows(conn, _AROUND_SQLITE, {"user_id": user_id, "ranges": spans}):
             add_session(_tracked(row))
-    unique = sorted(set(external_ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        for row in await conn.execute(
-            _EXTERNAL_SQLITE, {"user_id": user_id, "external_ids": chunk}
+    if external_ids:
+        unique = orjson.dumps(sorted(set(external_ids))).decode()
+        for row in await fetch_rows(
+            conn, _EXTERNAL_SQLITE, {"user_id": user_id, "external_ids": unique}
         ):
             add_external(row[4], row[0], row[1], row[5], row[3], row[2])
     if owing_since_ms is not None and contacts:
-        for row in await conn.execute(_OWING_SQLITE, {**params, "contact_ids": contacts}):
+        owing = {**params, "contact_ids": orjson.dumps(contacts).decode()}
+        for row in await fetch_rows(conn, _OWING_SQLITE, owing):
             add_session(_tracked(row))
     return state
 

@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import BindParameter
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows
+from chatsessions.db import fetch_rows, sqlite_fetch
 from chatsessions.sessions.figures import Figures, extend_figures
 from chatsessions.sessions.rule import SessionSpan, TimeoutHistory
 
@@ -292,13 +292,13 @@ async def message_keys(
     # SQLite: one statement on the driver (the ids as one JSON array driving probes of
     # ix_messages_session_ts): SQLAlchemy's expanding IN and row processing cost ~1 us a
     # row here, and a request of shape a reads thousands.
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    cursor = await driver.execute(
-        _MESSAGE_KEYS_SQLITE, {"user_id": user_id, "ids": orjson.dumps(list(session_ids)).decode()}
+    rows = await sqlite_fetch(
+        conn,
+        _MESSAGE_KEYS_SQLITE,
+        {"user_id": user_id, "ids": orjson.dumps(list(session_ids)).decode()},
     )
-    for session_id, ts_ms, message_id, direction in await cursor.fetchall():
+    for session_id, ts_ms, message_id, direction in rows:
         out[session_id].append((ts_ms, message_id, direction))
-    await cursor.close()
     return out
 
 
