@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-__all__ = ["EMPTY", "Figures", "extend_figures", "figures_of"]
+__all__ = ["EMPTY", "Figures", "extend_figures", "figures_of", "figures_of_keys"]
 
 
 class Figures(NamedTuple):
@@ -84,6 +84,34 @@ def figures_of(messages: Iterable[tuple[int, bool]]) -> Figures:
     waiting: int | None = None
     for ts_ms, inbound in messages:
         if inbound:
+            if waiting is None:
+                waiting = ts_ms
+                if first_inbound is None:
+                    first_inbound = ts_ms
+        elif waiting is not None:
+            reply = ts_ms - waiting
+            if first_response is None:
+                first_response = reply
+            reply_sum += reply
+            reply_count += 1
+            waiting = None
+    return Figures(first_inbound, first_response, reply_sum, reply_count, waiting)
+
+
+def figures_of_keys(keys: Iterable[tuple[int, str, str]]) -> Figures:
+    """The figures of messages ``(ts_ms, id, direction)`` given in the session's order, as
+    ``sessions.store.message_keys`` reads them.
+
+    :func:`figures_of` over ``(ts_ms, direction == "inbound")``, its loop repeated: the
+    placement recomputes thousands of sessions' figures a batch from these keys, and a
+    pair made per message cost a fifth of it (tests/sessions/test_figures.py checks the
+    two agree)."""
+    first_inbound: int | None = None
+    first_response: int | None = None
+    reply_sum = reply_count = 0
+    waiting: int | None = None
+    for ts_ms, _id, direction in keys:
+        if direction == "inbound":
             if waiting is None:
                 waiting = ts_ms
                 if first_inbound is None:
