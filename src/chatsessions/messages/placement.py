@@ -83,6 +83,11 @@ class Recut:
         return out
 
 
+def _itself(session_id: str) -> str:
+    """:meth:`ContactPlacement.resolve` when nothing was merged."""
+    return session_id
+
+
 class ContactPlacement:
     """One contact's sessions, changed in memory message by message."""
 
@@ -168,7 +173,10 @@ class ContactPlacement:
         """Apply the rule for a message and keep it to insert (None: a re-cut needs the
         stored messages of :attr:`wanted` first; nothing was changed)."""
         ts_ms, history, now_ms = message.ts_ms, self.history, self.now_ms
-        before, after = self._neighbours(ts_ms)
+        # The neighbours (as _neighbours), with their place: ordered[i - 1], ordered[i].
+        i = bisect.bisect_right(self._starts, ts_ms)
+        before = self._ordered[i - 1] if i > 0 else None
+        after = self._ordered[i] if i < len(self._ordered) else None
         placement = rule.place_message(
             ts_ms, before.span() if before else None, after.span() if after else None, history
         )
@@ -206,15 +214,22 @@ class ContactPlacement:
             assert target is not None
             was_open = self._is_open(target)
             absorbed: list[str] = []
-            self._unindex(target)
             if placement.kind is PlacementKind.MERGE:
                 assert after is not None
+                self._unindex(target)
                 was_open = was_open or self._is_open(after)
                 target.absorb(after)
                 self._absorb(after, into=target.id)
                 absorbed.append(after.id)
-            target.add_message(ts_ms, inbound=inbound, history=history)
-            self._index(target)
+                target.add_message(ts_ms, inbound=inbound, history=history)
+                self._index(target)
+            else:
+                target.add_message(ts_ms, inbound=inbound, history=history)
+                # Un-indexing and indexing again would put it back where it is: every
+                # start before i is <= ts, every one after i is > ts. Joining ``after``
+                # moves only its start, to ts.
+                if target is after:
+                    self._starts[i] = target.start_ms
             self._changed.add(target.id)
             where = Placed(target.id, not was_open and self._is_open(target), absorbed)
         self._session_of[message.id] = where.session_id
@@ -258,7 +273,8 @@ class ContactPlacement:
         """The messages ``(ts, id, direction)`` now in each of ``session_ids``, unordered
         (the stored ones of those sessions all read)."""
         out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in session_ids}
-        resolve = self.resolve
+        # Without a merge every session is itself (most contacts: skip the calls).
+        resolve = self.resolve if self._merged_into else _itself
         moved = self._recut_moved
         for stored, keys in self._loaded.items():
             if not moved:  # no re-cut moved a read message: each moves with its session
@@ -352,7 +368,8 @@ class ContactPlacement:
         """Stored sessions whose messages must be read (:meth:`load`) before
         :meth:`settle_figures`: those now inside a session whose figures a change other
         than an append made stale (a session new in this request needs none)."""
-        return self._unloaded([x for x in self._ordered if x.figures is None])
+        stale = [x for x in self._ordered if x.figures is None]
+        return self._unloaded(stale) if stale else []
 
     def settle_figures(self) -> None:
         """Recompute the stale figures from the messages held here (after loading
@@ -442,13 +459,16 @@ class ContactPlacement:
 
     def collect(self, writes: Writes) -> None:
         """Add this contact's net change to ``writes``."""
-        writes.deleted.extend(self._deleted)
-        # Messages of a stored session not read here move with it; read ones one by one.
-        writes.moved.extend(
-            (gone, self.resolve(gone)) for gone in self._deleted if gone not in self._loaded
-        )
+        if self._deleted:
+            writes.deleted.extend(self._deleted)
+            # Messages of a stored session not read here move with it; read ones one by one.
+            writes.moved.extend(
+                (gone, self.resolve(gone)) for gone in self._deleted if gone not in self._loaded
+            )
         moved = self._recut_moved
-        for stored, keys in self._loaded.items():
+        # Read messages change session only by a merge or a re-cut (most contacts: neither).
+        loaded = self._loaded.items() if self._merged_into or moved else ()
+        for stored, keys in loaded:
             if not moved:  # no re-cut: a read message is where its session went
                 final = self.resolve(stored)
                 if final != stored:
@@ -466,8 +486,10 @@ class ContactPlacement:
             elif session.id in self._marked:
                 assert session.close_notified_ms is not None
                 writes.notified.append((session.id, session.close_notified_ms))
+        resolve = self.resolve if self._merged_into else _itself
+        session_of = self._session_of
         for msg in self._messages:
-            final = self.resolve(self._session_of[msg.id])
+            final = resolve(session_of[msg.id])
             writes.messages.append(
                 msg if final == msg.session_id else msg._replace(session_id=final)
             )

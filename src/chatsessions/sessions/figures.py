@@ -103,9 +103,9 @@ def figures_of_keys(keys: Iterable[tuple[int, str, str]]) -> Figures:
     ``sessions.store.message_keys`` reads them.
 
     :func:`figures_of` over ``(ts_ms, direction == "inbound")``, its loop repeated: the
-    placement recomputes thousands of sessions' figures a batch from these keys, and a
-    pair made per message cost a fifth of it (tests/sessions/test_figures.py checks the
-    two agree)."""
+    placement recomputes hundreds of sessions' figures a batch from these keys, and a
+    pair made per message more than doubled the cost (2.1 vs 1.0 us for 20 messages;
+    tests/sessions/test_figures.py checks the two agree)."""
     first_inbound: int | None = None
     first_response: int | None = None
     reply_sum = reply_count = 0
