@@ -119,8 +119,8 @@ class ContactPlacement:
         # The stored messages read (:meth:`load`), kept as read, by stored session: they
         # move with their session (``resolve``) until a re-cut moves some one by one
         # (``_recut_moved``: message id -> the session the re-cut put it in).
-        # Tracking every read message one by one cost ~0.5 us each in ``load`` and as
-        # much again in every later look-up, for the rare re-cut's sake.
+        # Tracking every read message one by one cost ~0.5 us each in ``load``, and
+        # _members and collect then resolved each one, for the rare re-cut's sake.
         self._loaded: dict[str, list[tuple[int, str, str]]] = {}
         self._recut_moved: dict[str, str] = {}
 

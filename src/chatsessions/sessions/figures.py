@@ -14,8 +14,9 @@ Pure: no I/O. Definitions (docs/analytics.md), over the session's messages in or
 The write path extends the figures message by message while messages arrive after every
 message of the session (:func:`extend_figures`); any other change (a message before or
 tied with the last one, a merge, a re-cut) makes them stale, and the placement recomputes
-them with :func:`figures_of` from the session's messages (the stored ones read first)
-before the row is written (``messages.placement.ContactPlacement.settle_figures``).
+them from the session's messages (the stored ones read first; :func:`figures_of_keys`,
+the same as :func:`figures_of`) before the row is written
+(``messages.placement.ContactPlacement.settle_figures``).
 
 >>> f = figures_of([(1_000, True), (2_000, True), (5_000, False), (9_000, True)])
 >>> f.first_inbound_ms, f.first_response_ms, f.reply_sum_ms, f.reply_count
