@@ -7,7 +7,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatsessions.sessions.figures import EMPTY, extend_figures, figures_of
+from chatsessions.sessions.figures import EMPTY, extend_figures, figures_of, figures_of_keys
 from tests.figures_oracle import figures_by_definition
 
 _MESSAGES = st.lists(
@@ -27,3 +27,13 @@ def test_figures_at_once_and_extended_agree_with_the_definitions(
     )
     assert tuple(figures_of(messages)) == expected
     assert tuple(extended) == expected
+
+
+@given(_MESSAGES)
+def test_figures_of_keys_agree_with_figures_of(messages: list[tuple[int, bool]]) -> None:
+    # The placement's form: (ts, id, direction) as sessions.store.message_keys reads them.
+    keys = [
+        (ts, f"m{n:03d}", "inbound" if inbound else "outbound")
+        for n, (ts, inbound) in enumerate(messages)
+    ]
+    assert figures_of_keys(keys) == figures_of(messages)

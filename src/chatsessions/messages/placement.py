@@ -31,7 +31,7 @@ from chatsessions import ids
 from chatsessions.messages.store import ContactFields, MessageWrite, TrackedSession, Writes
 from chatsessions.sessions import presenter, rule
 from chatsessions.sessions.figures import EMPTY as EMPTY_FIGURES
-from chatsessions.sessions.figures import extend_figures, figures_of
+from chatsessions.sessions.figures import extend_figures, figures_of_keys
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
 from chatsessions.sessions.store import ListedSession, MessageRow
 from chatsessions.webhooks import outbox
@@ -83,6 +83,11 @@ class Recut:
         return out
 
 
+def _itself(session_id: str) -> str:
+    """:meth:`ContactPlacement.resolve` when nothing was merged."""
+    return session_id
+
+
 class ContactPlacement:
     """One contact's sessions, changed in memory message by message."""
 
@@ -108,12 +113,16 @@ class ContactPlacement:
         self._merged_into: dict[str, str] = {}
         self._messages: list[MessageWrite] = []
         self._outbox: list[OutboxWrite] = []
-        # Messages whose session is tracked one by one: this request's, and the stored
-        # messages of sessions a re-cut read (``_loaded``), with their stored session.
+        # This request's messages: their session (when placed) and (ts, direction).
         self._session_of: dict[str, str] = {}
-        self._key_of: dict[str, tuple[int, int]] = {}  # message id -> (ts, inbound)
-        self._loaded: set[str] = set()
-        self._stored_session_of: dict[str, str] = {}
+        self._key_of: dict[str, tuple[int, str]] = {}
+        # The stored messages read (:meth:`load`), kept as read, by stored session: they
+        # move with their session (``resolve``) until a re-cut moves some one by one
+        # (``_recut_moved``: message id -> the session the re-cut put it in).
+        # Tracking every read message one by one cost ~0.5 us each in ``load``, and
+        # _members and collect then resolved each one, for the rare re-cut's sake.
+        self._loaded: dict[str, list[tuple[int, str, str]]] = {}
+        self._recut_moved: dict[str, str] = {}
 
     # -- the sessions ---------------------------------------------------------------------
 
@@ -144,7 +153,10 @@ class ContactPlacement:
     def session_of(self, message_id: str, stored_session_id: str) -> str:
         """The session now holding a message (stored in ``stored_session_id``, or placed
         by this request)."""
-        return self.resolve(self._session_of.get(message_id, stored_session_id))
+        session_id = self._session_of.get(message_id)
+        if session_id is None:
+            session_id = self._recut_moved.get(message_id, stored_session_id)
+        return self.resolve(session_id)
 
     def status(self, session_id: str) -> str | None:
         """The status of a session held here now (None: not held here)."""
@@ -161,7 +173,10 @@ class ContactPlacement:
         """Apply the rule for a message and keep it to insert (None: a re-cut needs the
         stored messages of :attr:`wanted` first; nothing was changed)."""
         ts_ms, history, now_ms = message.ts_ms, self.history, self.now_ms
-        before, after = self._neighbours(ts_ms)
+        # The neighbours (as _neighbours), with their place: ordered[i - 1], ordered[i].
+        i = bisect.bisect_right(self._starts, ts_ms)
+        before = self._ordered[i - 1] if i > 0 else None
+        after = self._ordered[i] if i < len(self._ordered) else None
         placement = rule.place_message(
             ts_ms, before.span() if before else None, after.span() if after else None, history
         )
@@ -171,7 +186,7 @@ class ContactPlacement:
             self.wanted = self._unloaded(olds)
             if self.wanted:
                 return None
-            self._key_of[message.id] = (ts_ms, inbound)
+            self._key_of[message.id] = (ts_ms, message.direction)
             done = self._recut(olds, new_message=message.id)
             assert done.home is not None
             split_off = [sid for sid in done.created if sid != done.home]
@@ -199,19 +214,26 @@ class ContactPlacement:
             assert target is not None
             was_open = self._is_open(target)
             absorbed: list[str] = []
-            self._unindex(target)
             if placement.kind is PlacementKind.MERGE:
                 assert after is not None
+                self._unindex(target)
                 was_open = was_open or self._is_open(after)
                 target.absorb(after)
                 self._absorb(after, into=target.id)
                 absorbed.append(after.id)
-            target.add_message(ts_ms, inbound=inbound, history=history)
-            self._index(target)
+                target.add_message(ts_ms, inbound=inbound, history=history)
+                self._index(target)
+            else:
+                target.add_message(ts_ms, inbound=inbound, history=history)
+                # Un-indexing and indexing again would put it back where it is: every
+                # start before i is <= ts, every one after i is > ts. Joining ``after``
+                # moves only its start, to ts.
+                if target is after:
+                    self._starts[i] = target.start_ms
             self._changed.add(target.id)
             where = Placed(target.id, not was_open and self._is_open(target), absorbed)
         self._session_of[message.id] = where.session_id
-        self._key_of[message.id] = (ts_ms, inbound)
+        self._key_of[message.id] = (ts_ms, message.direction)
         self._messages.append(message)
         return where
 
@@ -236,25 +258,40 @@ class ContactPlacement:
         """Stored sessions (live or absorbed) whose messages are now in ``olds`` and have
         not been read yet."""
         targets = {x.id for x in olds}
-        return sorted(sid for sid in self._stored - self._loaded if self.resolve(sid) in targets)
+        loaded = self._loaded
+        return sorted(
+            sid for sid in self._stored if sid not in loaded and self.resolve(sid) in targets
+        )
 
     def load(self, messages: dict[str, list[tuple[int, str, str]]]) -> None:
         """Take the stored messages ``(ts, id, direction)`` of the sessions in
         :attr:`wanted`, by session (``sessions.store.message_keys``)."""
-        for session_id, keys in messages.items():
-            self._loaded.add(session_id)
-            for ts_ms, message_id, direction in keys:
-                self._session_of[message_id] = session_id
-                self._stored_session_of[message_id] = session_id
-                self._key_of[message_id] = (ts_ms, 1 if direction == "inbound" else 0)
+        self._loaded.update(messages)
         self.wanted = []
 
-    def _members(self, session_ids: set[str]) -> dict[str, list[tuple[int, str]]]:
-        out: dict[str, list[tuple[int, str]]] = {sid: [] for sid in session_ids}
+    def _members(self, session_ids: set[str]) -> dict[str, list[tuple[int, str, str]]]:
+        """The messages ``(ts, id, direction)`` now in each of ``session_ids``, unordered
+        (the stored ones of those sessions all read)."""
+        out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in session_ids}
+        # Without a merge every session is itself (most contacts: skip the calls).
+        resolve = self.resolve if self._merged_into else _itself
+        moved = self._recut_moved
+        for stored, keys in self._loaded.items():
+            if not moved:  # no re-cut moved a read message: each moves with its session
+                got = out.get(resolve(stored))
+                if got is not None:
+                    got.extend(keys)
+                continue
+            for key in keys:
+                got = out.get(resolve(moved.get(key[1], stored)))
+                if got is not None:
+                    got.append(key)
+        key_of = self._key_of
         for message_id, session_id in self._session_of.items():
-            final = self.resolve(session_id)
-            if final in out:
-                out[final].append((self._key_of[message_id][0], message_id))
+            got = out.get(resolve(session_id))
+            if got is not None:
+                ts_ms, direction = key_of[message_id]
+                got.append((ts_ms, message_id, direction))
         return out
 
     def recut_range(self, lo_ms: int, hi_ms: int) -> Recut | None:
@@ -269,11 +306,15 @@ class ContactPlacement:
     def _recut(self, olds: list[TrackedSession], *, new_message: str | None) -> Recut:
         """Re-cut ``olds`` (consecutive sessions, messages all loaded) with an optional new
         message: ids stay stable as :func:`rule.resegment` says."""
-        members = self._members({x.id for x in olds})
+        keyed = self._members({x.id for x in olds})
+        members = {sid: [(ts, mid) for ts, mid, _d in keys] for sid, keys in keyed.items()}
+        inbound_of = {mid: d == "inbound" for keys in keyed.values() for _ts, mid, d in keys}
         was_open = any(self._is_open(x) for x in olds)
         new_key = None
         if new_message is not None:
-            new_key = (self._key_of[new_message][0], new_message)
+            new_ts, new_direction = self._key_of[new_message]
+            new_key = (new_ts, new_message)
+            inbound_of[new_message] = new_direction == "inbound"
         pieces = rule.resegment([(x.span(), members[x.id]) for x in olds], new_key, self.history)
         by_id = {x.id: x for x in olds}
         kept = {p.session_id for p in pieces if p.session_id is not None}
@@ -286,7 +327,7 @@ class ContactPlacement:
         home, opened = None, False
         for piece in pieces:
             seg = piece.segment
-            inbound = sum(self._key_of[mid][1] for _ts, mid in seg.messages)
+            inbound = sum(inbound_of[mid] for _ts, mid in seg.messages)
             session = by_id[piece.session_id] if piece.session_id is not None else None
             if session is None:
                 session = TrackedSession(
@@ -307,7 +348,10 @@ class ContactPlacement:
             self._index(session)
             held = {mid for _ts, mid in seg.messages}
             for mid in held:
-                self._session_of[mid] = session.id
+                if mid in self._key_of:  # this request's (the new one placed after)
+                    self._session_of[mid] = session.id
+                else:  # a stored message read
+                    self._recut_moved[mid] = session.id
             for gone, last in last_of.items():
                 if last in held:
                     into[gone] = session.id
@@ -324,7 +368,8 @@ class ContactPlacement:
         """Stored sessions whose messages must be read (:meth:`load`) before
         :meth:`settle_figures`: those now inside a session whose figures a change other
         than an append made stale (a session new in this request needs none)."""
-        return self._unloaded([x for x in self._ordered if x.figures is None])
+        stale = [x for x in self._ordered if x.figures is None]
+        return self._unloaded(stale) if stale else []
 
     def settle_figures(self) -> None:
         """Recompute the stale figures from the messages held here (after loading
@@ -334,9 +379,9 @@ class ContactPlacement:
             return
         members = self._members({x.id for x in stale})
         for session in stale:
-            session.figures = figures_of(
-                (ts_ms, self._key_of[mid][1] == 1) for ts_ms, mid in sorted(members[session.id])
-            )
+            keys = members[session.id]
+            keys.sort()  # by time, then id (ids are unique: directions never compared)
+            session.figures = figures_of_keys(keys)
 
     # -- events ---------------------------------------------------------------------------
 
@@ -414,15 +459,25 @@ class ContactPlacement:
 
     def collect(self, writes: Writes) -> None:
         """Add this contact's net change to ``writes``."""
-        writes.deleted.extend(self._deleted)
-        # Messages of a stored session not read here move with it; read ones one by one.
-        writes.moved.extend(
-            (gone, self.resolve(gone)) for gone in self._deleted if gone not in self._loaded
-        )
-        for message_id, stored in self._stored_session_of.items():
-            final = self.resolve(self._session_of[message_id])
-            if final != stored:
-                writes.reassigned.append((message_id, final))
+        if self._deleted:
+            writes.deleted.extend(self._deleted)
+            # Messages of a stored session not read here move with it; read ones one by one.
+            writes.moved.extend(
+                (gone, self.resolve(gone)) for gone in self._deleted if gone not in self._loaded
+            )
+        moved = self._recut_moved
+        # Read messages change session only by a merge or a re-cut (most contacts: neither).
+        loaded = self._loaded.items() if self._merged_into or moved else ()
+        for stored, keys in loaded:
+            if not moved:  # no re-cut: a read message is where its session went
+                final = self.resolve(stored)
+                if final != stored:
+                    writes.reassigned.extend((mid, final) for _ts, mid, _d in keys)
+                continue
+            for _ts, mid, _d in keys:
+                final = self.resolve(moved.get(mid, stored))
+                if final != stored:
+                    writes.reassigned.append((mid, final))
         for session in self._ordered:
             if session.id not in self._stored:
                 writes.inserted.append(session)
@@ -431,8 +486,10 @@ class ContactPlacement:
             elif session.id in self._marked:
                 assert session.close_notified_ms is not None
                 writes.notified.append((session.id, session.close_notified_ms))
+        resolve = self.resolve if self._merged_into else _itself
+        session_of = self._session_of
         for msg in self._messages:
-            final = self.resolve(self._session_of[msg.id])
+            final = resolve(session_of[msg.id])
             writes.messages.append(
                 msg if final == msg.session_id else msg._replace(session_id=final)
             )

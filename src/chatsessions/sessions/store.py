@@ -109,15 +109,19 @@ class SessionRow:
         """Count one more message at ``ts_ms`` (``inbound`` 1 or 0): span, expiry,
         activity, counters and figures (extended when the message comes after every
         message of the session, else left to be recomputed)."""
-        if self.figures is not None:
-            if ts_ms > self.last_ms:
+        # Comparisons, not min/max calls: run once per message placed (0.59 -> 0.35 us).
+        last_ms = self.last_ms
+        if ts_ms > last_ms:
+            if self.figures is not None:
                 self.figures = extend_figures(self.figures, ts_ms, inbound=inbound == 1)
-            else:  # before or tied with a stored message: its place needs the ids
-                self.figures = None
-        self.start_ms = min(self.start_ms, ts_ms)
-        self.last_ms = max(self.last_ms, ts_ms)
-        self.expires_ms = history.expires(self.last_ms)
-        self.activity_ms = max(self.last_ms, self.closed_at_ms or self.last_ms)
+            self.last_ms = last_ms = ts_ms
+        else:  # before or tied with a stored message: its place needs the ids
+            self.figures = None
+        if ts_ms < self.start_ms:
+            self.start_ms = ts_ms
+        self.expires_ms = history.expires(last_ms)
+        closed_ms = self.closed_at_ms or last_ms
+        self.activity_ms = closed_ms if closed_ms > last_ms else last_ms
         self.message_count += 1
         self.inbound_count += inbound
         self.outbound_count += 1 - inbound
