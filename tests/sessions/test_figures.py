@@ -30,10 +30,10 @@ def test_figures_at_once_and_extended_agree_with_the_definitions(
 
 
 @given(_MESSAGES)
-def test_figures_of_keys_agree_with_figures_of(messages: list[tuple[int, bool]]) -> None:
+def test_figures_from_message_keys_agree_with_the_definitions(
+    messages: list[tuple[int, bool]],
+) -> None:
     # The placement's form: (ts, id, direction) as sessions.store.message_keys reads them.
-    keys = [
-        (ts, f"m{n:03d}", "inbound" if inbound else "outbound")
-        for n, (ts, inbound) in enumerate(messages)
-    ]
-    assert figures_of_keys(keys) == figures_of(messages)
+    keyed = [(ts, "inbound" if inbound else "outbound") for ts, inbound in messages]
+    keys = [(ts, f"m{n:03d}", direction) for n, (ts, direction) in enumerate(keyed)]
+    assert tuple(figures_of_keys(keys)) == figures_by_definition(keyed)

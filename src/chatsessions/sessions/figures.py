@@ -74,39 +74,22 @@ def extend_figures(figures: Figures, ts_ms: int, *, inbound: bool) -> Figures:
 
 
 def figures_of(messages: Iterable[tuple[int, bool]]) -> Figures:
-    """The figures of messages ``(ts_ms, inbound)`` given in the session's order.
-
-    :func:`extend_figures` applied message by message, with the figures in local
-    variables (no tuple per message: a batch recomputes thousands of sessions' figures;
-    tests/sessions/test_figures.py checks the two agree)."""
-    first_inbound: int | None = None
-    first_response: int | None = None
-    reply_sum = reply_count = 0
-    waiting: int | None = None
-    for ts_ms, inbound in messages:
-        if inbound:
-            if waiting is None:
-                waiting = ts_ms
-                if first_inbound is None:
-                    first_inbound = ts_ms
-        elif waiting is not None:
-            reply = ts_ms - waiting
-            if first_response is None:
-                first_response = reply
-            reply_sum += reply
-            reply_count += 1
-            waiting = None
-    return Figures(first_inbound, first_response, reply_sum, reply_count, waiting)
+    """The figures of messages ``(ts_ms, inbound)`` given in the session's order:
+    :func:`extend_figures` applied message by message (tests/sessions/test_figures.py
+    checks the two agree). The write path uses :func:`figures_of_keys`."""
+    return figures_of_keys(
+        (ts_ms, "", "inbound" if inbound else "outbound") for ts_ms, inbound in messages
+    )
 
 
 def figures_of_keys(keys: Iterable[tuple[int, str, str]]) -> Figures:
     """The figures of messages ``(ts_ms, id, direction)`` given in the session's order, as
     ``sessions.store.message_keys`` reads them.
 
-    :func:`figures_of` over ``(ts_ms, direction == "inbound")``, its loop repeated: the
-    placement recomputes hundreds of sessions' figures a batch from these keys, and a
-    pair made per message more than doubled the cost (2.1 vs 1.0 us for 20 messages;
-    tests/sessions/test_figures.py checks the two agree)."""
+    :func:`extend_figures` applied message by message, with the figures in local
+    variables and the keys read as they are: the placement recomputes hundreds of
+    sessions' figures a batch, and a tuple made per message more than doubled the cost
+    (2.1 vs 1.0 us for 20 messages)."""
     first_inbound: int | None = None
     first_response: int | None = None
     reply_sum = reply_count = 0
