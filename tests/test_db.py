@@ -138,3 +138,44 @@ async def test_ingest_transactions_plan_with_index_scans_only(backend_name: str)
     finally:
         await database.dispose()
     assert (inside, ordinary) == ("off", "on")
+
+
+async def test_sqlite_a_connection_given_back_in_a_transaction_is_rolled_back(
+    tmp_path: Any,
+) -> None:
+    """SQLite's pool resets only connections still in a transaction (no rollback hop after
+    every commit): one given back in a transaction SQLAlchemy does not know of (as after a
+    rollback that failed) is rolled back, so its write lock is not kept."""
+    database = Database(Settings(database_url=f"sqlite:///{tmp_path / 'reset.db'}"))
+    try:
+        async with database.engine.connect() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            await driver.execute("BEGIN IMMEDIATE")
+            assert driver.in_transaction
+        assert not driver.in_transaction
+
+        async def in_transaction(conn: Any) -> bool:
+            return bool(conn.in_transaction())
+
+        assert await database.run_write(in_transaction)  # the write lock was free
+    finally:
+        await database.dispose()
+
+
+async def test_sqlite_sql_text_outside_a_transaction_begins_one_for_its_snapshot(
+    tmp_path: Any,
+) -> None:
+    """fetch_rows runs SQL text on SQLite's driver only inside a transaction; a read's
+    first statement goes through SQLAlchemy, which begins the read's transaction (its one
+    snapshot for every statement that follows)."""
+    database = Database(Settings(database_url=f"sqlite:///{tmp_path / 'snap.db'}"))
+    try:
+        async with database.read() as conn:
+            assert not conn.in_transaction()
+            assert list(await fetch_rows(conn, "SELECT 1 + :n", {"n": 1})) == [(2,)]
+            assert conn.in_transaction()
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert driver.in_transaction
+            assert list(await fetch_rows(conn, "SELECT 2 * :n", {"n": 2})) == [(4,)]
+    finally:
+        await database.dispose()
