@@ -11,6 +11,7 @@ from chatsessions.contacts.schemas import ContactIn
 from chatsessions.db import Database
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.messages.store import _join_ids
 from tests.conftest import T0, Tenant
 
 
@@ -65,3 +66,12 @@ async def test_statements_after_ingest_plan_as_before_it(
     before, after, stored = await messages_service.run_ingest_transaction(database, work)
     assert after == before
     assert stored == count
+
+
+def test_ids_sent_joined_never_shift_a_column() -> None:
+    """The write sends id columns as one comma-joined text that PostgreSQL splits: an id
+    holding a comma would shift every value after it into the wrong row, so it is refused
+    instead of written."""
+    assert _join_ids(["a1", "b2", "c3"]) == "a1,b2,c3"
+    with pytest.raises(ValueError, match="comma"):
+        _join_ids(["a1", "b,2", "c3"])

@@ -445,8 +445,12 @@ def _joined_ids(name: str) -> str:
 
 
 def _join_ids(values: list[str]) -> str:
-    """The text of :func:`_joined_ids`: ids (base62, or a message's direction), no commas."""
-    return ",".join(values)
+    """The text of :func:`_joined_ids`: ids (base62, or a message's direction), no commas
+    (checked: a comma inside one would shift every column after it, silently)."""
+    joined = ",".join(values)
+    if joined.count(",") != max(len(values) - 1, 0):
+        raise ValueError("an id holds a comma: it cannot be sent joined")
+    return joined
 
 
 _JOINED = ("s_id", "s_contact", "m_id", "m_contact", "m_session", "m_direction")
