@@ -6,7 +6,9 @@
 Creates a fresh database (``chatsessions_plans``), migrates it, and grows one tenant's
 history with the service's own ingest (1,000-message batches, time-sorted over 300
 contacts, each with an ``externalId``). At each size in ``--sizes`` (stored messages) it
-sends one probe batch (500 replayed ``externalId``s, 500 new messages) through
+sends one probe batch (500 replayed ``externalId``s, 500 new messages), then a batch of
+100 messages naming their contacts by phone (50 new contacts, 50 found: the lookup by
+phone and the write that inserts contacts), through
 ``messages.service.ingest`` in the same kind of transaction as the HTTP routes, with
 PostgreSQL's ``auto_explain`` logging every statement's ``EXPLAIN (ANALYZE, BUFFERS)``
 to this client: the plans shown are those the service executed, with the plan cache
@@ -29,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
-from chatsessions.contacts.schemas import ContactIn
+from chatsessions.contacts.schemas import ContactFields, ContactIn
 from chatsessions.db import Database, migrate
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
@@ -75,6 +77,26 @@ def _items(
             now_ms=NOW,
         )
         for n in range(count)
+    ]
+
+
+def _inline_items(start_ms: int, round_: int) -> list[messages_service.NewMessage]:
+    """50 messages from new contacts (phones of round ``round_``) and 50 from the contacts
+    the previous round created (the first round: created by its first 50 items)."""
+    found = round_ - 1 if round_ > 0 else round_
+    phones = [f"+1555{round_:03d}{n:04d}" for n in range(50)]
+    phones += [f"+1555{found:03d}{n:04d}" for n in range(50)]
+    return [
+        messages_service.prepare_message(
+            MessageIn(
+                contact=ContactFields(phoneNumber=phone),
+                direction="inbound",
+                timestamp=start_ms + n,
+                content="hello",
+            ),
+            now_ms=NOW,
+        )
+        for n, phone in enumerate(phones)
     ]
 
 
@@ -176,6 +198,17 @@ async def main() -> None:
         stored += 1000 - min(500, stored)
         print(f"{size:>9} stored: probe batch {took_ms:.1f} ms (growth {grow_s:.0f} s)")
         report.append(f"\n## {size:,} stored messages: the probe batch took {took_ms:.1f} ms\n")
+        report += _plans(logged)
+        logged.clear()
+        t0 = time.perf_counter()
+        await ingest(_inline_items(base_ms + stored * MIN // 10, sizes.index(size)))
+        took_ms = (time.perf_counter() - t0) * 1000
+        stored += 100
+        print(f"{size:>9} stored: contacts-by-phone batch {took_ms:.1f} ms")
+        report.append(
+            f"\n### {size:,} stored messages: 100 messages naming their contacts by phone "
+            f"(50 new, 50 found): {took_ms:.1f} ms\n"
+        )
         report += _plans(logged)
         if size == sizes[-1]:
             await _analyze(db)

@@ -138,13 +138,16 @@ async def find_contacts_by(
     return found
 
 
-# "field = ANY(values)" and "IS NOT NULL": the partial unique index of that identifier
-# (tables.py) answers it, one probe per value.
+# One probe of the identifier's partial unique index (tables.py) per value, written as
+# ingest's probes are (messages.store): "field BETWEEN v AND v ORDER BY field" in a LATERAL
+# subquery. With "field = ANY(values)" and no statistics PostgreSQL scanned every contact
+# of the tenant that has the identifier, filtering on the values (docs/ingest-plans.md).
 _FIND_BY_PG = {
     field: text(
+        f"SELECT c.* FROM unnest(CAST(:values AS varchar[])) AS k(v) CROSS JOIN LATERAL ("
         f"SELECT {', '.join(col.name for col in _COLUMNS)} FROM contacts "
-        f"WHERE user_id = :user_id AND {field} = ANY(CAST(:values AS varchar[])) "
-        f"AND {field} IS NOT NULL"
+        f"WHERE user_id = :user_id AND {field} BETWEEN k.v AND k.v AND {field} IS NOT NULL "
+        f"ORDER BY {field} LIMIT 1) AS c"
     )
     for field in ("phone", "email", "external_id")
 }
@@ -241,7 +244,22 @@ async def lock_contacts(
     wanted = sorted(set(contact_ids))
     if not wanted:
         return set()
-    stmt = select(c.id).where(c.user_id == user_id, c.id.in_(wanted)).order_by(c.id)
     if conn.dialect.name == "postgresql":
-        stmt = stmt.with_for_update()
+        rows = await fetch_rows(conn, _LOCK_PG, {"user_id": user_id, "ids": wanted})
+        return {row[0] for row in rows}
+    stmt = select(c.id).where(c.user_id == user_id, c.id.in_(wanted)).order_by(c.id)
     return {row.id for row in await conn.execute(stmt)}
+
+
+# The locks taken in the order of the given (sorted) ids, one primary-key probe each, as
+# ingest's lock (messages.store._LOAD_PG): with "id IN (...)" and no statistics
+# PostgreSQL read every contact of the tenant through the key, filtering on the ids.
+_LOCK_PG = text(
+    """
+    SELECT c.id FROM unnest(CAST(:ids AS varchar[])) AS k(id) CROSS JOIN LATERAL (
+        SELECT id FROM contacts
+        WHERE user_id = :user_id AND id BETWEEN (k.id COLLATE "C") AND (k.id COLLATE "C")
+        ORDER BY id FOR UPDATE
+    ) AS c
+    """
+)
