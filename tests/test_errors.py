@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from typing import Any
 
 import httpx
@@ -10,8 +11,8 @@ import pytest
 from chatsessions.app import create_app
 from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings
-from chatsessions.db import Database
-from tests.conftest import T0, Tenant
+from chatsessions.db import Database, migrate
+from tests.conftest import T0, Tenant, create_tenant
 
 RECENT = "/v1/chat-sessions/recent?hours=1"
 
@@ -267,3 +268,44 @@ async def test_trailing_slash_is_a_json_404_not_a_redirect(client, tenant) -> No
     r = await client.get("/v1/chat-sessions/recent/?hours=1", headers=tenant.auth)
     assert r.status_code == 404
     assert r.json()["code"] == "not_found"
+
+
+async def test_sqlite_write_lock_held_elsewhere_is_503_json_then_the_write_succeeds(
+    tmp_path: Any,
+) -> None:
+    """Another process holds SQLite's write lock (a CLI import, a second server) longer
+    than the busy timeout: the write is answered 503 "unavailable", not 500, and stored
+    when retried after the lock is released. The lock is taken on the driver, where a
+    write's BEGIN IMMEDIATE now runs, so its error is the driver's own."""
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'locked.db'}",
+        database_busy_timeout=0.2,
+        secret_key="test-secret",
+    )
+    await migrate(settings)
+    database = Database(settings)
+    holder = sqlite3.connect(tmp_path / "locked.db", isolation_level=None)
+    try:
+        tenant = await create_tenant(database)
+        app = create_app(settings, clock=lambda: T0, database=database)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            contact = await c.post(
+                "/v1/contacts", json={"phoneNumber": "+15550002020"}, headers=tenant.auth
+            )
+            assert contact.status_code in (200, 201), contact.text
+            body = {
+                "contactId": contact.json()["data"]["contactId"],
+                "direction": "inbound",
+                "content": "hi",
+                "externalId": "held-1",
+            }
+            holder.execute("BEGIN IMMEDIATE")
+            r = await c.post("/v1/messages", json=body, headers=tenant.auth)
+            assert_error(r, 503, "unavailable")
+            holder.execute("ROLLBACK")
+            r = await c.post("/v1/messages", json=body, headers=tenant.auth)
+            assert r.status_code == 201, r.text
+    finally:
+        holder.close()
+        await database.dispose()

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # server dropped fails its request once (503) and the pool is refreshed; the ping
     # costs three round trips per checkout on PostgreSQL (docs/performance.md).
     database_pre_ping: bool = False
+    # SQLite: how long a write waits for the write lock another process holds (a CLI
+    # import, a second server) before it fails with 503.
+    database_busy_timeout: float = Field(default=30.0, gt=0)
     allow_user_id_auth: bool = True
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit: str | None = None

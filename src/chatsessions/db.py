@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import hmac
 import secrets
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,12 +56,12 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
         engine = create_async_engine(
             url,
             hide_parameters=True,  # error logs must never show user ids or other values
-            connect_args={"timeout": 30},
+            connect_args={"timeout": settings.database_busy_timeout},
             pool_size=settings.database_pool_size,
             max_overflow=0,
             pool_reset_on_return=None,  # _install_sqlite_hooks resets, when needed
         )
-        _install_sqlite_hooks(engine)
+        _install_sqlite_hooks(engine, busy_timeout_ms=int(settings.database_busy_timeout * 1000))
         return engine
     return create_async_engine(
         url,
@@ -86,7 +87,7 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
     )
 
 
-def _install_sqlite_hooks(engine: AsyncEngine) -> None:
+def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred-only).
@@ -96,7 +97,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         # FULL: an acknowledged (committed) write survives power loss, not only a crash.
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
         cursor.close()
 
     # Each statement through SQLAlchemy's cursor is four hops to aiosqlite's thread (~40 us
@@ -459,6 +460,10 @@ def is_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` says the database cannot be reached (→ 503), not that a statement
     or a value was wrong."""
     if isinstance(exc, (OperationalError, InterfaceError, PoolTimeout, ConnectionError, OSError)):
+        return True
+    # SQLite's driver's own (statements run on it, db.sqlite_fetch, and BEGIN): what
+    # SQLAlchemy wraps as OperationalError, e.g. "database is locked" after the busy wait.
+    if isinstance(exc, sqlite3.OperationalError):
         return True
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
