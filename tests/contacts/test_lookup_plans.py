@@ -12,27 +12,24 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy.dialects import postgresql
 
 from chatsessions.contacts import store as contacts_store
 from tests.conftest import BACKENDS, T0, create_tenant
-from tests.messages.test_probe_plans import _fresh_database, _literal, _message, _nodes, _store
+from tests.messages.test_probe_plans import (
+    _fresh_database,
+    _message,
+    _nodes,
+    _store,
+    explain_prepared,
+)
 
 
 async def _plan(conn: Any, stmt: Any, params: dict[str, Any]) -> dict[str, Any]:
     """The plan PostgreSQL makes for ``stmt`` with these values (a custom plan, as ingest's
     statements after its probe phase are planned)."""
-    compiled = stmt.compile(dialect=postgresql.asyncpg.dialect())
-    args = ", ".join(_literal(params[name]) for name in compiled.positiontup or ())
-    async with conn.transaction():
-        await conn.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-        await conn.execute(f"PREPARE lookup AS {compiled.string}")
-        try:
-            raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE lookup({args})")
-        finally:
-            await conn.execute("DEALLOCATE lookup")
-    plan: dict[str, Any] = orjson.loads(raw)[0]["Plan"]
-    return plan
+    return await explain_prepared(
+        conn, stmt, params, "SET LOCAL plan_cache_mode = force_custom_plan"
+    )
 
 
 def _assert_probes(plan: dict[str, Any], index: str) -> None:

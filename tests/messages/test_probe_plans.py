@@ -61,17 +61,16 @@ def _literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
-async def _generic_plan(
-    conn: asyncpg.Connection, stmt: Any, params: dict[str, Any]
+async def explain_prepared(
+    conn: asyncpg.Connection, stmt: Any, params: dict[str, Any], settings: str
 ) -> dict[str, Any]:
-    """The plan a connection of the probe phase makes for ``stmt`` (PREPARE, then EXPLAIN
-    EXECUTE with generic plans forced: the values play no part)."""
+    """The plan PostgreSQL makes for ``stmt`` prepared with these values, under
+    ``settings`` (SQL run first in the same transaction): PREPARE, then EXPLAIN EXECUTE."""
     compiled = stmt.compile(dialect=postgresql.asyncpg.dialect())
     names = list(compiled.positiontup or ())
     args = ", ".join(_literal(params[n]) for n in names)
     async with conn.transaction():
-        # What Database.write(index_scans=True, probe_plans=True) sets after its BEGIN.
-        await conn.execute((PG_INDEX_SCANS + PG_PROBES + "force_custom_plan").lstrip("; "))
+        await conn.execute(settings)
         await conn.execute(f"PREPARE probe AS {compiled.string}")
         try:
             raw = await conn.fetchval(f"EXPLAIN (FORMAT JSON) EXECUTE probe({args})")
@@ -79,6 +78,16 @@ async def _generic_plan(
             await conn.execute("DEALLOCATE probe")
     plan: dict[str, Any] = orjson.loads(raw)[0]["Plan"]
     return plan
+
+
+async def _generic_plan(
+    conn: asyncpg.Connection, stmt: Any, params: dict[str, Any]
+) -> dict[str, Any]:
+    """The plan a connection of the probe phase makes for ``stmt`` (generic plans forced:
+    the values play no part), with what Database.write(index_scans=True,
+    probe_plans=True) sets after its BEGIN."""
+    settings = (PG_INDEX_SCANS + PG_PROBES + "force_custom_plan").lstrip("; ")
+    return await explain_prepared(conn, stmt, params, settings)
 
 
 async def _check(
