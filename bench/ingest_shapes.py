@@ -580,12 +580,16 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     return results
 
 
-if __name__ == "__main__":
-    # The loop the service's processes run (cli.serve: uvicorn's loop="uvloop"), for ours
-    # and the floor alike; the standard loop where uvloop does not exist.
+def run(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    """:func:`main` on the loop the service's processes run (cli.serve: uvicorn's
+    loop="uvloop"), for ours and the floor alike; the standard loop where uvloop does not
+    exist."""
     try:
         import uvloop
     except ImportError:
-        asyncio.run(main())
-    else:
-        uvloop.run(main())
+        return asyncio.run(main(argv))
+    return uvloop.run(main(argv))
+
+
+if __name__ == "__main__":
+    run()

@@ -1257,7 +1257,7 @@ def main(argv: list[str] | None = None) -> None:
         shape_args = ["--growth", str(growth)]
         if a.ingest_shapes != "all":
             shape_args += ["--shapes", a.ingest_shapes]
-        asyncio.run(ingest_shapes.main(shape_args))
+        ingest_shapes.run(shape_args)
     if not a.no_report:
         import report
 
