@@ -440,6 +440,7 @@ async def _run_side(
     return {
         "msg_per_s": round(sent / elapsed, 1),
         "p50_ms": round(statistics.median(times), 2),
+        "max_ms": round(max(times), 2),  # a stall shows here at any concurrency
         "batch_ms": [round(t, 2) for t in times] if workers == 1 else [],
     }
 
