@@ -8,7 +8,8 @@ history with the service's own ingest (1,000-message batches, time-sorted over 3
 contacts, each with an ``externalId``). At each size in ``--sizes`` (stored messages) it
 sends one probe batch (500 replayed ``externalId``s, 500 new messages), then a batch of
 100 messages naming their contacts by phone (50 new contacts, 50 found: the lookup by
-phone and the write that inserts contacts), through
+phone and the write that inserts contacts), then a single message (the write's one-row
+form), through
 ``messages.service.ingest`` in the same kind of transaction as the HTTP routes, with
 PostgreSQL's ``auto_explain`` logging every statement's ``EXPLAIN (ANALYZE, BUFFERS)``
 to this client: the plans shown are those the service executed, with the plan cache
@@ -208,6 +209,18 @@ async def main() -> None:
         report.append(
             f"\n### {size:,} stored messages: 100 messages naming their contacts by phone "
             f"(50 new, 50 found): {took_ms:.1f} ms\n"
+        )
+        report += _plans(logged)
+        logged.clear()
+        [single] = _items(base_ms + stored * MIN // 10, 1, contacts, first=stored)
+        t0 = time.perf_counter()
+        await ingest([single])
+        took_ms = (time.perf_counter() - t0) * 1000
+        stored += 1
+        print(f"{size:>9} stored: single message {took_ms:.1f} ms")
+        report.append(
+            f"\n### {size:,} stored messages: one message, to a contact's open session (the "
+            f"write's one-row form): {took_ms:.1f} ms\n"
         )
         report += _plans(logged)
         if size == sizes[-1]:
