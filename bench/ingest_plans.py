@@ -172,6 +172,13 @@ async def main() -> None:
 
         await db.run_write(work, generic_plans=True)
 
+    async def timed(items: list[messages_service.NewMessage]) -> float:
+        """Ingest ``items`` with the log cleared first; the ms it took."""
+        logged.clear()
+        t0 = time.perf_counter()
+        await ingest(items)
+        return (time.perf_counter() - t0) * 1000
+
     stored = 0
     base_ms = NOW - 400 * 24 * 60 * MIN
     report = [
@@ -192,18 +199,12 @@ async def main() -> None:
         probe = _items(base_ms + (stored - 500) * MIN // 10, 1000, contacts, first=stored - 500)
         if stored < 500:
             probe = _items(base_ms, 1000, contacts, first=stored)
-        logged.clear()
-        t0 = time.perf_counter()
-        await ingest(probe)
-        took_ms = (time.perf_counter() - t0) * 1000
+        took_ms = await timed(probe)
         stored += 1000 - min(500, stored)
         print(f"{size:>9} stored: probe batch {took_ms:.1f} ms (growth {grow_s:.0f} s)")
         report.append(f"\n## {size:,} stored messages: the probe batch took {took_ms:.1f} ms\n")
         report += _plans(logged)
-        logged.clear()
-        t0 = time.perf_counter()
-        await ingest(_inline_items(base_ms + stored * MIN // 10, sizes.index(size)))
-        took_ms = (time.perf_counter() - t0) * 1000
+        took_ms = await timed(_inline_items(base_ms + stored * MIN // 10, sizes.index(size)))
         stored += 100
         print(f"{size:>9} stored: contacts-by-phone batch {took_ms:.1f} ms")
         report.append(
@@ -211,11 +212,7 @@ async def main() -> None:
             f"(50 new, 50 found): {took_ms:.1f} ms\n"
         )
         report += _plans(logged)
-        logged.clear()
-        [single] = _items(base_ms + stored * MIN // 10, 1, contacts, first=stored)
-        t0 = time.perf_counter()
-        await ingest([single])
-        took_ms = (time.perf_counter() - t0) * 1000
+        took_ms = await timed(_items(base_ms + stored * MIN // 10, 1, contacts, first=stored))
         stored += 1
         print(f"{size:>9} stored: single message {took_ms:.1f} ms")
         report.append(
@@ -225,10 +222,9 @@ async def main() -> None:
         report += _plans(logged)
         if size == sizes[-1]:
             await _analyze(db)
-            logged.clear()
-            t0 = time.perf_counter()
-            await ingest(_items(base_ms + stored * MIN // 10, 1000, contacts, first=stored))
-            took_ms = (time.perf_counter() - t0) * 1000
+            took_ms = await timed(
+                _items(base_ms + stored * MIN // 10, 1000, contacts, first=stored)
+            )
             stored += 1000
             print(f"{size:>9} stored, after ANALYZE: probe batch {took_ms:.1f} ms")
             report.append(
