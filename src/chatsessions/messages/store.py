@@ -465,11 +465,28 @@ _SESSION_PARAMS = (
     ("s_first_resp", "bigint"), ("s_reply_sum", "bigint"), ("s_reply_count", "int"),
     ("s_waiting", "bigint"),
 )  # fmt: skip
-_MESSAGE_ROW_PARAMS = (
-    ("m_id", None), ("m_contact", None), ("m_session", None), ("m_direction", None),
-    ("m_role", "varchar"), ("m_type", "varchar"), ("m_content", "text"), ("m_media", "text"),
-    ("m_ts", "bigint"), ("m_external", "varchar"),
-)  # fmt: skip
+# The write statement's parameter of each MessageWrite field, in field order.
+_MESSAGE_PARAMS = tuple(
+    {
+        "id": "m_id",
+        "contact_id": "m_contact",
+        "session_id": "m_session",
+        "direction": "m_direction",
+        "role": "m_role",
+        "type": "m_type",
+        "content": "m_content",
+        "media_url": "m_media",
+        "ts_ms": "m_ts",
+        "external_id": "m_external",
+    }[name]
+    for name in MessageWrite._fields
+)
+# SQL types of the message columns not sent as joined ids (_JOINED), for the rows (_rows).
+_MESSAGE_TYPES = {
+    "m_role": "varchar", "m_type": "varchar", "m_content": "text", "m_media": "text",
+    "m_ts": "bigint", "m_external": "varchar",
+}  # fmt: skip
+_MESSAGE_ROW_PARAMS = tuple((name, _MESSAGE_TYPES.get(name)) for name in _MESSAGE_PARAMS)
 _SESSION_V = """v(id, contact_id, start_ms, last_ms, expires_ms, closed_at_ms, activity_ms,
          message_count, inbound_count, outbound_count, created_at_ms, close_notified_ms, is_new,
          first_inbound_ms, first_response_ms, reply_sum_ms, reply_count, unanswered_since_ms)"""
@@ -752,24 +769,6 @@ def pg_params(
         if kind is not None:
             params[name] = params[name][0]
     return _nulls_as_null(params)
-
-
-# The write statement's parameter of each MessageWrite field, in field order.
-_MESSAGE_PARAMS = tuple(
-    {
-        "id": "m_id",
-        "contact_id": "m_contact",
-        "session_id": "m_session",
-        "direction": "m_direction",
-        "role": "m_role",
-        "type": "m_type",
-        "content": "m_content",
-        "media_url": "m_media",
-        "ts_ms": "m_ts",
-        "external_id": "m_external",
-    }[name]
-    for name in MessageWrite._fields
-)
 
 
 def _message_columns(messages: list[MessageWrite]) -> dict[str, list[Any]]:
