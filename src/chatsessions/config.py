@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     # server dropped fails its request once (503) and the pool is refreshed; the ping
     # costs three round trips per checkout on PostgreSQL (docs/performance.md).
     database_pre_ping: bool = False
+    # PostgreSQL: ANALYZE the ingest tables when a load outgrew their statistics (a tenant
+    # the planner believes smaller than half of what was written for it, or a table changed
+    # past twice autovacuum's threshold), in the background (planner_stats).
+    analyze_after_loads: bool = True
     # SQLite: how long a write waits for the write lock another process holds (a CLI
     # import, a second server) before it fails with 503.
     database_busy_timeout: float = Field(default=30.0, gt=0)

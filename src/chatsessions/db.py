@@ -31,6 +31,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from chatsessions import tables
 from chatsessions.config import Settings
+from chatsessions.planner_stats import StatisticsKeeper
 
 __all__ = ["Database", "fetch_rows", "insert_for", "is_unavailable", "migrate", "sqlite_fetch"]
 
@@ -295,6 +296,10 @@ class Database:
         )
         self._sqlite_write_lock = asyncio.Lock()
         self._secret: bytes | None = None
+        self.statistics = StatisticsKeeper(
+            None if self.is_sqlite or not settings.analyze_after_loads else self._autocommit_engine
+        )
+        """Told what ingest wrote; ANALYZE after large loads (``planner_stats``)."""
 
     @property
     def dialect(self) -> str:
@@ -452,7 +457,8 @@ class Database:
         return self._secret
 
     async def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Stop the statistics check in flight and close every pooled connection."""
+        await self.statistics.close()
         await self.engine.dispose()
 
 

@@ -395,7 +395,7 @@ async def load_demo(
         ) -> list[messages_service.StoredMessage]:
             return await messages_service.ingest(conn, user_id=user.user_id, items=items, now_ms=at)
 
-        results = await db.run_write(store)
+        results = await messages_service.run_ingest_transaction(db, store)
         for (_ts, ci, _si, _mi), result in zip(chunk, results, strict=True):
             last_session_of[ci] = result.session_id  # the queue is in time order
         advance(len(chunk))

@@ -302,7 +302,7 @@ async def import_jsonl(
             return new_map, created, results
 
         try:
-            new_map, created, results = await db.run_write(work)
+            new_map, created, results = await messages_service.run_ingest_transaction(db, work)
         except ChatSessionsError as exc:  # e.g. a contact erased while the import ran
             stored = stats.messages_stored + stats.messages_duplicate
             raise ImportFileError(

@@ -26,6 +26,7 @@ from chatsessions.db import PG_INDEX_SCANS, PG_PROBES, Database, fetch_rows, mig
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.planner_stats import StatisticsKeeper
 from chatsessions.sessions import store as sessions_store
 from tests.conftest import (
     BACKENDS,
@@ -185,11 +186,12 @@ async def test_the_probes_plan_the_same_index_probes_at_any_statistics(backend_n
         rows = await conn.fetch(
             "SELECT id FROM contacts WHERE user_id = $1 ORDER BY id LIMIT 3", first.user_id
         )
-        # Grown since the statistics that said user_id is unique: no plan (custom plans
-        # neither) may tell the key's index from another one of the tenant; the probes still
-        # never scan a table or a bitmap, and the next ANALYZE (autovacuum's) tells them.
-        await _check(conn, first.user_id, [r[0] for r in rows], keys=False)
-        await conn.execute("ANALYZE")
+        # Grown since the statistics that said user_id is unique, and no one ran ANALYZE:
+        # the write path's keeper did (planner_stats), once the planner believed the tenant
+        # smaller than half of what was written for it. Without it no plan (custom plans
+        # neither) could tell the key's index from another one of the tenant.
+        await database.statistics.settled()
+        assert set(database.statistics.analyzed) == {"contacts", "sessions", "messages"}
         await _check(conn, first.user_id, [r[0] for r in rows], keys=True)
 
 
@@ -301,3 +303,70 @@ async def test_a_probe_by_contact_id_uses_the_primary_key_whatever_identifiers_a
         assert {n.get("Index Name") for n in _nodes(plan)} & {
             "uq_contacts_user_id_email_present"
         }, plan
+
+
+def _session_update(one_row: bool, user_id: str, session_id: str) -> tuple[Any, dict[str, Any]]:
+    """The write's UPDATE of one stored session (its "changed" part, in either form) and
+    parameters for it."""
+    parts = messages_store._ONE_ROW_PARTS if one_row else messages_store._WRITE_PARTS
+    stmt = text(f"WITH changed AS ({parts['changed']}) SELECT 1")
+    params: dict[str, Any] = {"user_id": user_id, "now_ms": T0}
+    for name, kind in messages_store._SESSION_PARAMS:
+        value: Any = {None: "x", "boolean": False}.get(kind, 1)
+        params[name] = value if one_row else [value]
+    params["s_id"] = session_id  # arrays' form: the ids joined (one id: the id itself)
+    return stmt, params
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+@pytest.mark.parametrize("keeper", [True, False], ids=["keeper", "no-keeper"])
+async def test_after_a_load_outgrew_the_statistics_the_write_updates_a_session_by_key(
+    backend_name: str, keeper: bool
+) -> None:
+    # Statistics of one session per tenant (user_id looks unique), then a load of 3,000
+    # sessions into one tenant and no ANALYZE from anyone but the service: the write's
+    # UPDATE of a session by id, planned for its values, must probe the primary key by
+    # (user_id, id), not read the tenant's sessions and filter the id. The keeper
+    # (planner_stats) makes it so; without it, the plan reads the tenant.
+    async with _fresh_database() as (database, conn):
+        if not keeper:
+            database.statistics = StatisticsKeeper(None)
+        first = await create_tenant(database)
+        await _store(database, first.user_id, [_message("+15550000000", 0, T0 - 1000)])
+        for t in range(60):
+            other = await create_tenant(database)
+            await _store(database, other.user_id, [_message(f"+1555100{t:04d}", t, T0 - 1000)])
+        await conn.execute("ANALYZE")
+        session_id = await conn.fetchval(
+            "SELECT id FROM sessions WHERE user_id = $1", first.user_id
+        )
+        for batch in range(3):
+            await _store(
+                database,
+                first.user_id,
+                [
+                    _message(f"+1555{batch:03d}{n:04d}", 100 + batch * 1000 + n, T0 - 10**8 + n)
+                    for n in range(1000)
+                ],
+            )
+        await database.statistics.settled()
+        assert (
+            await conn.fetchval("SELECT count(*) FROM sessions WHERE user_id = $1", first.user_id)
+            == 3001
+        )
+        for one_row in (True, False):
+            stmt, params = _session_update(one_row, first.user_id, session_id)
+            plan = await explain_prepared(
+                conn, stmt, params, "SET LOCAL plan_cache_mode = force_custom_plan"
+            )
+            [scan] = [
+                n
+                for n in _nodes(plan)
+                if n.get("Relation Name") == "sessions" and n["Node Type"] != "ModifyTable"
+            ]
+            by_key = (
+                scan.get("Index Name") == "pk_sessions"
+                and "Filter" not in scan
+                and "(id)" in scan.get("Index Cond", "")
+            )
+            assert by_key is keeper, (one_row, scan)

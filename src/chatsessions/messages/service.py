@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from chatsessions import ids
+from chatsessions import ids, planner_stats
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts import store as contacts_store
 from chatsessions.contacts.schemas import ContactFields
@@ -220,6 +220,12 @@ async def ingest(
     for placement in contacts.values():
         placement.collect(writes)
     await messages_store.write(conn, user_id, writes, now_ms=now_ms)
+    planner_stats.count_writes(
+        user_id,
+        contacts=len(writes.contacts),
+        sessions=len(writes.inserted),
+        messages=len(writes.messages),
+    )
 
     results: dict[int, StoredMessage] = {}
     for i in fresh:
@@ -289,9 +295,17 @@ async def run_ingest_transaction(
     same transaction (a channel's counters, an import's contact), in one write transaction
     (retried on a race) with the plan settings ingest's statements are written for. Every
     caller of :func:`ingest` goes through here or :func:`store_messages`."""
-    return await db.run_write(
-        work, generic_plans=GENERIC_PLANS, index_scans=True, probe_plans=True, conn=conn
+    tally = planner_stats.WriteTally()
+
+    async def counted(tx: AsyncConnection) -> T:
+        with planner_stats.tallying(tally):
+            return await work(tx)
+
+    result = await db.run_write(
+        counted, generic_plans=GENERIC_PLANS, index_scans=True, probe_plans=True, conn=conn
     )
+    db.statistics.wrote(tally)  # committed: what it wrote may outgrow the statistics
+    return result
 
 
 def _history(loaded: Loaded) -> TimeoutHistory:

@@ -1,0 +1,231 @@
+"""Planner statistics that keep up with ingest: ANALYZE after large loads (PostgreSQL).
+
+PostgreSQL plans from the statistics ANALYZE last took: autovacuum's, when it is on, once
+10 % of a table changed and its next round comes (a minute apart by default). A load
+faster than that, or a server with autovacuum off, leaves a grown tenant looking as small
+as it was. Statistics taken when each tenant had one session make ``user_id`` look
+unique; a tenant then grown to 200,000 sessions still looks like one row, and a custom
+plan reads all of them to update one by id (docs/performance.md, "plans that cannot
+rot"). Ingest's reads are written to be key probes whatever the statistics say
+(``messages.store``), but its write, the API's reads and the console's are not all so.
+
+So the write path tells the keeper what it wrote, by tenant and table
+(:func:`count_writes`, inside :func:`chatsessions.messages.service.run_ingest_transaction`).
+Each time a tenant has written another :data:`CHECK_ROWS` rows to a table, the keeper asks
+the planner how many rows it believes that tenant has there (the estimate of ``WHERE
+user_id = $1``). The table is analyzed when that estimate is under half of what this
+process wrote there since it last analyzed it, or when the table changed past twice
+autovacuum's own threshold (:func:`is_stale`). The check and the ANALYZE run in the
+background, one at a time per process, on a connection of their own (ANALYZE takes no
+lock that writes wait for); no request waits for them, and a failure is logged, never
+raised. SQLite is left alone: its planner uses no statistics unless ANALYZE was run once,
+and ingest's SQLite statements are written for that planner.
+
+>>> is_stale(written=5_000, estimated=1.0, modified=5_000, live=1_000_000.0)
+True
+>>> is_stale(written=5_000, estimated=40_000.0, modified=5_000, live=1_000_000.0)
+False
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Iterator
+from contextvars import ContextVar
+
+import orjson
+from prometheus_client import Counter as MetricCounter
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+__all__ = [
+    "CHECK_ROWS",
+    "TABLES",
+    "StatisticsKeeper",
+    "WriteTally",
+    "count_writes",
+    "is_stale",
+    "tallying",
+]
+
+log = logging.getLogger("chatsessions.planner_stats")
+
+TABLES = ("contacts", "sessions", "messages")
+"""The tables ingest grows, each with a ``user_id`` column."""
+CHECK_ROWS = 1_000
+"""A tenant's rows written to a table between two checks of its estimate there."""
+ANALYZED_TOTAL = MetricCounter(
+    "chatsessions_planner_analyze",
+    "ANALYZE runs the service made after large loads (planner statistics behind the data)",
+    ["table"],
+)
+
+
+def is_stale(*, written: int, estimated: float, modified: int, live: float) -> bool:
+    """Whether a table's statistics are behind: the planner believes a tenant has fewer
+    than half the ``written`` rows this process alone wrote for it since the last ANALYZE
+    (``estimated``: its row estimate for the tenant), or the table had ``modified`` rows
+    changed since, more than twice autovacuum's default threshold for ``live`` rows
+    (50 + 10 %: where autovacuum works, it gets there first)."""
+    return estimated * 2 < written or modified > 100 + 0.2 * max(live, 0.0)
+
+
+class WriteTally:
+    """Rows one transaction inserted, by ``(table, tenant)``."""
+
+    __slots__ = ("rows",)
+
+    def __init__(self) -> None:
+        self.rows: Counter[tuple[str, str]] = Counter()
+
+
+_current: ContextVar[WriteTally | None] = ContextVar("chatsessions_write_tally", default=None)
+
+
+@contextlib.contextmanager
+def tallying(tally: WriteTally) -> Iterator[WriteTally]:
+    """Count what :func:`count_writes` reports inside the block into ``tally`` (emptied
+    first: a transaction retried counts once)."""
+    tally.rows.clear()
+    token = _current.set(tally)
+    try:
+        yield tally
+    finally:
+        _current.reset(token)
+
+
+def count_writes(user_id: str, **rows: int) -> None:
+    """Report rows inserted for a tenant, by table (``messages=…``), to the tally of the
+    transaction running (none: nothing to do)."""
+    tally = _current.get()
+    if tally is None:
+        return
+    for table, n in rows.items():
+        if n:
+            tally.rows[table, user_id] += n
+
+
+_LIVE_AND_MODIFIED = text(
+    "SELECT t.name, c.reltuples, s.n_mod_since_analyze"
+    " FROM unnest(CAST(:tables AS text[])) AS t(name)"
+    " JOIN pg_class AS c ON c.oid = to_regclass(t.name)"
+    " JOIN pg_stat_user_tables AS s ON s.relid = c.oid"
+)
+
+
+class StatisticsKeeper:
+    """Keeps the statistics of :data:`TABLES` in step with what the process writes.
+
+    ``engine``: an autocommit engine on the PostgreSQL database (None: SQLite, or switched
+    off; every call is then a no-op)."""
+
+    def __init__(self, engine: AsyncEngine | None, *, check_rows: int = CHECK_ROWS) -> None:
+        self._engine = engine
+        self._check_rows = check_rows
+        # Rows written since this process last analyzed the table, by tenant.
+        self._since_analyze: dict[str, Counter[str]] = {t: Counter() for t in TABLES}
+        # Rows written since the table's last check, all tenants: many small tenants never
+        # make one due, but their rows still count towards the table's change count.
+        self._since_check: Counter[str] = Counter()
+        self._due: dict[str, set[str]] = {}  # table -> tenants whose estimate to check
+        self._task: asyncio.Task[None] | None = None
+        self.checks = 0
+        """Checks made (for tests)."""
+        self.analyzed: Counter[str] = Counter()
+        """ANALYZE runs by table (for tests; /metrics has the counter)."""
+
+    def wrote(self, tally: WriteTally) -> None:
+        """Take a committed transaction's tally; start a check when one is due."""
+        if self._engine is None or not tally.rows:
+            return
+        check_rows = self._check_rows
+        for (table, user_id), n in tally.rows.items():
+            counts = self._since_analyze[table]
+            before = counts[user_id]
+            counts[user_id] = before + n
+            due = (before + n) // check_rows > before // check_rows
+            self._since_check[table] += n
+            if self._since_check[table] >= 10 * check_rows:
+                due = True
+            if due:
+                self._due.setdefault(table, set()).add(user_id)
+        if self._due and (self._task is None or self._task.done()):
+            self._task = asyncio.get_running_loop().create_task(self._check_logged())
+
+    def _take_due(self) -> dict[str, set[str]]:
+        due, self._due = self._due, {}
+        for table in due:
+            self._since_check[table] = 0
+        return due
+
+    async def settled(self) -> None:
+        """Wait for the check in flight, if any (tests; shutdown)."""
+        while self._task is not None and not self._task.done():
+            await asyncio.wait([self._task])
+
+    async def close(self) -> None:
+        """Stop: cancel the check in flight (an ANALYZE cut short changes nothing)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _check_logged(self) -> None:
+        # Until nothing is due: what became due during a check follows it at once (no
+        # write may come to start it).
+        while due := self._take_due():
+            try:
+                await self.check(due)
+            except Exception as exc:  # the database may be down: a later check tries again
+                log.warning("planner statistics not checked: %s: %s", type(exc).__name__, exc)
+
+    async def check(self, due: dict[str, set[str]]) -> list[str]:
+        """Check the planner's estimate of each tenant of ``due`` (table -> tenants) and
+        the tables' change counts; ANALYZE the stale tables. Returns them."""
+        assert self._engine is not None
+        self.checks += 1
+        stale: list[str] = []
+        async with self._engine.connect() as conn:
+            counts = {
+                str(name): (float(live), int(modified or 0))
+                for name, live, modified in (
+                    await conn.execute(_LIVE_AND_MODIFIED, {"tables": sorted(due)})
+                ).all()
+            }
+            for table in sorted(due):
+                live, modified = counts.get(table, (0.0, 0))
+                if is_stale(written=0, estimated=0.0, modified=modified, live=live):
+                    stale.append(table)
+                    continue
+                for user_id in sorted(due[table]):
+                    estimated = await _estimated_rows(conn, table, user_id)
+                    written = self._since_analyze[table][user_id]
+                    if is_stale(written=written, estimated=estimated, modified=0, live=live):
+                        stale.append(table)
+                        break
+            for table in stale:
+                # The count restarts when ANALYZE starts: rows written during it may be in
+                # its sample or not, and count towards the next one.
+                self._since_analyze[table].clear()
+                await conn.execute(text(f"ANALYZE {table}"))
+                self.analyzed[table] += 1
+                ANALYZED_TOTAL.labels(table).inc()
+                log.info("analyzed %s: its statistics were behind the rows written", table)
+        return stale
+
+
+async def _estimated_rows(conn: AsyncConnection, table: str, user_id: str) -> float:
+    """The planner's estimate of the tenant's rows in ``table``, planned for the value
+    (written in: a prepared statement's generic plan would give the average tenant)."""
+    literal = "'" + user_id.replace("'", "''") + "'"
+    raw = (
+        await conn.execute(
+            text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE user_id = {literal}")
+        )
+    ).scalar_one()
+    plan = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
+    return float(plan[0]["Plan"]["Plan Rows"])
