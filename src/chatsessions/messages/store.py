@@ -254,7 +254,8 @@ _CONTACT_FIELDS = text(
 # In key order only the key's index serves the probe without a sort: it wins on empty
 # tables, on such statistics and on a big tenant's (tests/messages/test_probe_plans.py).
 # Only a table that grew far past statistics of one row per tenant, before the next
-# ANALYZE (autovacuum's), can still mislead it, as it misleads custom plans.
+# ANALYZE, can still mislead it, as it misleads custom plans: the service runs that
+# ANALYZE itself when a tenant outgrows the planner's estimate (planner_stats).
 #
 # Driven by the externalIds (one probe of uq_messages_user_id_external_id each): with
 # "external_id = ANY(...)", or a join PostgreSQL may flatten, it misjudged a growing tenant
