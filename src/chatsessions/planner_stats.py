@@ -14,16 +14,16 @@ So the write path tells the keeper what it wrote, by tenant and table
 Each time a tenant has written another :data:`CHECK_ROWS` rows to a table, the keeper asks
 the planner how many rows it believes that tenant has there (the estimate of ``WHERE
 user_id = $1``). The table is analyzed when that estimate is under half of what this
-process wrote there since it last analyzed it, or when the table changed past twice
-autovacuum's own threshold (:func:`is_stale`). The check and the ANALYZE run in the
+process wrote there since it last analyzed it, or when the table's row count moved past
+twice autovacuum's own threshold from its count at the last ANALYZE (:func:`is_stale`). The check and the ANALYZE run in the
 background, one at a time per process, on a connection of their own (ANALYZE takes no
 lock that writes wait for); no request waits for them, and a failure is logged, never
 raised. SQLite is left alone: its planner uses no statistics unless ANALYZE was run once,
 and ingest's SQLite statements are written for that planner.
 
->>> is_stale(written=5_000, estimated=1.0, modified=5_000, live=1_000_000.0)
+>>> is_stale(written=5_000, estimated=1.0, live=1_005_000.0, analyzed=1_000_000.0)
 True
->>> is_stale(written=5_000, estimated=40_000.0, modified=5_000, live=1_000_000.0)
+>>> is_stale(written=5_000, estimated=40_000.0, live=1_005_000.0, analyzed=1_000_000.0)
 False
 """
 
@@ -64,13 +64,16 @@ ANALYZED_TOTAL = MetricCounter(
 )
 
 
-def is_stale(*, written: int, estimated: float, modified: int, live: float) -> bool:
+def is_stale(*, written: int, estimated: float, live: float, analyzed: float) -> bool:
     """Whether a table's statistics are behind: the planner believes a tenant has fewer
     than half the ``written`` rows this process alone wrote for it since the last ANALYZE
-    (``estimated``: its row estimate for the tenant), or the table had ``modified`` rows
-    changed since, more than twice autovacuum's default threshold for ``live`` rows
-    (50 + 10 %: where autovacuum works, it gets there first)."""
-    return estimated * 2 < written or modified > 100 + 0.2 * max(live, 0.0)
+    (``estimated``: its row estimate for the tenant), or the table's ``live`` rows differ
+    from the ``analyzed`` ones (its rows at the last ANALYZE or VACUUM; -1: never) by more
+    than twice autovacuum's default threshold (50 + 10 %: where autovacuum works, it gets
+    there first). Updates change no row count: they count for autovacuum, not here (shape
+    a of the bench updates every session of a tenant each batch)."""
+    analyzed = max(analyzed, 0.0)
+    return estimated * 2 < written or abs(live - analyzed) > 100 + 0.2 * analyzed
 
 
 class WriteTally:
@@ -108,8 +111,8 @@ def count_writes(user_id: str, **rows: int) -> None:
             tally.rows[table, user_id] += n
 
 
-_LIVE_AND_MODIFIED = text(
-    "SELECT t.name, c.reltuples, s.n_mod_since_analyze"
+_LIVE_AND_ANALYZED = text(
+    "SELECT t.name, s.n_live_tup, c.reltuples"
     " FROM unnest(CAST(:tables AS text[])) AS t(name)"
     " JOIN pg_class AS c ON c.oid = to_regclass(t.name)"
     " JOIN pg_stat_user_tables AS s ON s.relid = c.oid"
@@ -128,7 +131,7 @@ class StatisticsKeeper:
         # Rows written since this process last analyzed the table, by tenant.
         self._since_analyze: dict[str, Counter[str]] = {t: Counter() for t in TABLES}
         # Rows written since the table's last check, all tenants: many small tenants never
-        # make one due, but their rows still count towards the table's change count.
+        # make one due, but their rows still move the table's row count.
         self._since_check: Counter[str] = Counter()
         self._due: dict[str, set[str]] = {}  # table -> tenants whose estimate to check
         self._task: asyncio.Task[None] | None = None
@@ -185,26 +188,26 @@ class StatisticsKeeper:
 
     async def check(self, due: dict[str, set[str]]) -> list[str]:
         """Check the planner's estimate of each tenant of ``due`` (table -> tenants) and
-        the tables' change counts; ANALYZE the stale tables. Returns them."""
+        the tables' row counts; ANALYZE the stale tables. Returns them."""
         assert self._engine is not None
         self.checks += 1
         stale: list[str] = []
         async with self._engine.connect() as conn:
             counts = {
-                str(name): (float(live), int(modified or 0))
-                for name, live, modified in (
-                    await conn.execute(_LIVE_AND_MODIFIED, {"tables": sorted(due)})
+                str(name): (float(live or 0), float(analyzed))
+                for name, live, analyzed in (
+                    await conn.execute(_LIVE_AND_ANALYZED, {"tables": sorted(due)})
                 ).all()
             }
             for table in sorted(due):
-                live, modified = counts.get(table, (0.0, 0))
-                if is_stale(written=0, estimated=0.0, modified=modified, live=live):
+                live, analyzed = counts.get(table, (0.0, 0.0))
+                if is_stale(written=0, estimated=0.0, live=live, analyzed=analyzed):
                     stale.append(table)
                     continue
                 for user_id in sorted(due[table]):
                     estimated = await _estimated_rows(conn, table, user_id)
                     written = self._since_analyze[table][user_id]
-                    if is_stale(written=written, estimated=estimated, modified=0, live=live):
+                    if is_stale(written=written, estimated=estimated, live=0.0, analyzed=0.0):
                         stale.append(table)
                         break
             for table in stale:
