@@ -433,6 +433,8 @@ async def _run_side(
             await floor_sqlite(db, user_id, rows[t], b, now_ms)
 
     elapsed, times = await _in_order(plan, one, workers)
+    await db.statistics.settled()  # a check in flight belongs to this case
+    analyzed = dict(db.statistics.analyzed)  # ours: the service's ANALYZE runs (planner_stats)
     if pool is not None:
         await pool.close()
     await drop_database(db, backend, base_url, name)
@@ -442,6 +444,7 @@ async def _run_side(
         "p50_ms": round(statistics.median(times), 2),
         "max_ms": round(max(times), 2),  # a stall shows here at any concurrency
         "batch_ms": [round(t, 2) for t in times] if workers == 1 else [],
+        "analyzed": analyzed,
     }
 
 

@@ -5,7 +5,11 @@
 Takes the newest ``<scale>-<date>.json`` of each scale: the tables of the largest scale
 measured come first, the targets are judged on it (ratios from that one run), the plot
 shows each read scenario's p50/p99 against dataset size, and the hand-written analysis in
-``bench/findings.md`` is included as it is.
+``bench/findings.md`` is included as it is. So is the ingest section
+(``bench/ingest-findings.md``: the table of a run named with its commit and machine, the
+growth figures and what they mean), which a re-render must not replace with the newest
+run's bare table; without that file the section is generated from the newest
+``ingest-shapes-*.json`` and ``docs/ingest-plans.md``.
 """
 
 from __future__ import annotations
@@ -406,6 +410,25 @@ def plot(runs: dict[str, dict[str, Any]], path: Path) -> bool:
     return True
 
 
+def ingest_section() -> list[str]:
+    """The ingest section: ``bench/ingest-findings.md`` as it is, else generated from the
+    newest shapes run and ``docs/ingest-plans.md`` (bench/ingest_plans.py)."""
+    curated = HERE / "ingest-findings.md"
+    if curated.exists():
+        return [curated.read_text().rstrip(), ""]
+    out = shapes_section(newest_shapes())
+    plans = DOCS / "ingest-plans.md"
+    if plans.exists():
+        body = (
+            plans.read_text()
+            .rstrip()
+            .replace("\n## ", "\n### ")
+            .replace("# Ingest", "## Ingest", 1)
+        )
+        out += [body, ""]
+    return out
+
+
 def render(runs: dict[str, dict[str, Any]]) -> str:
     """The whole document."""
     out = [
@@ -533,16 +556,7 @@ def render(runs: dict[str, dict[str, Any]]) -> str:
                         "",
                     ]
             break
-    out += shapes_section(newest_shapes())
-    plans = DOCS / "ingest-plans.md"  # bench/ingest_plans.py
-    if plans.exists():
-        body = (
-            plans.read_text()
-            .rstrip()
-            .replace("\n## ", "\n### ")
-            .replace("# Ingest", "## Ingest", 1)
-        )
-        out += [body, ""]
+    out += ingest_section()
     findings = HERE / "findings.md"
     if findings.exists():
         out += [findings.read_text().rstrip(), ""]
