@@ -235,3 +235,7 @@ async def test_a_check_due_while_one_runs_follows_it() -> None:
     release.set()
     await keeper.settled()
     assert seen == [{"messages": {"u1"}}, {"messages": {"u2"}}]
+    await keeper.close()  # the database is disposed: no more checks
+    keeper.wrote(first)
+    await keeper.settled()
+    assert len(seen) == 2

@@ -457,7 +457,7 @@ class Database:
         return self._secret
 
     async def dispose(self) -> None:
-        """Stop the statistics check in flight and close every pooled connection."""
+        """Finish the statistics check in flight and close every pooled connection."""
         await self.statistics.close()
         await self.engine.dispose()
 

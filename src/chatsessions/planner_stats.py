@@ -170,12 +170,10 @@ class StatisticsKeeper:
             await asyncio.wait([self._task])
 
     async def close(self) -> None:
-        """Stop: cancel the check in flight (an ANALYZE cut short changes nothing)."""
-        task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        """Finish the check in flight, then take no more: the ANALYZE after a CLI import's
+        last batches is what the next reader's plans need (it takes a second or less)."""
+        await self.settled()
+        self._engine = None
 
     async def _check_logged(self) -> None:
         # Until nothing is due: what became due during a check follows it at once (no
