@@ -434,7 +434,11 @@ async def _run_side(
 
     elapsed, times = await _in_order(plan, one, workers)
     await db.statistics.settled()  # a check in flight belongs to this case
-    analyzed = dict(db.statistics.analyzed)  # ours: the service's ANALYZE runs (planner_stats)
+    # Ours: the service's ANALYZE runs (planner_stats) and their seconds, by table.
+    analyzed = {
+        t: [n, round(db.statistics.analyze_seconds[t], 3)]
+        for t, n in db.statistics.analyzed.items()
+    }
     if pool is not None:
         await pool.close()
     await drop_database(db, backend, base_url, name)
