@@ -70,8 +70,8 @@ class Settings(BaseSettings):
     # costs three round trips per checkout on PostgreSQL (docs/performance.md).
     database_pre_ping: bool = False
     # PostgreSQL: ANALYZE the ingest tables when a load outgrew their statistics (a tenant
-    # the planner believes smaller than half of what was written for it, or a table changed
-    # past twice autovacuum's threshold), in the background (planner_stats).
+    # the planner believes smaller than half of what was written for it, or a table whose
+    # row count doubled or halved), in the background (planner_stats).
     analyze_after_loads: bool = True
     # SQLite: how long a write waits for the write lock another process holds (a CLI
     # import, a second server) before it fails with 503.
