@@ -84,6 +84,15 @@ async def _drop_pg_database(name: str) -> None:
         await conn.close()
 
 
+async def without_autovacuum(database: Database) -> None:
+    """Keep autovacuum off the ingest tables of a test's own PostgreSQL database: a test of
+    what the statistics are (none, stale, the service's own ANALYZE) must not depend on
+    whether the machine's autovacuum came round during it."""
+    async with database.read() as conn:
+        for table in ("contacts", "sessions", "messages"):
+            await conn.exec_driver_sql(f"ALTER TABLE {table} SET (autovacuum_enabled = off)")
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The storage backend under test."""

@@ -28,7 +28,14 @@ from chatsessions.planner_stats import (
     tallying,
     tenant_is_stale,
 )
-from tests.conftest import BACKENDS, T0, _create_pg_database, _drop_pg_database, create_tenant
+from tests.conftest import (
+    BACKENDS,
+    T0,
+    _create_pg_database,
+    _drop_pg_database,
+    create_tenant,
+    without_autovacuum,
+)
 from tests.polling import wait_until
 
 
@@ -89,6 +96,8 @@ async def _database(backend: str, tmp: Any, **settings: Any) -> AsyncIterator[Da
         name, url = await _create_pg_database()
     await migrate(Settings(database_url=url))
     database = Database(Settings(database_url=url, **settings))
+    if name is not None:
+        await without_autovacuum(database)
     try:
         yield database
     finally:

@@ -34,6 +34,7 @@ from tests.conftest import (
     _create_pg_database,
     _drop_pg_database,
     create_tenant,
+    without_autovacuum,
 )
 
 # Every table access of the probes, by table: the one index it may use.
@@ -148,6 +149,7 @@ async def _fresh_database() -> AsyncIterator[tuple[Database, Any]]:
     settings = Settings(database_url=url)
     await migrate(settings)
     database = Database(settings)
+    await without_autovacuum(database)
     conn = await asyncpg.connect(url.replace("+asyncpg", ""))
     try:
         yield database, conn
