@@ -15,6 +15,7 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from chatsessions import planner_stats
 from chatsessions.config import Settings
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import Database, migrate
@@ -238,11 +239,11 @@ async def test_a_check_that_fails_is_logged_and_the_write_is_not_disturbed(
 async def test_a_check_due_while_one_runs_follows_it() -> None:
     # No database needed to see the hand-over: a keeper whose checks are recorded, the
     # first held until the second tally is in.
-    seen: list[dict[str, set[str]]] = []
+    seen: list[dict[str, dict[str, int]]] = []
     entered, release = asyncio.Event(), asyncio.Event()
 
     class Recording(StatisticsKeeper):
-        async def check(self, due: dict[str, set[str]]) -> list[str]:
+        async def check(self, due: dict[str, dict[str, int]]) -> list[str]:
             seen.append(due)
             entered.set()
             await release.wait()
@@ -257,8 +258,47 @@ async def test_a_check_due_while_one_runs_follows_it() -> None:
     keeper.wrote(second)  # a check is running: this one follows it
     release.set()
     await keeper.settled()
-    assert seen == [{"messages": {"u1"}}, {"messages": {"u2"}}]
+    assert seen == [{"messages": {"u1": 1_000}}, {"messages": {"u2": 1_000}}]
     await keeper.close()  # the database is disposed: no more checks
     keeper.wrote(first)
     await keeper.settled()
     assert len(seen) == 2
+
+
+async def test_a_tenant_is_checked_every_check_rows_and_the_counts_stay_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[dict[str, dict[str, int]]] = []
+
+    class Recording(StatisticsKeeper):
+        async def check(self, due: dict[str, dict[str, int]]) -> list[str]:
+            seen.append(due)
+            return []
+
+    def tally(user_id: str, n: int) -> WriteTally:
+        t = WriteTally()
+        t.rows["messages", user_id] = n
+        return t
+
+    monkeypatch.setattr(planner_stats, "MAX_PENDING_TENANTS", 5)
+    keeper = Recording(
+        create_async_engine("postgresql+asyncpg://nobody@127.0.0.1:1/none"), check_rows=10
+    )
+    for n in (6, 3):  # 9 rows: not yet
+        keeper.wrote(tally("u0", n))
+    await keeper.settled()
+    assert seen == []
+    keeper.wrote(tally("u0", 4))  # 13: due, with what it wrote since its last check
+    await keeper.settled()
+    assert seen == [{"messages": {"u0": 13}}]
+    keeper.wrote(tally("u0", 9))  # counted again from the check
+    await keeper.settled()
+    assert len(seen) == 1
+    for t in range(6):  # a sixth tenant waiting for a check: the counts start again
+        keeper.wrote(tally(f"v{t}", 1))
+    keeper.wrote(tally("u0", 1))  # 1 since the counts started again, not 10
+    await keeper.settled()
+    assert len(seen) == 1
+    keeper.wrote(tally("u0", 9))
+    await keeper.settled()
+    assert seen[1:] == [{"messages": {"u0": 10}}]

@@ -13,8 +13,8 @@ So the write path tells the keeper what it wrote, by tenant and table
 (:func:`count_writes`, inside :func:`chatsessions.messages.service.run_ingest_transaction`).
 Each time a tenant has written another :data:`CHECK_ROWS` rows to a table, the keeper asks
 the planner how many rows it believes that tenant has there (the estimate of ``WHERE
-user_id = $1``). When that is under half of what this process wrote there since it last
-analyzed the table (:func:`tenant_is_stale`), it analyzes the table's ``user_id`` column:
+user_id = $1``). When that is under half of what this process wrote there for the tenant
+since its last check (:func:`tenant_is_stale`), it analyzes the table's ``user_id`` column:
 the tenants' sizes and the table's row count, ~5 ms at 20,000 messages where the whole
 table takes ~65. When the table's row count doubled (or halved) since its last ANALYZE
 (:func:`table_is_stale`), it analyzes the whole table: a backstop for a server without
@@ -47,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 __all__ = [
     "CHECK_ROWS",
+    "MAX_PENDING_TENANTS",
     "TABLES",
     "StatisticsKeeper",
     "WriteTally",
@@ -62,6 +63,9 @@ TABLES = ("contacts", "sessions", "messages")
 """The tables ingest grows, each with a ``user_id`` column."""
 CHECK_ROWS = 1_000
 """A tenant's rows written to a table between two checks of its estimate there."""
+MAX_PENDING_TENANTS = 100_000
+"""Tenants whose rows since their last check a keeper holds per table, at most: past it the
+counts start again (a check comes later for those tenants; the memory stays bounded)."""
 ANALYZED_TOTAL = MetricCounter(
     "chatsessions_planner_analyze",
     "ANALYZE runs the service made after large loads (planner statistics behind the data)",
@@ -71,8 +75,9 @@ ANALYZED_TOTAL = MetricCounter(
 
 def tenant_is_stale(*, written: int, estimated: float) -> bool:
     """Whether the planner believes a tenant has fewer than half the ``written`` rows this
-    process alone wrote for it in a table since it last analyzed it (``estimated``: the
-    planner's row estimate for the tenant there)."""
+    process alone wrote for it in a table since the tenant's last check there
+    (``estimated``: the planner's row estimate for the tenant): those rows alone are in the
+    table, so statistics that know them say at least as much."""
     return estimated * 2 < written
 
 
@@ -140,12 +145,13 @@ class StatisticsKeeper:
     def __init__(self, engine: AsyncEngine | None, *, check_rows: int = CHECK_ROWS) -> None:
         self._engine = engine
         self._check_rows = check_rows
-        # Rows written since this process last analyzed the table, by tenant.
-        self._since_analyze: dict[str, Counter[str]] = {t: Counter() for t in TABLES}
+        # Rows written since the tenant's last check, by table and tenant.
+        self._pending: dict[str, Counter[str]] = {t: Counter() for t in TABLES}
         # Rows written since the table's last check, all tenants: many small tenants never
         # make one due, but their rows still move the table's row count.
         self._since_check: Counter[str] = Counter()
-        self._due: dict[str, set[str]] = {}  # table -> tenants whose estimate to check
+        # Table -> tenant -> rows written since its last check: what the next check looks at.
+        self._due: dict[str, dict[str, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self.checks = 0
         """Checks made (for tests)."""
@@ -160,19 +166,18 @@ class StatisticsKeeper:
             return
         check_rows = self._check_rows
         for (table, user_id), n in tally.rows.items():
-            counts = self._since_analyze[table]
-            before = counts[user_id]
-            counts[user_id] = before + n
-            due = (before + n) // check_rows > before // check_rows
+            pending = self._pending[table]
+            pending[user_id] += n
             self._since_check[table] += n
-            if self._since_check[table] >= 10 * check_rows:
-                due = True
-            if due:
-                self._due.setdefault(table, set()).add(user_id)
+            if pending[user_id] >= check_rows or self._since_check[table] >= 10 * check_rows:
+                due = self._due.setdefault(table, {})
+                due[user_id] = due.get(user_id, 0) + pending.pop(user_id)
+            elif len(pending) > MAX_PENDING_TENANTS:
+                pending.clear()
         if self._due and (self._task is None or self._task.done()):
             self._task = asyncio.get_running_loop().create_task(self._check_logged())
 
-    def _take_due(self) -> dict[str, set[str]]:
+    def _take_due(self) -> dict[str, dict[str, int]]:
         due, self._due = self._due, {}
         for table in due:
             self._since_check[table] = 0
@@ -198,10 +203,10 @@ class StatisticsKeeper:
             except Exception as exc:  # the database may be down: a later check tries again
                 log.warning("planner statistics not checked: %s: %s", type(exc).__name__, exc)
 
-    async def check(self, due: dict[str, set[str]]) -> list[str]:
+    async def check(self, due: dict[str, dict[str, int]]) -> list[str]:
         """Check the tables' row counts and the planner's estimate of each tenant of
-        ``due`` (table -> tenants); ANALYZE the whole table or its ``user_id``. Returns the
-        statements run."""
+        ``due`` (table -> tenant -> rows written since its last check); ANALYZE the whole
+        table or its ``user_id``. Returns what was analyzed."""
         assert self._engine is not None
         self.checks += 1
         stale: list[tuple[str, str]] = []  # (table, what to ANALYZE)
@@ -217,16 +222,14 @@ class StatisticsKeeper:
                 if table_is_stale(live=live, analyzed=analyzed):
                     stale.append((table, table))
                     continue
-                for user_id in sorted(due[table]):
+                for user_id, written in sorted(due[table].items()):
+                    if written < self._check_rows:
+                        continue  # due with its table (the table's rows): not the tenant
                     estimated = await _estimated_rows(conn, table, user_id)
-                    written = self._since_analyze[table][user_id]
                     if tenant_is_stale(written=written, estimated=estimated):
                         stale.append((table, f"{table} (user_id)"))
                         break
             for table, what in stale:
-                # The count restarts when ANALYZE starts: rows written during it may be in
-                # its sample or not, and count towards the next one.
-                self._since_analyze[table].clear()
                 started = time.perf_counter()
                 await conn.execute(text(f"ANALYZE {what}"))
                 took = time.perf_counter() - started
