@@ -52,6 +52,7 @@ __all__ = [
     "StatisticsKeeper",
     "WriteTally",
     "count_writes",
+    "estimated_rows",
     "table_is_stale",
     "tallying",
     "tenant_is_stale",
@@ -225,7 +226,7 @@ class StatisticsKeeper:
                 for user_id, written in sorted(due[table].items()):
                     if written < self._check_rows:
                         continue  # due with its table (the table's rows): not the tenant
-                    estimated = await _estimated_rows(conn, table, user_id)
+                    estimated = await estimated_rows(conn, table, user_id)
                     if tenant_is_stale(written=written, estimated=estimated):
                         stale.append((table, f"{table} (user_id)"))
                         break
@@ -244,14 +245,17 @@ class StatisticsKeeper:
         return [what for _, what in stale]
 
 
-async def _estimated_rows(conn: AsyncConnection, table: str, user_id: str) -> float:
-    """The planner's estimate of the tenant's rows in ``table``, planned for the value
-    (written in: a prepared statement's generic plan would give the average tenant)."""
-    literal = "'" + user_id.replace("'", "''") + "'"
-    raw = (
-        await conn.execute(
-            text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE user_id = {literal}")
-        )
-    ).scalar_one()
+_ESTIMATES = {
+    table: text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE user_id = :user_id")
+    for table in TABLES
+}
+"""One prepared statement per table (a statement per tenant would churn the connection's
+cache of prepared statements, which requests share). Planned for the value: the pool's
+connections run ``plan_cache_mode = force_custom_plan`` (db.create_engine_for)."""
+
+
+async def estimated_rows(conn: AsyncConnection, table: str, user_id: str) -> float:
+    """The planner's estimate of the tenant's rows in ``table``, planned for the value."""
+    raw = (await conn.execute(_ESTIMATES[table], {"user_id": user_id})).scalar_one()
     plan = orjson.loads(raw) if isinstance(raw, str | bytes) else raw
     return float(plan[0]["Plan"]["Plan Rows"])
