@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import orjson
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -129,12 +128,7 @@ async def _load(database: Database, user_id: str, count: int, start: int = 0) ->
 
 async def _estimate(database: Database, table: str, user_id: str) -> float:
     async with database.read() as conn:
-        raw = await conn.exec_driver_sql(
-            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE user_id = '{user_id}'"
-        )
-        value = raw.scalar_one()
-        plan = orjson.loads(value) if isinstance(value, str | bytes) else value
-        return float(plan[0]["Plan"]["Plan Rows"])
+        return await estimated_rows(conn, table, user_id)
 
 
 async def _analyze_all_counted(database: Database, rows: int) -> None:
