@@ -53,7 +53,7 @@ from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactFields, ContactIn
-from chatsessions.db import Database, migrate
+from chatsessions.db import Database, migrate, sqlite_executemany
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.group_commit import GroupCommit
 from chatsessions.messages.schemas import MessageIn
@@ -414,20 +414,20 @@ _FLOOR_SQLITE = [
 
 
 async def floor_sqlite(db: Database, user_id: str, rows: FloorRows, b: int, now_ms: int) -> None:
-    """One batch of the floor on SQLite: one transaction, the driver's ``executemany`` per
-    table (as ours writes its rows)."""
+    """One batch of the floor on SQLite: one transaction, ``executemany`` per table on the
+    driver, the way ours writes its rows (``db.sqlite_executemany``)."""
 
     async def work(conn: AsyncConnection) -> None:
-        driver: Any = (await conn.get_raw_connection()).driver_connection
-        if rows.contacts[b]:
-            await driver.executemany(
-                _FLOOR_SQLITE[0], [(user_id, c, p, now_ms, now_ms) for c, p in rows.contacts[b]]
-            )
-        if rows.sessions[b]:
-            await driver.executemany(
-                _FLOOR_SQLITE[1], [(user_id, *r, now_ms, now_ms) for r in rows.sessions[b]]
-            )
-        await driver.executemany(
+        await sqlite_executemany(
+            conn,
+            _FLOOR_SQLITE[0],
+            [(user_id, c, p, now_ms, now_ms) for c, p in rows.contacts[b]],
+        )
+        await sqlite_executemany(
+            conn, _FLOOR_SQLITE[1], [(user_id, *r, now_ms, now_ms) for r in rows.sessions[b]]
+        )
+        await sqlite_executemany(
+            conn,
             _FLOOR_SQLITE[2],
             [(user_id, m[0], m[1], m[2], m[3], m[4], m[0], now_ms) for m in rows.messages[b]],
         )

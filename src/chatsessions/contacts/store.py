@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Boolean, String, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows
+from chatsessions.db import fetch_rows, sqlite_executemany
 
 __all__ = [
     "ContactRow",
@@ -204,8 +204,7 @@ async def insert_contacts(conn: AsyncConnection, rows: Sequence[Mapping[str, Any
     if conn.dialect.name == "postgresql":
         await fetch_rows(conn, _INSERT_PG, insert_params(rows))
         return
-    driver: Any = (await conn.get_raw_connection()).driver_connection
-    await driver.executemany(_INSERT_SQLITE.text, [dict(r) for r in rows])
+    await sqlite_executemany(conn, _INSERT_SQLITE.text, [dict(r) for r in rows])
 
 
 async def update_contact(

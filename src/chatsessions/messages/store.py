@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.contacts import store as contacts_store
-from chatsessions.db import END_PROBES, fetch_rows
+from chatsessions.db import END_PROBES, fetch_rows, sqlite_executemany
 from chatsessions.sessions.figures import Figures
 from chatsessions.sessions.store import SessionRow
 from chatsessions.webhooks import outbox
@@ -828,11 +828,9 @@ async def _write_sqlite(conn: AsyncConnection, user_id: str, w: Writes, now_ms: 
     # Rows go to the driver's executemany in this transaction (same connection): they need
     # no type processing, and SQLAlchemy's per-row parameter handling cost ~25 us a row,
     # 30 ms of a 1,000-message batch. sqlite3 takes the statements' ":name" parameters.
-    driver: Any = (await conn.get_raw_connection()).driver_connection
 
     async def many(stmt: TextClause, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            await driver.executemany(stmt.text, rows)
+        await sqlite_executemany(conn, stmt.text, rows)
 
     await contacts_store.insert_contacts(conn, w.contacts)
     await many(_SQLITE_DELETE, [{"user_id": user_id, "id": sid} for sid in w.deleted])

@@ -21,7 +21,7 @@ from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows
+from chatsessions.db import fetch_rows, sqlite_executemany
 from chatsessions.timeutil import format_ms
 
 __all__ = [
@@ -265,12 +265,14 @@ _SQLITE_INSERT_DELIVERY = text(
 async def write_sqlite(
     conn: AsyncConnection, user_id: str, rows: Sequence[OutboxWrite], *, now_ms: int
 ) -> None:
-    """SQLite: insert the events, then their deliveries one by one in emission order (the
-    autoincrement id is the delivery order); wake this process's delivery loops."""
+    """SQLite: insert the events, then their deliveries in emission order (the
+    autoincrement id is the delivery order; ``executemany`` runs its rows in order), on
+    the driver in the caller's write transaction; wake this process's delivery loops."""
     if not rows:
         return
-    await conn.execute(
-        _SQLITE_INSERT_EVENT,
+    await sqlite_executemany(
+        conn,
+        _SQLITE_INSERT_EVENT.text,
         [
             {
                 "user_id": user_id,
@@ -283,22 +285,20 @@ async def write_sqlite(
             for e in rows
         ],
     )
-    delivered = False
-    for e in rows:
-        for endpoint_id in e.endpoint_ids:
-            delivered = True
-            await conn.execute(
-                _SQLITE_INSERT_DELIVERY,
-                {
-                    "user_id": user_id,
-                    "endpoint_id": endpoint_id,
-                    "event_id": e.event_id,
-                    "contact_id": e.contact_id,
-                    "type": e.type,
-                    "now_ms": now_ms,
-                },
-            )
-    if delivered:
+    deliveries = [
+        {
+            "user_id": user_id,
+            "endpoint_id": endpoint_id,
+            "event_id": e.event_id,
+            "contact_id": e.contact_id,
+            "type": e.type,
+            "now_ms": now_ms,
+        }
+        for e in rows
+        for endpoint_id in e.endpoint_ids
+    ]
+    await sqlite_executemany(conn, _SQLITE_INSERT_DELIVERY.text, deliveries)
+    if deliveries:
         wake_listeners()
 
 
