@@ -137,7 +137,7 @@ async def test_the_floor_writes_the_rows_ours_writes_after_every_batch(
         )
     try:
         for b, batch in enumerate(shape.batches):
-            await s.ours(database, ours_user, ours_contacts, batch, now_ms)
+            await s.ours(database, ours_user, s.request_bodies(ours_contacts, batch), now_ms)
             if pool is not None:
                 await s.floor_pg(pool, floor_user, rows, b, now_ms)
             else:
