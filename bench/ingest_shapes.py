@@ -59,7 +59,8 @@ from chatsessions.db import Database, migrate, sqlite_executemany
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.group_commit import GroupCommit
 from chatsessions.messages.schemas import MessageIn
-from chatsessions.sessions.figures import figures_of_keys
+from chatsessions.sessions.figures import EMPTY as EMPTY_FIGURES
+from chatsessions.sessions.figures import Figures, extend_figures
 from chatsessions.sessions.rule import DEFAULT_TIMEOUT_MS
 
 MIN = 60_000
@@ -254,10 +255,29 @@ SESSION_COLUMNS = (
 
 @dataclass
 class _Seg:
-    """A session of the floor: its id and its messages ``(ts, id, direction)`` in order."""
+    """A session of the floor: its id, its messages ``(ts, id, direction)`` in order, and
+    its inbound count and figures (kept as messages are appended: a back-fill's one
+    session grows to 1,000,000 messages)."""
 
     id: str
     keys: list[tuple[int, str, str]]
+    inbound: int = 0
+    figures: Figures = EMPTY_FIGURES
+
+    @classmethod
+    def of(cls, sid: str, keys: list[tuple[int, str, str]]) -> _Seg:
+        """A session of these ordered messages."""
+        seg = cls(sid, [])
+        seg.append(keys)
+        return seg
+
+    def append(self, keys: list[tuple[int, str, str]]) -> None:
+        """Add ordered messages that come after every message it holds."""
+        self.keys.extend(keys)
+        for ts, _mid, direction in keys:
+            inbound = direction == "inbound"
+            self.inbound += inbound
+            self.figures = extend_figures(self.figures, ts, inbound=inbound)
 
 
 def _cut(keys: list[tuple[int, str, str]], timeout_ms: int) -> list[list[tuple[int, str, str]]]:
@@ -272,11 +292,10 @@ def _cut(keys: list[tuple[int, str, str]], timeout_ms: int) -> list[list[tuple[i
 
 
 def _session_row(seg: _Seg, contact_id: str, timeout_ms: int) -> tuple[Any, ...]:
-    inbound = sum(1 for key in seg.keys if key[2] == "inbound")
     last = seg.keys[-1][0]
     return (
         seg.id, contact_id, seg.keys[0][0], last, last + timeout_ms, last, len(seg.keys),
-        inbound, len(seg.keys) - inbound, *figures_of_keys(seg.keys),
+        seg.inbound, len(seg.keys) - seg.inbound, *seg.figures,
     )  # fmt: skip
 
 
@@ -329,10 +348,10 @@ def _place(
         groups = _cut(keys, timeout)
         changed = []
         if segs and groups[0][0][0] - segs[-1].keys[-1][0] < timeout:
-            segs[-1].keys.extend(groups[0])
+            segs[-1].append(groups[0])
             changed.append((segs[-1], groups.pop(0)))
         for group in groups:
-            segs.append(_Seg(ids.new_id(), list(group)))
+            segs.append(_Seg.of(ids.new_id(), group))
             changed.append((segs[-1], group))
         return changed
     # Among the stored messages (random arrival): re-cut the sessions within a timeout.
@@ -348,7 +367,7 @@ def _place(
         holds = [seg for seg in window if group[0] <= seg.keys[0] <= group[-1]]
         if len(holds) > 1:
             raise ValueError("the floor does not merge sessions")
-        placed.append(_Seg(holds[0].id if holds else ids.new_id(), group))
+        placed.append(_Seg.of(holds[0].id if holds else ids.new_id(), group))
     segs[first:end] = placed
     changed = [(seg, [k for k in seg.keys if k in fresh]) for seg in placed]
     return [(seg, new) for seg, new in changed if new]
@@ -646,6 +665,7 @@ async def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
                     r = await run_case(
                         backend, shape_c, args.database_url, Path(tmp), now_ms, workers
                     )
+                    r["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                     results.append(r)
                     print(
                         f"{r['shape']:>15} {backend:>10} c={workers:<2} ours "

@@ -46,9 +46,16 @@ def newest() -> dict[str, dict[str, Any]]:
 
 
 def newest_shapes() -> list[dict[str, Any]]:
-    """The newest ``bench/ingest_shapes.py`` results (empty: none yet)."""
-    files = sorted(RESULTS.glob("ingest-shapes-*.json"))
-    return list(json.loads(files[-1].read_text())) if files else []
+    """The newest ``bench/ingest_shapes.py`` results (empty: none yet): the file whose
+    cases were measured last (``measured_at``; files from before it was recorded count as
+    oldest, by name), growth runs (``--growth``) left out."""
+    runs = []
+    for path in RESULTS.glob("ingest-shapes-*.json"):
+        if "growth" in path.name:
+            continue
+        cases = list(json.loads(path.read_text()))
+        runs.append((max((c.get("measured_at", "") for c in cases), default=""), path.name, cases))
+    return max(runs)[2] if runs else []
 
 
 def shapes_section(results: list[dict[str, Any]]) -> list[str]:
