@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     # SQLite: how long a write waits for the write lock another process holds (a CLI
     # import, a second server) before it fails with 503.
     database_busy_timeout: float = Field(default=30.0, gt=0)
+    # SQLite: the WAL size (4 KiB pages) at which a commit copies it back into the database
+    # file (PRAGMA wal_autocheckpoint; SQLite's own default is 1,000). Random message ids
+    # and externalIds dirty a page per message in their indexes: at 1,000 pages every
+    # large batch checkpointed, writing the same index pages again and again, and batches
+    # grew ~2.8x slower from 0 to 1,000,000 messages (bench/findings.md, eleventh round).
+    sqlite_wal_autocheckpoint: int = Field(default=30_000, ge=0)
     allow_user_id_auth: bool = True
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit: str | None = None

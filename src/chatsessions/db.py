@@ -64,7 +64,11 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
             max_overflow=0,
             pool_reset_on_return=None,  # _install_sqlite_hooks resets, when needed
         )
-        _install_sqlite_hooks(engine, busy_timeout_ms=int(settings.database_busy_timeout * 1000))
+        _install_sqlite_hooks(
+            engine,
+            busy_timeout_ms=int(settings.database_busy_timeout * 1000),
+            wal_autocheckpoint=settings.sqlite_wal_autocheckpoint,
+        )
         return engine
     return create_async_engine(
         url,
@@ -90,7 +94,9 @@ def create_engine_for(settings: Settings) -> AsyncEngine:
     )
 
 
-def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
+def _install_sqlite_hooks(
+    engine: AsyncEngine, *, busy_timeout_ms: int, wal_autocheckpoint: int
+) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (pysqlite's own is deferred-only).
@@ -101,6 +107,9 @@ def _install_sqlite_hooks(engine: AsyncEngine, *, busy_timeout_ms: int) -> None:
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+        # Checkpoints every N pages of WAL rather than SQLite's 1,000: an index page written
+        # by many batches goes back to the database file once per checkpoint, not per batch.
+        cursor.execute(f"PRAGMA wal_autocheckpoint={wal_autocheckpoint:d}")
         cursor.close()
 
     # Each statement through SQLAlchemy's cursor is four hops to aiosqlite's thread (~40 us
