@@ -7,10 +7,50 @@ import re
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
+from phonenumbers import PhoneMetadata
+from phonenumbers import phonenumberutil as pnu
 
-__all__ = ["normalise_email", "normalise_phone"]
+__all__ = ["normalise_email", "normalise_phone", "parse_plus_digits"]
 
 _PHONE_JUNK = re.compile(r"[\s\-().]")
+_PLUS_DIGITS = re.compile(r"\+[0-9]{4,17}")  # [0-9]: ASCII digits only (not \d)
+_REJECTED_LENGTHS = (
+    pnu.ValidationResult.TOO_SHORT,
+    pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
+    pnu.ValidationResult.INVALID_LENGTH,
+)
+
+
+def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber:
+    """``phonenumbers.parse(text, None)`` for ``text`` = ``+`` and 4–17 ASCII digits.
+
+    ``parse`` first takes arbitrary text apart (RFC 3966 contexts, punctuation, letters,
+    extensions, other digit scripts), which for ``+`` and ASCII digits changes nothing
+    and was half of its ~15 us; a batch of 1,000 new contacts spends ~15 ms here. What
+    remains is ``parse``'s own steps for such a number, in its order: the country code,
+    the region's metadata, the national prefix stripped when what is left is still a
+    possible length, the leading zeros. Anything else (no such country code, a number too
+    short or too long) goes to ``parse`` itself, which raises its own error.
+    ``tests/contacts/test_normalise.py`` checks the two agree on every such text.
+    """
+    digits = text[1:]
+    country_code, national = pnu._extract_country_code(digits)
+    if country_code == 0 or len(digits) <= pnu._MIN_LENGTH_FOR_NSN:
+        return phonenumbers.parse(text, None)
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(
+        country_code, pnu.region_code_for_country_code(country_code)
+    )
+    if metadata is None or len(national) < pnu._MIN_LENGTH_FOR_NSN:
+        return phonenumbers.parse(text, None)
+    _carrier, stripped, _ = pnu._maybe_strip_national_prefix_carrier_code(national, metadata)
+    if pnu._test_number_length(stripped, metadata) not in _REJECTED_LENGTHS:
+        national = stripped
+    if not pnu._MIN_LENGTH_FOR_NSN <= len(national) <= pnu._MAX_LENGTH_FOR_NSN:
+        return phonenumbers.parse(text, None)
+    number = phonenumbers.PhoneNumber(country_code=country_code)
+    pnu._set_italian_leading_zeros_for_phone_number(national, number)
+    number.national_number = int(national)
+    return number
 
 
 @functools.lru_cache(maxsize=4096)
@@ -31,10 +71,10 @@ def normalise_phone(raw: str) -> str:
         text = "+" + text[2:]
     if not text.startswith("+"):
         text = "+" + text
-    if not re.fullmatch(r"\+[0-9]{4,17}", text):
+    if not _PLUS_DIGITS.fullmatch(text):
         raise ValueError("must be a phone number with its country code, e.g. +15551234567")
     try:
-        number = phonenumbers.parse(text, None)
+        number = parse_plus_digits(text)
     except phonenumbers.NumberParseException:
         raise ValueError(
             "must be a phone number with its country code, e.g. +15551234567"

@@ -1,0 +1,63 @@
+"""Phone numbers: the short path for ``+`` and digits is ``phonenumbers.parse`` exactly."""
+
+from __future__ import annotations
+
+import phonenumbers
+import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
+
+from chatsessions.contacts.normalise import normalise_phone, parse_plus_digits
+
+DIGITS = "0123456789"
+# A known country code then anything (most texts a client sends), or any digits at all.
+plus_digits = st.one_of(
+    st.builds(
+        lambda cc, rest: f"+{cc}{rest}",
+        st.sampled_from(sorted(COUNTRY_CODE_TO_REGION_CODE)),
+        st.text(DIGITS, min_size=1, max_size=15),
+    ),
+    st.text(DIGITS, min_size=4, max_size=17).map(lambda d: "+" + d),
+).filter(lambda t: 5 <= len(t) <= 18)
+
+
+def _parsed(text: str) -> phonenumbers.PhoneNumber | str:
+    try:
+        return parse_plus_digits(text)
+    except phonenumbers.NumberParseException as exc:
+        return f"error {exc.error_type}"
+
+
+def _reference(text: str) -> phonenumbers.PhoneNumber | str:
+    try:
+        return phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException as exc:
+        return f"error {exc.error_type}"
+
+
+@given(plus_digits)
+@example("+15551234567")  # fictional, possible
+@example("+78005553535")  # Russia: the national prefix 8 is not stripped (too short after)
+@example("+390612345678")  # Italy: a leading zero kept
+@example("+5491123456789")  # Argentina: mobile 9
+@example("+5215512345678")  # Mexico: the old mobile 1
+@example("+4402079460000")  # UK written with its trunk 0
+@example("+0123456")  # no country code starts with 0
+@example("+999123456")  # no such country code
+@example("+1234")  # too short
+def test_the_short_path_parses_as_phonenumbers_does(text: str) -> None:
+    assert _parsed(text) == _reference(text)
+
+
+@pytest.mark.parametrize(
+    ("raw", "e164"),
+    [
+        ("+1 (555) 123-4567", "+15551234567"),
+        ("0044 20 7946 0000", "+442079460000"),
+        ("15551234567", "+15551234567"),
+        ("+44 020 7946 0000", "+442079460000"),
+    ],
+)
+def test_numbers_are_stored_as_e164(raw: str, e164: str) -> None:
+    assert normalise_phone(raw) == e164
