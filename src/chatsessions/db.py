@@ -215,8 +215,8 @@ def _sqlite_locked(conn: AsyncConnection) -> bool:
     """True when ``conn`` is in a SQLite write transaction (``Database.write``: BEGIN
     IMMEDIATE, the write lock held until COMMIT). Its statements then run on the event
     loop's thread instead of aiosqlite's: a hop there and back costs ~55 us of CPU and
-    ~70 us of latency, six of them a single message (measured: 2026-12-07, bench
-    findings, eleventh round), and holding the write lock, a statement never waits for
+    ~70 us of latency, and a single message made seven, now two (bench/findings.md,
+    eleventh round); and holding the write lock, a statement never waits for
     another connection (``busy_timeout`` cannot block the loop); it lasts what the
     request's own rows take. BEGIN IMMEDIATE, which may wait for the lock, and COMMIT,
     which syncs the file, stay on aiosqlite's thread."""

@@ -26,7 +26,7 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber:
 
     ``parse`` first takes arbitrary text apart (RFC 3966 contexts, punctuation, letters,
     extensions, other digit scripts), which for ``+`` and ASCII digits changes nothing
-    and was half of its ~15 us; a batch of 1,000 new contacts spends ~15 ms here. What
+    and was three quarters of its ~12 us a number (3.2 us without). What
     remains is ``parse``'s own steps for such a number, in its order: the country code,
     the region's metadata, the national prefix stripped when what is left is still a
     possible length, the leading zeros. Anything else (no such country code, a number too
