@@ -61,3 +61,23 @@ def test_the_short_path_parses_as_phonenumbers_does(text: str) -> None:
 )
 def test_numbers_are_stored_as_e164(raw: str, e164: str) -> None:
     assert normalise_phone(raw) == e164
+
+
+def test_without_phonenumbers_helpers_the_short_path_is_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A phonenumbers release without the private helpers the short path uses gets
+    phonenumbers.parse itself: the same numbers, the same errors."""
+    import chatsessions.contacts.normalise as normalise
+
+    monkeypatch.setattr(normalise, "_SHORT_PATH", False)
+    calls: list[str] = []
+    real_parse = phonenumbers.parse
+
+    def parse(text: str, region: str | None) -> phonenumbers.PhoneNumber:
+        calls.append(text)
+        return real_parse(text, region)
+
+    monkeypatch.setattr(normalise.phonenumbers, "parse", parse)
+    assert parse_plus_digits("+442079460000") == real_parse("+442079460000", None)
+    assert calls == ["+442079460000"]

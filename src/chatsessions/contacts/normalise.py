@@ -19,6 +19,19 @@ _REJECTED_LENGTHS = (
     pnu.ValidationResult.IS_POSSIBLE_LOCAL_ONLY,
     pnu.ValidationResult.INVALID_LENGTH,
 )
+# The short path uses parse's own helpers, which are not phonenumbers' public API: a
+# release without them gets parse itself (slower, never wrong).
+_SHORT_PATH = all(
+    hasattr(pnu, name)
+    for name in (
+        "_extract_country_code",
+        "_maybe_strip_national_prefix_carrier_code",
+        "_test_number_length",
+        "_set_italian_leading_zeros_for_phone_number",
+        "_MIN_LENGTH_FOR_NSN",
+        "_MAX_LENGTH_FOR_NSN",
+    )
+)
 
 
 def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber:
@@ -33,6 +46,8 @@ def parse_plus_digits(text: str) -> phonenumbers.PhoneNumber:
     short or too long) goes to ``parse`` itself, which raises its own error.
     ``tests/contacts/test_normalise.py`` checks the two agree on every such text.
     """
+    if not _SHORT_PATH:
+        return phonenumbers.parse(text, None)
     digits = text[1:]
     country_code, national = pnu._extract_country_code(digits)
     if country_code == 0 or len(digits) <= pnu._MIN_LENGTH_FOR_NSN:
