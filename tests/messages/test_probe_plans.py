@@ -112,6 +112,16 @@ async def _check(
         ),
         # The stored messages of sessions whose figures (or cut) must be recomputed.
         (sessions_store._MESSAGE_KEYS_PG, {"user_id": user_id, "ids": contact_ids}),
+        # Those around inserted messages (the figures after a late message).
+        (
+            sessions_store._MESSAGE_KEYS_AROUND_PG,
+            {
+                "user_id": user_id,
+                "ids": contact_ids,
+                "los": [T0] * len(contact_ids),
+                "his": [T0] * len(contact_ids),
+            },
+        ),
     ]
     for stmt, params in statements:
         plan = await _generic_plan(conn, stmt, params)

@@ -359,13 +359,19 @@ async def _settle_figures(
     conn: AsyncConnection, user_id: str, placements: Iterable[ContactPlacement]
 ) -> None:
     """Recompute the figures a request made stale, reading the stored messages they need
-    in one statement for every contact."""
+    (whole sessions, or those around inserted messages) in one statement for every
+    contact."""
     wanted = {p: p.figures_wanted() for p in placements}
-    every = [sid for ids_ in wanted.values() for sid in ids_]
-    keys = await sessions_store.message_keys(conn, user_id, every) if every else {}
-    for placement, ids_ in wanted.items():
-        if ids_:
-            placement.load({sid: keys[sid] for sid in ids_})
+    spans: dict[str, tuple[int, int]] = {}
+    for whole, around in wanted.values():
+        spans.update(dict.fromkeys(whole, sessions_store.EVERY))
+        spans.update(around)
+    keys = await sessions_store.message_keys_around(conn, user_id, spans) if spans else {}
+    for placement, (whole, around) in wanted.items():
+        if whole:
+            placement.load({sid: keys[sid] for sid in whole})
+        if around:
+            placement.load_around({sid: keys[sid] for sid in around})
         placement.settle_figures()
 
 

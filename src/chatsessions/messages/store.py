@@ -56,9 +56,11 @@ __all__ = [
 
 @dataclass
 class TrackedSession(SessionRow):
-    """A session as ingest holds it in memory (with its close-announcement mark)."""
+    """A session as ingest holds it in memory (with its close-announcement mark, and its
+    figures as read: what ``sessions.figures.figures_after_inserts`` starts from)."""
 
     close_notified_ms: int | None = None
+    stored_figures: Figures | None = None
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,7 @@ _OWING_SQLITE = f"""
 
 def _tracked(row: Sequence[Any]) -> TrackedSession:
     (sid, contact_id, start, last, expires, closed, activity, count, inbound, outbound) = row[:10]
+    figures = Figures(row[12], row[13], row[14], row[15], row[16])
     return TrackedSession(
         sid,
         contact_id,
@@ -371,7 +374,8 @@ def _tracked(row: Sequence[Any]) -> TrackedSession:
         outbound,
         created_at_ms=row[10],
         close_notified_ms=row[11],
-        figures=Figures(row[12], row[13], row[14], row[15], row[16]),
+        figures=figures,
+        stored_figures=figures,
     )
 
 

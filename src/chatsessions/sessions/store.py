@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -44,6 +44,8 @@ __all__ = [
     "get_session",
     "list_sessions",
     "listed_row",
+    "message_keys",
+    "message_keys_around",
     "messages_for_sessions",
     "neighbours",
     "refigure_all_sessions",
@@ -301,6 +303,106 @@ async def message_keys(
         _MESSAGE_KEYS_SQLITE,
         {"user_id": user_id, "ids": orjson.dumps(list(session_ids)).decode()},
     )
+    for session_id, ts_ms, message_id, direction in rows:
+        out[session_id].append((ts_ms, message_id, direction))
+    return out
+
+
+# The bounds of a read around inserted messages (sessions.figures.figures_after_inserts):
+# ``EVERY`` reads the whole session. Not the 64-bit ends themselves: SQLite reads the
+# literal -9223372036854775808 as a float.
+FIRST_MS, LAST_MS = -(2**63) + 1, 2**63 - 1
+EVERY = (FIRST_MS, LAST_MS)
+
+# Per session: the last outbound message before ``lo`` and the first after ``hi`` (each a
+# probe of ix_messages_session_ts, walked from the bound to the nearest outbound; neither
+# for ``EVERY``), then one range read between them, as _MESSAGE_KEYS_PG reads a session.
+_SESSION_IS_R = 'BETWEEN (r.session_id COLLATE "C") AND (r.session_id COLLATE "C")'
+_MESSAGE_KEYS_AROUND_PG = text(
+    f"""
+    SELECT r.session_id, m.ts_ms, m.id, m.direction
+    FROM unnest(CAST(:ids AS varchar[]), CAST(:los AS bigint[]), CAST(:his AS bigint[]))
+        AS r(session_id, lo, hi)
+    CROSS JOIN LATERAL (
+        SELECT CASE WHEN r.lo = {FIRST_MS} THEN {FIRST_MS} ELSE COALESCE((
+            SELECT b.ts_ms FROM messages AS b
+            WHERE b.user_id = :user_id AND b.session_id {_SESSION_IS_R}
+              AND b.ts_ms < r.lo AND b.direction = 'outbound'
+            ORDER BY b.session_id DESC, b.ts_ms DESC LIMIT 1
+        ), {FIRST_MS}) END AS first_ms,
+        CASE WHEN r.hi = {LAST_MS} THEN {LAST_MS} ELSE COALESCE((
+            SELECT a.ts_ms FROM messages AS a
+            WHERE a.user_id = :user_id AND a.session_id {_SESSION_IS_R}
+              AND a.ts_ms > r.hi AND a.direction = 'outbound'
+            ORDER BY a.session_id, a.ts_ms LIMIT 1
+        ), {LAST_MS}) END AS last_ms
+    ) AS w
+    CROSS JOIN LATERAL (
+        SELECT mm.ts_ms, mm.id, mm.direction FROM messages AS mm
+        WHERE mm.user_id = :user_id AND mm.session_id {_SESSION_IS_R}
+          AND mm.ts_ms BETWEEN w.first_ms AND w.last_ms
+        ORDER BY mm.session_id, mm.ts_ms, mm.id
+        OFFSET 0
+    ) AS m
+    """
+)
+_MESSAGE_KEYS_AROUND_SQLITE = f"""
+    WITH r(session_id, lo, hi) AS (
+        SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),
+               json_extract(value, '$[2]')
+        FROM json_each(:windows)
+    ), w(session_id, first_ms, last_ms) AS (
+        SELECT r.session_id,
+            CASE WHEN r.lo = {FIRST_MS} THEN {FIRST_MS} ELSE COALESCE((
+                SELECT b.ts_ms FROM messages AS b
+                WHERE b.user_id = :user_id AND b.session_id = r.session_id
+                  AND b.ts_ms < r.lo AND b.direction = 'outbound'
+                ORDER BY b.ts_ms DESC LIMIT 1
+            ), {FIRST_MS}) END,
+            CASE WHEN r.hi = {LAST_MS} THEN {LAST_MS} ELSE COALESCE((
+                SELECT a.ts_ms FROM messages AS a
+                WHERE a.user_id = :user_id AND a.session_id = r.session_id
+                  AND a.ts_ms > r.hi AND a.direction = 'outbound'
+                ORDER BY a.ts_ms LIMIT 1
+            ), {LAST_MS}) END
+        FROM r
+    )
+    SELECT m.session_id, m.ts_ms, m.id, m.direction
+    FROM w CROSS JOIN messages AS m
+    WHERE m.user_id = :user_id AND m.session_id = w.session_id
+      AND m.ts_ms BETWEEN w.first_ms AND w.last_ms
+"""
+
+
+async def message_keys_around(
+    conn: AsyncConnection, user_id: str, windows: Mapping[str, tuple[int, int]]
+) -> dict[str, list[tuple[int, str, str]]]:
+    """``(timestamp, id, direction)`` of the stored messages of each session around the
+    times ``(lo, hi)`` of messages being inserted into it: from its last outbound message
+    before ``lo`` to its first after ``hi`` (from its start, to its end, when there is
+    none), every message of those times included, unordered; what
+    ``sessions.figures.figures_after_inserts`` needs. ``EVERY``: the whole session."""
+    out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in windows}
+    if not windows:
+        return out
+    ids = list(windows)
+    if conn.dialect.name == "postgresql":
+        params: dict[str, Any] = {
+            "user_id": user_id,
+            "ids": ids,
+            "los": [windows[sid][0] for sid in ids],
+            "his": [windows[sid][1] for sid in ids],
+        }
+        rows = await fetch_rows(conn, _MESSAGE_KEYS_AROUND_PG, params)
+    else:
+        rows = await sqlite_fetch(
+            conn,
+            _MESSAGE_KEYS_AROUND_SQLITE,
+            {
+                "user_id": user_id,
+                "windows": orjson.dumps([[sid, *windows[sid]] for sid in ids]).decode(),
+            },
+        )
     for session_id, ts_ms, message_id, direction in rows:
         out[session_id].append((ts_ms, message_id, direction))
     return out
