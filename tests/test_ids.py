@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from chatsessions import ids
@@ -14,11 +16,21 @@ def test_ids_and_keys_have_their_shape_and_do_not_repeat() -> None:
     assert ids.API_KEY_RE.match(ids.new_api_key())
 
 
-def test_every_position_draws_from_the_whole_alphabet() -> None:
+def test_ids_made_together_have_their_shape_and_do_not_repeat() -> None:
+    made = ids.new_ids(5000) + ids.new_ids(1) + ids.new_ids(0)
+    assert len(made) == 5001
+    assert all(ids.is_id(i) for i in made)
+    assert len(set(made)) == len(made)
+
+
+@pytest.mark.parametrize(
+    "make", [lambda: [ids.new_id() for _ in range(5000)], lambda: ids.new_ids(5000)]
+)
+def test_every_position_draws_from_the_whole_alphabet(make: Callable[[], list[str]]) -> None:
     # A biased base conversion (e.g. leading characters stuck at "0" when the random
     # number is drawn from too small a range) leaves characters out at some position;
     # with 5,000 uniform draws a missing character has probability ~62 * e^-81.
-    made = [ids.new_id() for _ in range(5000)]
+    made = make()
     for position in range(20):
         assert {i[position] for i in made} == set(ids._ALPHABET), position
 

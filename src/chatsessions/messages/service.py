@@ -187,10 +187,10 @@ async def ingest(
         for cid, sessions in state.sessions.items()
     }
     placed: dict[int, tuple[str, Placed]] = {}  # item -> (message id, where it went)
-    for i in fresh:
+    for i, message_id in zip(fresh, ids.new_ids(len(fresh)), strict=True):
         msg, cid = items[i], contact_ids[i]
         row = MessageWrite(
-            ids.new_id(),
+            message_id,
             cid,
             "",
             msg.direction,
