@@ -316,7 +316,11 @@ EVERY = (FIRST_MS, LAST_MS)
 
 # Per session: the last outbound message before ``lo`` and the first after ``hi`` (each a
 # probe of ix_messages_session_ts, walked from the bound to the nearest outbound; neither
-# for ``EVERY``), then one range read between them, as _MESSAGE_KEYS_PG reads a session.
+# for ``EVERY``), then one range read between them. The range is written as row
+# comparisons on (session_id, ts_ms): with the session as a range (as in
+# _MESSAGE_KEYS_PG), ts_ms could start the scan but not end it, and the read ran on to the
+# session's last message (1,017 buffers for 3 rows in a 100,000-message session). Only
+# ix_messages_session_ts can serve the comparison, whatever the statistics.
 _SESSION_IS_R = 'BETWEEN (r.session_id COLLATE "C") AND (r.session_id COLLATE "C")'
 _MESSAGE_KEYS_AROUND_PG = text(
     f"""
@@ -339,7 +343,8 @@ _MESSAGE_KEYS_AROUND_PG = text(
     ) AS w
     CROSS JOIN LATERAL (
         SELECT mm.ts_ms, mm.id, mm.direction FROM messages AS mm
-        WHERE mm.user_id = :user_id AND mm.session_id {_SESSION_IS_R}
+        WHERE mm.user_id = :user_id
+          AND mm.session_id = (r.session_id COLLATE "C")
           AND mm.ts_ms BETWEEN w.first_ms AND w.last_ms
         ORDER BY mm.session_id, mm.ts_ms, mm.id
         OFFSET 0
