@@ -112,15 +112,19 @@ async def _check(
         ),
         # The stored messages of sessions whose figures (or cut) must be recomputed.
         (sessions_store._MESSAGE_KEYS_PG, {"user_id": user_id, "ids": contact_ids}),
-        # Those around inserted messages (the figures after a late message).
-        (
-            sessions_store._MESSAGE_KEYS_AROUND_PG,
-            {
-                "user_id": user_id,
-                "ids": contact_ids,
-                "los": [T0] * len(contact_ids),
-                "his": [T0] * len(contact_ids),
-            },
+        # Those around inserted messages (the figures after a late message), and whole
+        # sessions through the same statement.
+        *(
+            (
+                sessions_store._MESSAGE_KEYS_AROUND_PG,
+                {
+                    "user_id": user_id,
+                    "ids": contact_ids,
+                    "los": [lo] * len(contact_ids),
+                    "his": [hi] * len(contact_ids),
+                },
+            )
+            for lo, hi in ((T0, T0), sessions_store.EVERY)
         ),
     ]
     for stmt, params in statements:
