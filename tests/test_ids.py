@@ -17,8 +17,9 @@ def test_ids_and_keys_have_their_shape_and_do_not_repeat() -> None:
 
 
 def test_ids_made_together_have_their_shape_and_do_not_repeat() -> None:
-    made = ids.new_ids(5000) + ids.new_ids(1) + ids.new_ids(0)
-    assert len(made) == 5001
+    supply = ids.IdSupply()
+    made = ids.new_ids(5000) + ids.new_ids(1) + ids.new_ids(0) + [supply() for _ in range(3000)]
+    assert len(made) == 8001
     assert all(ids.is_id(i) for i in made)
     assert len(set(made)) == len(made)
 

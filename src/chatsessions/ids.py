@@ -6,7 +6,7 @@ import os
 import re
 import string
 
-__all__ = ["API_KEY_RE", "ID_RE", "is_id", "new_api_key", "new_id", "new_ids"]
+__all__ = ["API_KEY_RE", "ID_RE", "IdSupply", "is_id", "new_api_key", "new_id", "new_ids"]
 
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 ID_RE = re.compile(r"^[0-9A-Za-z]{20}$")
@@ -44,6 +44,24 @@ def new_ids(count: int) -> list[str]:
     1,000-message batch: 1.6 -> 0.2 ms)."""
     chars = _base62(20 * count)
     return [chars[i : i + 20] for i in range(0, 20 * count, 20)]
+
+
+class IdSupply:
+    """Ids as :func:`new_id` makes them, drawn in blocks (:func:`new_ids`) for work that
+    makes an unknown number of them, e.g. the sessions of a batch (one each in a
+    history): blocks of 16, doubling up to 1,024. Made per request, never shared, so
+    forked workers cannot share random bytes."""
+
+    def __init__(self) -> None:
+        self._ids: list[str] = []
+        self._block = 16
+
+    def __call__(self) -> str:
+        """The next id."""
+        if not self._ids:
+            self._ids = new_ids(self._block)
+            self._block = min(self._block * 2, 1024)
+        return self._ids.pop()
 
 
 def new_api_key() -> str:

@@ -329,7 +329,8 @@ def _session_update(one_row: bool, user_id: str, session_id: str) -> tuple[Any, 
     params: dict[str, Any] = {"user_id": user_id, "now_ms": T0}
     for name, kind in messages_store._SESSION_PARAMS:
         value: Any = {None: "x", "boolean": False}.get(kind, 1)
-        params[name] = value if one_row else [value]
+        # Arrays' form: numbers sent joined, as pg_params sends them.
+        params[name] = value if one_row else messages_store._join_numbers([value])
     params["s_id"] = session_id  # arrays' form: the ids joined (one id: the id itself)
     return stmt, params
 

@@ -26,6 +26,7 @@ the message again.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,8 +113,10 @@ class ContactPlacement:
         *,
         history: TimeoutHistory,
         now_ms: int,
+        new_id: Callable[[], str] = ids.new_id,
     ) -> None:
         self.contact_id = contact_id
+        self.new_id = new_id  # ids of the sessions and events made here (ids.IdSupply)
         self.history = history
         self.now_ms = now_ms
         self.live: dict[str, TrackedSession] = {x.id: x for x in sessions}
@@ -211,7 +214,7 @@ class ContactPlacement:
             where = Placed(done.home, done.opened, list(done.merged_into), split_off)
         elif placement.kind is PlacementKind.NEW:
             session = TrackedSession(
-                id=ids.new_id(),
+                id=self.new_id(),
                 contact_id=self.contact_id,
                 start_ms=ts_ms,
                 last_ms=ts_ms,
@@ -350,7 +353,7 @@ class ContactPlacement:
             session = by_id[piece.session_id] if piece.session_id is not None else None
             if session is None:
                 session = TrackedSession(
-                    ids.new_id(), self.contact_id, 0, 0, 0, None, 0, 0, 0, 0, self.now_ms
+                    self.new_id(), self.contact_id, 0, 0, 0, None, 0, 0, 0, 0, self.now_ms
                 )
                 created.append(session.id)
                 self.live[session.id] = session
@@ -503,7 +506,7 @@ class ContactPlacement:
                 data["merged_session_id"] = event.merged_session_id
             self._outbox.append(
                 OutboxWrite(
-                    ids.new_id(),
+                    self.new_id(),
                     self.contact_id,
                     event.type,
                     outbox.event_body(event.type, self.now_ms, data),

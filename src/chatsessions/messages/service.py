@@ -182,8 +182,9 @@ async def ingest(
             first_of[ext] = i
         fresh.append(i)
 
+    new_id = ids.IdSupply()  # sessions' and events' ids, drawn in blocks
     contacts = {
-        cid: ContactPlacement(cid, sessions, history=history, now_ms=now_ms)
+        cid: ContactPlacement(cid, sessions, history=history, now_ms=now_ms, new_id=new_id)
         for cid, sessions in state.sessions.items()
     }
     placed: dict[int, tuple[str, Placed]] = {}  # item -> (message id, where it went)
