@@ -47,10 +47,13 @@ from chatsessions.webhooks.outbox import OutboxWrite, SessionEvent, Subscription
 __all__ = ["ContactPlacement", "Placed", "Recut"]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Placed:
     """Where one message went: its session (at that moment), whether that session opened
-    with it, the sessions it absorbed, and those a re-cut split off (new sessions)."""
+    with it, the sessions it absorbed, and those a re-cut split off (new sessions).
+
+    A value, never changed once made; not frozen, because one is made per message placed
+    and a frozen dataclass's constructor costs three times as much (0.91 vs 0.30 us)."""
 
     session_id: str
     opened: bool
@@ -563,9 +566,14 @@ class ContactPlacement:
                 writes.notified.append((session.id, session.close_notified_ms))
         resolve = self.resolve if self._merged_into else _itself
         session_of = self._session_of
+        # The rows were made before their session was known: each is made again with it,
+        # by tuple.__new__ (0.40 us; _replace: 1.02 us).
+        make = tuple.__new__
         for msg in self._messages:
             final = resolve(session_of[msg.id])
             writes.messages.append(
-                msg if final == msg.session_id else msg._replace(session_id=final)
+                msg
+                if final == msg.session_id
+                else make(MessageWrite, (msg[0], msg[1], final, *msg[3:]))
             )
         writes.outbox.extend(self._outbox)
