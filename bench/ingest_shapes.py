@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import json
 import random
 import statistics
@@ -51,6 +50,7 @@ import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import ids
+from chatsessions.app import freeze_startup_objects
 from chatsessions.auth import service as auth_service
 from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
@@ -509,9 +509,9 @@ async def _run_side(
 
     # The harness holds every shape's items (~10^6 objects) for the whole run, which a
     # serving process does not (it freezes its start-up objects,
-    # app.freeze_startup_objects): out of the garbage collector's full collections too.
-    gc.collect()
-    gc.freeze()
+    # app.freeze_startup_objects): out of the garbage collector's full collections too,
+    # and the collector's thresholds the serving process sets.
+    freeze_startup_objects()
 
     def prepare(k: int) -> list[MessageIn] | None:
         w, b = plan[k]
