@@ -120,26 +120,6 @@ def figures_of_keys(keys: Iterable[tuple[int, str, str]]) -> Figures:
     return Figures(first_inbound, first_response, reply_sum, reply_count, waiting)
 
 
-def _replies(keys: list[tuple[int, str, str]]) -> tuple[int, int, int | None, int | None]:
-    """Of messages in order, counted from a state with nothing waiting: the reply-time sum
-    and count, the first reply time, and the turn left waiting at the end."""
-    reply_sum = reply_count = 0
-    first: int | None = None
-    waiting: int | None = None
-    for ts_ms, _id, direction in keys:
-        if direction == "inbound":
-            if waiting is None:
-                waiting = ts_ms
-        elif waiting is not None:
-            reply = ts_ms - waiting
-            if first is None:
-                first = reply
-            reply_sum += reply
-            reply_count += 1
-            waiting = None
-    return reply_sum, reply_count, first, waiting
-
-
 def figures_after_inserts(
     stored: Figures,
     around: list[tuple[int, str, str]],
@@ -185,13 +165,16 @@ def figures_after_inserts(
         (stored.first_inbound_ms is not None and stored.first_inbound_ms < around[0][0])
         or any(direction == "inbound" for _ts, _id, direction in before)
     )
-    old_sum, old_count, _old_first, _old_waiting = _replies(window)
-    new_sum, new_count, new_first, new_waiting = _replies(sorted(window + inserted))
-    first_response = stored.first_response_ms if x_inbound or new_first is None else new_first
+    # The window's figures counted from nothing waiting (X ends with an outbound message).
+    old = figures_of_keys(window)
+    new = figures_of_keys(sorted(window + inserted))
+    first_response = new.first_response_ms
+    if x_inbound or first_response is None:
+        first_response = stored.first_response_ms
     return Figures(
         first_inbound,
         first_response,
-        stored.reply_sum_ms - old_sum + new_sum,
-        stored.reply_count - old_count + new_count,
-        stored.unanswered_since_ms if end is not None else new_waiting,
+        stored.reply_sum_ms - old.reply_sum_ms + new.reply_sum_ms,
+        stored.reply_count - old.reply_count + new.reply_count,
+        stored.unanswered_since_ms if end is not None else new.unanswered_since_ms,
     )
