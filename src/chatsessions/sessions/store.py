@@ -316,11 +316,12 @@ EVERY = (FIRST_MS, LAST_MS)
 
 # Per session: the last outbound message before ``lo`` and the first after ``hi`` (each a
 # probe of ix_messages_session_ts, walked from the bound to the nearest outbound; neither
-# for ``EVERY``), then one range read between them. The range is written as row
-# comparisons on (session_id, ts_ms): with the session as a range (as in
-# _MESSAGE_KEYS_PG), ts_ms could start the scan but not end it, and the read ran on to the
-# session's last message (1,017 buffers for 3 rows in a 100,000-message session). Only
-# ix_messages_session_ts can serve the comparison, whatever the statistics.
+# for ``EVERY``), then one range read between them, the session an equality there: as a
+# range (the probe idiom of _MESSAGE_KEYS_PG), or in a row comparison on (session_id,
+# ts_ms), the time bounds could start the index scan but not end it, and the read ran on
+# to the session's last message (1,017 buffers for 3 rows in a 100,000-message session;
+# 14 as an equality). The order asked for (time, then id) is ix_messages_session_ts's
+# alone, so the equality cannot tie with ix_messages_user_ts on thin statistics.
 _SESSION_IS_R = 'BETWEEN (r.session_id COLLATE "C") AND (r.session_id COLLATE "C")'
 _MESSAGE_KEYS_AROUND_PG = text(
     f"""
