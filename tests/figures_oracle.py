@@ -5,7 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["figures_by_definition"]
+from sqlalchemy import select
+
+from chatsessions import tables
+from chatsessions.db import Database
+
+__all__ = ["check_stored_figures", "figures_by_definition"]
 
 
 def figures_by_definition(
@@ -32,3 +37,38 @@ def figures_by_definition(
             since_previous_outbound = []
     waiting = since_previous_outbound[0] if since_previous_outbound else None
     return first_inbound, first_response, sum(replies), len(replies), waiting
+
+
+async def check_stored_figures(db: Database, user_id: str) -> tuple[int, int]:
+    """Assert that every session of the user stores the figures of its stored messages;
+    return how many sessions and messages there are."""
+    s, m = tables.sessions.c, tables.messages.c
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(
+                select(
+                    s.id,
+                    s.first_inbound_ms,
+                    s.first_response_ms,
+                    s.reply_sum_ms,
+                    s.reply_count,
+                    s.unanswered_since_ms,
+                ).where(s.user_id == user_id)
+            )
+        ).all()
+        members: dict[str, list[tuple[int, str, str]]] = {r.id: [] for r in rows}
+        for r in await conn.execute(
+            select(m.session_id, m.ts_ms, m.id, m.direction).where(m.user_id == user_id)
+        ):
+            members[r.session_id].append((r.ts_ms, r.id, r.direction))
+    for r in rows:
+        ordered = [(ts, d) for ts, _id, d in sorted(members[r.id])]
+        stored = (
+            r.first_inbound_ms,
+            r.first_response_ms,
+            r.reply_sum_ms,
+            r.reply_count,
+            r.unanswered_since_ms,
+        )
+        assert stored == figures_by_definition(ordered), ordered
+    return len(rows), sum(len(keys) for keys in members.values())

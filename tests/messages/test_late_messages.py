@@ -7,9 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
-from chatsessions import tables
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
 from chatsessions.db import Database
@@ -17,7 +15,7 @@ from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
 from chatsessions.sessions import store as sessions_store
 from tests.conftest import T0, create_tenant
-from tests.figures_oracle import figures_by_definition
+from tests.figures_oracle import check_stored_figures
 
 MIN = 60_000
 BASE = T0 - 24 * 60 * MIN
@@ -35,26 +33,6 @@ async def _ingest(database: Database, user_id: str, messages: list[MessageIn]) -
 
 def _message(contact_id: str, ts_ms: int, direction: str, n: str) -> MessageIn:
     return MessageIn(contactId=contact_id, direction=direction, timestamp=ts_ms, externalId=n)
-
-
-async def _stored(database: Database, user_id: str) -> tuple[tuple[Any, ...], list[Any]]:
-    s, m = tables.sessions.c, tables.messages.c
-    async with database.read() as conn:
-        [row] = (
-            await conn.execute(
-                select(
-                    s.first_inbound_ms,
-                    s.first_response_ms,
-                    s.reply_sum_ms,
-                    s.reply_count,
-                    s.unanswered_since_ms,
-                ).where(s.user_id == user_id)
-            )
-        ).all()
-        keys = (
-            await conn.execute(select(m.ts_ms, m.id, m.direction).where(m.user_id == user_id))
-        ).all()
-    return tuple(row), sorted(tuple(k) for k in keys)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +82,6 @@ async def test_a_late_message_reads_the_turns_around_it(
     monkeypatch.setattr(sessions_store, "message_keys_around", counted)
     await _ingest(database, tenant.user_id, [_message(contact_id, late_ms, direction, "late")])
 
-    figures, keys = await _stored(database, tenant.user_id)
-    assert len(keys) == 2 * TURNS + 1
-    assert figures == figures_by_definition([(ts, d) for ts, _id, d in keys])
+    # One session, the late message stored in it, its figures those of every message.
+    assert await check_stored_figures(database, tenant.user_id) == (1, 2 * TURNS + 1)
     assert reads == ([] if read is None else [read])
