@@ -14,7 +14,7 @@ from chatsessions import tables
 from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
-from chatsessions.db import Database, fetch_rows, sqlite_executemany
+from chatsessions.db import Database, fetch_rows, sent_ahead, sqlite_executemany
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
 from tests.conftest import BACKENDS, PG_ADMIN_URL, T0, Tenant
@@ -261,3 +261,84 @@ async def test_sqlite_connections_checkpoint_the_wal_at_the_configured_size(
                 assert value == (30_000 if pages is None else pages)
     finally:
         await database.dispose()
+
+
+_SLOW_PG = text("SELECT 1 FROM pg_sleep(0.05)")
+
+
+async def test_a_statement_sent_ahead_gives_its_rows_and_leaves_the_connection_usable(
+    database: Database, tenant: Tenant
+) -> None:
+    # What ingest reads while it places messages (db.sent_ahead): the rows come back
+    # after the block's own work, and the connection then runs the next statement.
+    contact_id = await _contact(database, tenant, "+15550001111")
+    stmt = text("SELECT id FROM contacts WHERE user_id = :user_id")
+    params = {"user_id": tenant.user_id}
+
+    async def work(conn: Any) -> tuple[Any, Any]:
+        async with sent_ahead(fetch_rows(conn, stmt, params)) as reading:
+            assert reading is not None
+            done_in_block = sum(range(10_000))  # the client's work meanwhile
+            rows = await reading
+        after = await fetch_rows(conn, stmt, params)
+        return done_in_block, [tuple(r) for r in rows] + [tuple(r) for r in after]
+
+    done, rows = await database.run_write(work)
+    assert done == sum(range(10_000))
+    assert rows == [(contact_id,), (contact_id,)]
+
+    async def nothing(conn: Any) -> None:
+        async with sent_ahead(None) as reading:
+            assert reading is None
+
+    await database.run_write(nothing)
+
+
+async def test_a_block_that_fails_waits_for_its_statement_and_raises_its_own_error(
+    database: Database, tenant: Tenant, backend: str
+) -> None:
+    # The statement sent ahead must be finished before the rollback runs on the same
+    # connection; the error the caller sees is the block's, not the statement's.
+    finished: list[bool] = []
+
+    async def slow(conn: Any) -> None:
+        if backend == "postgresql":
+            await fetch_rows(conn, _SLOW_PG, {})
+        else:
+            await asyncio.sleep(0.05)  # nothing runs beside it on the loop's thread anyway
+        finished.append(True)
+
+    async def work(conn: Any) -> None:
+        async with sent_ahead(slow(conn)):
+            raise RuntimeError("the block failed")
+
+    for _ in range(2):  # the pooled connection is reused: it must be clean
+        with pytest.raises(RuntimeError, match="the block failed"):
+            await database.run_write(work)
+    assert finished == [True, True]
+    contact_id = await _contact(database, tenant, "+15550002222")
+    assert contact_id
+
+
+async def test_a_statement_sent_ahead_that_fails_raises_at_the_block_end(
+    database: Database, tenant: Tenant
+) -> None:
+    # Never lost: an error of a statement the block did not await still fails the
+    # transaction (nothing it wrote is kept).
+    contact_id = await _contact(database, tenant, "+15550003333")
+    item = messages_service.prepare_message(
+        MessageIn(contactId=contact_id, direction="inbound", timestamp=T0, content="x"),
+        now_ms=T0,
+    )
+
+    async def failing(conn: Any) -> None:
+        raise ValueError("the statement failed")
+
+    async def work(conn: Any) -> None:
+        await messages_service.ingest(conn, user_id=tenant.user_id, items=[item], now_ms=T0)
+        async with sent_ahead(failing(conn)):
+            pass
+
+    with pytest.raises(ValueError, match="the statement failed"):
+        await database.run_write(work)
+    assert await _message_count(database, tenant) == 0

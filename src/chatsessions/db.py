@@ -144,6 +144,38 @@ def _compiled_for_asyncpg(stmt: Any, dialect: Any) -> tuple[str, tuple[str, ...]
     return compiled.string, names
 
 
+@asynccontextmanager
+async def sent_ahead(statement: Awaitable[T] | None) -> AsyncIterator[asyncio.Task[T] | None]:
+    """Send ``statement`` (a coroutine running statements on one connection) now and
+    await its result later, inside the block: the client's CPU work in the block overlaps
+    the server's work on the statement, where one request otherwise leaves the database
+    idle while it computes and itself idle while the database works. ``None``: nothing
+    sent (the block gets ``None``).
+
+    A connection runs one statement at a time: the block awaits the task before it runs
+    any other statement on that connection. The block's end waits for the statement
+    (nothing else may run on the connection, a rollback included, until it is done),
+    however the block ends; an error of the statement the block did not await is
+    raised there when the block itself succeeded."""
+    if statement is None:
+        yield None
+        return
+    task = asyncio.ensure_future(statement)
+    # One turn of the loop: the task runs until it waits on the server, its statement
+    # sent (on SQLite in a write transaction it runs to its end: no overlap, no harm).
+    await asyncio.sleep(0)
+    failed = True
+    try:
+        yield task
+        failed = False
+    finally:
+        if not task.done():
+            await asyncio.wait([task])
+        if failed and not task.cancelled():
+            task.exception()  # retrieved: the block's own error is the one raised
+    await task  # the block succeeded: the statement's error, if any, is raised here
+
+
 async def fetch_rows(
     conn: AsyncConnection, stmt: Any, params: Mapping[str, Any]
 ) -> Sequence[Sequence[Any]]:

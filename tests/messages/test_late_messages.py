@@ -7,12 +7,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
+from chatsessions import tables
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
 from chatsessions.db import Database
+from chatsessions.messages import placement as placement_module
 from chatsessions.messages import service as messages_service
+from chatsessions.messages.placement import AROUND_FROM, ContactPlacement
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.messages.store import TrackedSession
 from chatsessions.sessions import store as sessions_store
 from tests.conftest import T0, create_tenant
 from tests.figures_oracle import check_stored_figures
@@ -85,3 +90,169 @@ async def test_a_late_message_reads_the_turns_around_it(
     # One session, the late message stored in it, its figures those of every message.
     assert await check_stored_figures(database, tenant.user_id) == (1, 2 * TURNS + 1)
     assert reads == ([] if read is None else [read])
+
+
+async def _contacts_with_history(
+    database: Database, user_id: str, count: int
+) -> tuple[list[str], list[MessageIn]]:
+    """``count`` contacts, each with one session of four messages (two turns)."""
+
+    async def setup(conn: Any) -> list[str]:
+        made = []
+        for n in range(count):
+            contact = await contacts_service.create_contact(
+                conn,
+                user_id=user_id,
+                fields=ContactIn(email=f"c{n}@x.example"),
+                now_ms=BASE,
+            )
+            made.append(contact.id)
+        return made
+
+    contact_ids = await database.run_write(setup)
+    history = [
+        _message(cid, BASE + t * 2 * MIN + (MIN if reply else 0), d, f"h{n}-{t}{d}")
+        for n, cid in enumerate(contact_ids)
+        for t in range(2)
+        for reply, d in ((False, "inbound"), (True, "outbound"))
+    ]
+    return contact_ids, history
+
+
+def _late_batch(contact_ids: list[str]) -> list[MessageIn]:
+    # Per contact: one message appended, one inside its session, one before its start,
+    # and one after the appended one (its own batch made it late): all in its session.
+    out = []
+    for n, cid in enumerate(contact_ids):
+        out += [
+            _message(cid, BASE + 5 * MIN, "inbound", f"a{n}"),
+            _message(cid, BASE + 30_000, "outbound", f"b{n}"),
+            _message(cid, BASE - MIN, "inbound", f"c{n}"),
+            _message(cid, BASE + 4 * MIN, "outbound", f"d{n}"),
+        ]
+    return out
+
+
+async def test_the_messages_a_batch_needs_are_read_while_it_is_placed(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Late messages for many contacts: the stored messages their figures need are read
+    # in one statement, sent before the messages are placed (messages.service: the guess
+    # of placement.figures_likely_wanted), and none is read again after.
+    tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
+    contact_ids, history = await _contacts_with_history(database, tenant.user_id, 12)
+    await _ingest(database, tenant.user_id, history)
+
+    reads: list[dict[str, tuple[int, int]]] = []
+    placing: list[bool] = []  # whether each read was sent before the placement began
+    real_read = sessions_store.message_keys_around
+    real_place = ContactPlacement.place
+
+    async def counted(conn: Any, user_id: str, spans: Any) -> Any:
+        reads.append(dict(spans))
+        placing.append(not placed)
+        return await real_read(conn, user_id, spans)
+
+    placed: list[int] = []
+
+    def place(self: ContactPlacement, message: Any) -> Any:
+        placed.append(1)
+        return real_place(self, message)
+
+    monkeypatch.setattr(sessions_store, "message_keys_around", counted)
+    monkeypatch.setattr(ContactPlacement, "place", place)
+    await _ingest(database, tenant.user_id, _late_batch(contact_ids))
+
+    assert await check_stored_figures(database, tenant.user_id) == (12, 12 * 8)
+    assert len(reads) == 1 and placing == [True]
+    assert len(reads[0]) == 12  # each contact's one session, read whole (4 messages)
+    assert set(reads[0].values()) == {sessions_store.EVERY}
+
+
+@pytest.mark.parametrize(
+    "guess",
+    [
+        "none",  # nothing read ahead: everything after the placement
+        "narrow",  # spans that do not cover the messages: read again, wider
+        "others",  # sessions the batch does not touch
+    ],
+)
+async def test_figures_are_right_whatever_was_read_ahead(
+    database: Database, monkeypatch: pytest.MonkeyPatch, guess: str
+) -> None:
+    # The read ahead is a guess: a wrong one costs a statement, never a wrong figure.
+    tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
+    contact_ids, history = await _contacts_with_history(database, tenant.user_id, 7)
+    untouched = contact_ids.pop()  # not in the batch
+    # Long sessions for half the contacts, so that some are read around (not whole).
+    history += [
+        _message(cid, BASE + (3 + t) * 2 * MIN + (MIN if reply else 0), d, f"x{cid}{t}{d}")
+        for cid in contact_ids[:3]
+        for t in range(AROUND_FROM)
+        for reply, d in ((False, "inbound"), (True, "outbound"))
+    ]
+    await _ingest(database, tenant.user_id, history)
+    s = tables.sessions.c
+    async with database.read() as conn:
+        other = (await conn.execute(select(s.id).where(s.contact_id == untouched))).scalar_one()
+    real_guess = placement_module.figures_likely_wanted
+
+    def wrong(sessions: Any, times: list[int]) -> dict[str, tuple[int, int]]:
+        right = real_guess(sessions, times)
+        if guess == "none":
+            return {}
+        if guess == "narrow":
+            return {sid: (BASE + 20 * MIN, BASE + 20 * MIN) for sid in right}
+        return {other: sessions_store.EVERY}
+
+    reads: list[set[str]] = []
+    real_read = sessions_store.message_keys_around
+
+    async def counted(conn: Any, user_id: str, spans: Any) -> Any:
+        reads.append(set(spans))
+        return await real_read(conn, user_id, spans)
+
+    monkeypatch.setattr(messages_service, "figures_likely_wanted", wrong)
+    monkeypatch.setattr(sessions_store, "message_keys_around", counted)
+    await _ingest(database, tenant.user_id, _late_batch(contact_ids))
+
+    assert await check_stored_figures(database, tenant.user_id) == (
+        7,
+        6 * 8 + 4 + 3 * 2 * AROUND_FROM,
+    )
+    # Whatever was read ahead, every session the batch touched was read after it,
+    # but where the read ahead covered it (never, here).
+    touched = reads[-1]
+    assert len(touched) == 6
+    assert len(reads) == (1 if guess == "none" else 2)
+
+
+def _session(sid: str, start: int, last: int, count: int) -> TrackedSession:
+    return TrackedSession(sid, "c", start, last, last + 60 * MIN, None, last, count, 0, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("times", "expected"),
+    [
+        # Appended only, after every stored message: nothing (a tie is not after).
+        ([201, 300], {}),
+        # Inside the first session: it, whole (few messages).
+        ([150], {"s1": sessions_store.EVERY}),
+        # Before the first session: it joins its front.
+        ([50], {"s1": sessions_store.EVERY}),
+        # Appended, then one before the appended one: the request made it late.
+        ([250, 240], {"s1": sessions_store.EVERY}),
+        # Inside the long second session: the span of the request's messages in it.
+        ([5_000, 9_000], {"s2": (5_000, 9_000)}),
+        # In the gap after the first session and past it: appended to it.
+        ([2_000], {}),
+    ],
+)
+def test_the_guess_names_the_sessions_messages_land_inside(
+    times: list[int], expected: dict[str, tuple[int, int]]
+) -> None:
+    sessions = [
+        _session("s2", 4_000, 10_000, AROUND_FROM + 1),
+        _session("s1", 100, 200, 4),
+    ]
+    assert placement_module.figures_likely_wanted(sessions, times) == expected

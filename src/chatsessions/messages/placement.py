@@ -40,11 +40,11 @@ from chatsessions.sessions.figures import (
     figures_of_keys,
 )
 from chatsessions.sessions.rule import PlacementKind, TimeoutHistory
-from chatsessions.sessions.store import ListedSession, MessageRow
+from chatsessions.sessions.store import EVERY, ListedSession, MessageRow
 from chatsessions.webhooks import outbox
 from chatsessions.webhooks.outbox import OutboxWrite, SessionEvent, Subscription
 
-__all__ = ["ContactPlacement", "Placed", "Recut"]
+__all__ = ["ContactPlacement", "Placed", "Recut", "figures_likely_wanted"]
 
 
 @dataclass(slots=True)
@@ -99,6 +99,44 @@ stored messages around inserted ones rather than all of them: the two probes tha
 the bounds cost about as much as reading a dozen messages (shape a of
 bench/ingest_shapes.py, ~530 sessions of ~10 messages a batch, alternated runs: around,
 2,510 rows in 15-17 ms; whole, 5,690 rows in 12-14 ms)."""
+
+
+def figures_likely_wanted(
+    sessions: list[TrackedSession], times: list[int]
+) -> dict[str, tuple[int, int]]:
+    """A guess, before placing, of the stored messages :meth:`ContactPlacement.figures_wanted`
+    will ask for once messages at ``times`` (in request order) are placed among a
+    contact's stored ``sessions``: what ``messages.service`` reads while it places them.
+
+    A message at or before the last message of the session starting before it, or
+    before the contact's first session, makes that session's figures stale (as the
+    request's own messages extend it); the span asked for is that of the request's
+    messages in it, ``sessions.store.EVERY`` (read whole) for a session of
+    :data:`AROUND_FROM` messages or fewer. Only a guess, cheap (a bisection a message): a
+    merge, or a message joining a later session at its front, is missed, and its read
+    comes after the placement, as without a guess; a wrong guess reads for nothing."""
+    if not sessions:
+        return {}
+    ordered = sorted(sessions, key=lambda x: x.start_ms) if len(sessions) > 1 else sessions
+    starts = [x.start_ms for x in ordered]
+    lasts = [x.last_ms for x in ordered]
+    spans: dict[int, tuple[int, int]] = {}
+    stale: set[int] = set()
+    for ts_ms in times:
+        i = bisect.bisect_right(starts, ts_ms) - 1
+        if i < 0:  # before every session: joins the first at its front
+            i = 0
+            starts[0] = ts_ms
+            stale.add(0)
+        elif ts_ms <= lasts[i]:
+            stale.add(i)
+        else:
+            lasts[i] = ts_ms
+        lo, hi = spans.get(i, (ts_ms, ts_ms))
+        spans[i] = (ts_ms if ts_ms < lo else lo, ts_ms if ts_ms > hi else hi)
+    return {
+        ordered[i].id: spans[i] if ordered[i].message_count > AROUND_FROM else EVERY for i in stale
+    }
 
 
 def _itself(session_id: str) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
@@ -12,10 +12,10 @@ from chatsessions import ids, planner_stats
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts import store as contacts_store
 from chatsessions.contacts.schemas import ContactFields
-from chatsessions.db import Database
+from chatsessions.db import Database, sent_ahead
 from chatsessions.errors import InvalidParameter, NotFound
 from chatsessions.messages import store as messages_store
-from chatsessions.messages.placement import ContactPlacement, Placed
+from chatsessions.messages.placement import ContactPlacement, Placed, figures_likely_wanted
 from chatsessions.messages.schemas import MessageIn
 from chatsessions.messages.store import ContactFields as ContactFieldsShown
 from chatsessions.messages.store import Loaded, MessageWrite, StoredExternal, Writes
@@ -150,9 +150,11 @@ async def ingest(
     history = _history(loaded)
     subscriptions = loaded.subscriptions
     ranges: dict[str, tuple[int, int]] = {}
+    times: dict[str, list[int]] = {}  # each contact's, in request order
     for msg, cid in zip(items, contact_ids, strict=True):
         lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
         ranges[cid] = (min(lo, msg.ts_ms), max(hi, msg.ts_ms))
+        times.setdefault(cid, []).append(msg.ts_ms)
     state = await messages_store.read_state(
         conn,
         user_id,
@@ -188,46 +190,82 @@ async def ingest(
         for cid, sessions in state.sessions.items()
     }
     placed: dict[int, tuple[str, Placed]] = {}  # item -> (message id, where it went)
-    for i, message_id in zip(fresh, ids.new_ids(len(fresh)), strict=True):
-        msg, cid = items[i], contact_ids[i]
-        row = MessageWrite(
-            message_id,
-            cid,
-            "",
-            msg.direction,
-            msg.role,
-            msg.type,
-            msg.content,
-            msg.media_url,
-            msg.ts_ms,
-            msg.external_id,
-        )
-        placement = contacts[cid]
-        where = placement.place(row)
-        if where is None:  # a re-cut: read the stored messages it needs, then place
-            placement.load(await sessions_store.message_keys(conn, user_id, placement.wanted))
-            where = placement.place(row)
-            assert where is not None
-        placed[i] = (row.id, where)
-        if subscriptions:
-            placement.emit(
-                where.events(row.id),
-                subscriptions=subscriptions,
-                contact=loaded.contacts.get(cid),
-                message=MessageRow(*row),
+    # The stored messages the figures will likely need are read while the messages are
+    # placed (the database's work overlapping the client's); what the guess missed is
+    # read after (_settle_figures).
+    guess: dict[str, tuple[int, int]] = {}
+    for cid, sessions in state.sessions.items():
+        if sessions:
+            guess.update(figures_likely_wanted(sessions, times[cid]))
+    read_ahead: dict[str, list[tuple[int, str, str]]] = {}
+    async with sent_ahead(
+        sessions_store.message_keys_around(conn, user_id, guess) if guess else None
+    ) as reading:
+        for i, message_id in zip(fresh, ids.new_ids(len(fresh)), strict=True):
+            msg, cid = items[i], contact_ids[i]
+            row = MessageWrite(
+                message_id,
+                cid,
+                "",
+                msg.direction,
+                msg.role,
+                msg.type,
+                msg.content,
+                msg.media_url,
+                msg.ts_ms,
+                msg.external_id,
             )
-    await _settle_figures(conn, user_id, contacts.values())
+            placement = contacts[cid]
+            where = placement.place(row)
+            if where is None:  # a re-cut: read the stored messages it needs, then place
+                if reading is not None:
+                    read_ahead = await reading  # the connection's statement first
+                wanted = await sessions_store.message_keys(conn, user_id, placement.wanted)
+                placement.load(wanted)
+                where = placement.place(row)
+                assert where is not None
+            placed[i] = (row.id, where)
+            if subscriptions:
+                placement.emit(
+                    where.events(row.id),
+                    subscriptions=subscriptions,
+                    contact=loaded.contacts.get(cid),
+                    message=MessageRow(*row),
+                )
+        if reading is not None:
+            read_ahead = await reading
+    await _settle_figures(
+        conn,
+        user_id,
+        contacts.values(),
+        read_ahead={sid: (guess[sid], read_ahead[sid]) for sid in read_ahead},
+    )
     writes = Writes(contacts=new_contacts)
     for placement in contacts.values():
         placement.collect(writes)
-    await messages_store.write(conn, user_id, writes, now_ms=now_ms)
+    # The answers are made while the write runs (they do not depend on its result).
+    async with sent_ahead(messages_store.write(conn, user_id, writes, now_ms=now_ms)):
+        results = _results(items, now_ms, fresh, placed, contact_ids, contacts, replayed, repeat_of)
     planner_stats.count_writes(
         user_id,
         contacts=len(writes.contacts),
         sessions=len(writes.inserted),
         messages=len(writes.messages),
     )
+    return results
 
+
+def _results(
+    items: list[NewMessage],
+    now_ms: int,
+    fresh: list[int],
+    placed: dict[int, tuple[str, Placed]],
+    contact_ids: list[str],
+    contacts: dict[str, ContactPlacement],
+    replayed: dict[int, StoredExternal],
+    repeat_of: dict[int, int],
+) -> list[StoredMessage]:
+    """What :func:`ingest` answers for each item, in request order."""
     results: dict[int, StoredMessage] = {}
     for i in fresh:
         (message_id, where), placement = placed[i], contacts[contact_ids[i]]
@@ -357,17 +395,32 @@ async def recut_after_timeout_change(
 
 
 async def _settle_figures(
-    conn: AsyncConnection, user_id: str, placements: Iterable[ContactPlacement]
+    conn: AsyncConnection,
+    user_id: str,
+    placements: Iterable[ContactPlacement],
+    *,
+    read_ahead: Mapping[str, tuple[tuple[int, int], list[tuple[int, str, str]]]] | None = None,
 ) -> None:
     """Recompute the figures a request made stale, reading the stored messages they need
     (whole sessions, or those around inserted messages) in one statement for every
-    contact."""
+    contact, but for those already read: ``read_ahead``, by session, the span read
+    (``sessions.store.message_keys_around``) and its messages, used where that span
+    covers the one needed (a wider read gives the same figures)."""
     wanted = {p: p.figures_wanted() for p in placements}
     spans: dict[str, tuple[int, int]] = {}
     for whole, around in wanted.values():
         spans.update(dict.fromkeys(whole, sessions_store.EVERY))
         spans.update(around)
-    keys = await sessions_store.message_keys_around(conn, user_id, spans) if spans else {}
+    keys: dict[str, list[tuple[int, str, str]]] = {}
+    if read_ahead:
+        for sid, (lo, hi) in spans.items():
+            got = read_ahead.get(sid)
+            # EVERY is the widest span: it covers any, and only it covers EVERY.
+            if got is not None and got[0][0] <= lo and hi <= got[0][1]:
+                keys[sid] = got[1]
+    missing = {sid: span for sid, span in spans.items() if sid not in keys}
+    if missing:
+        keys.update(await sessions_store.message_keys_around(conn, user_id, missing))
     for placement, (whole, around) in wanted.items():
         if whole:
             placement.load({sid: keys[sid] for sid in whole})
