@@ -19,6 +19,7 @@ from chatsessions.messages.placement import AROUND_FROM, ContactPlacement
 from chatsessions.messages.schemas import MessageIn
 from chatsessions.messages.store import TrackedSession
 from chatsessions.sessions import store as sessions_store
+from chatsessions.sessions.rule import TimeoutHistory
 from tests.conftest import T0, create_tenant
 from tests.figures_oracle import check_stored_figures
 
@@ -197,8 +198,8 @@ async def test_figures_are_right_whatever_was_read_ahead(
         other = (await conn.execute(select(s.id).where(s.contact_id == untouched))).scalar_one()
     real_guess = placement_module.figures_likely_wanted
 
-    def wrong(sessions: Any, times: list[int]) -> dict[str, tuple[int, int]]:
-        right = real_guess(sessions, times)
+    def wrong(sessions: Any, times: list[int], history: Any) -> dict[str, tuple[int, int]]:
+        right = real_guess(sessions, times, history)
         if guess == "none":
             return {}
         if guess == "narrow":
@@ -244,8 +245,10 @@ def _session(sid: str, start: int, last: int, count: int) -> TrackedSession:
         ([250, 240], {"s1": sessions_store.EVERY}),
         # Inside the long second session: the span of the request's messages in it.
         ([5_000, 9_000], {"s2": (5_000, 9_000)}),
-        # In the gap after the first session and past it: appended to it.
-        ([2_000], {}),
+        # Past the first session's timeout (1 s here): a session of its own, nothing read.
+        ([2_000, 1_900], {}),
+        # Before the first session by more than the timeout: the same.
+        ([-5_000], {}),
     ],
 )
 def test_the_guess_names_the_sessions_messages_land_inside(
@@ -255,4 +258,5 @@ def test_the_guess_names_the_sessions_messages_land_inside(
         _session("s2", 4_000, 10_000, AROUND_FROM + 1),
         _session("s1", 100, 200, 4),
     ]
-    assert placement_module.figures_likely_wanted(sessions, times) == expected
+    history = TimeoutHistory.constant(1_000)
+    assert placement_module.figures_likely_wanted(sessions, times, history) == expected

@@ -102,15 +102,15 @@ bench/ingest_shapes.py, ~530 sessions of ~10 messages a batch, alternated runs: 
 
 
 def figures_likely_wanted(
-    sessions: list[TrackedSession], times: list[int]
+    sessions: list[TrackedSession], times: list[int], history: TimeoutHistory
 ) -> dict[str, tuple[int, int]]:
     """A guess, before placing, of the stored messages :meth:`ContactPlacement.figures_wanted`
     will ask for once messages at ``times`` (in request order) are placed among a
     contact's stored ``sessions``: what ``messages.service`` reads while it places them.
 
     A message at or before the last message of the session starting before it, or
-    before the contact's first session, makes that session's figures stale (as the
-    request's own messages extend it); the span asked for is that of the request's
+    before the contact's first session and within the timeout of its start, makes that
+    session's figures stale (as the request's own messages extend it); the span asked for is that of the request's
     messages in it, ``sessions.store.EVERY`` (read whole) for a session of
     :data:`AROUND_FROM` messages or fewer. Only a guess, cheap (a bisection a message): a
     merge, or a message joining a later session at its front, is missed, and its read
@@ -124,14 +124,18 @@ def figures_likely_wanted(
     stale: set[int] = set()
     for ts_ms in times:
         i = bisect.bisect_right(starts, ts_ms) - 1
-        if i < 0:  # before every session: joins the first at its front
+        if i < 0:  # before every session: joins the first at its front, if near
+            if starts[0] - ts_ms >= history.at(ts_ms):
+                continue
             i = 0
             starts[0] = ts_ms
             stale.add(0)
         elif ts_ms <= lasts[i]:
             stale.add(i)
-        else:
+        elif ts_ms - lasts[i] < history.at(lasts[i]):
             lasts[i] = ts_ms
+        else:  # too far after it: a session of its own
+            continue
         lo, hi = spans.get(i, (ts_ms, ts_ms))
         spans[i] = (ts_ms if ts_ms < lo else lo, ts_ms if ts_ms > hi else hi)
     return {

@@ -196,7 +196,7 @@ async def ingest(
     guess: dict[str, tuple[int, int]] = {}
     for cid, sessions in state.sessions.items():
         if sessions:
-            guess.update(figures_likely_wanted(sessions, times[cid]))
+            guess.update(figures_likely_wanted(sessions, times[cid], history))
     read_ahead: dict[str, list[tuple[int, str, str]]] = {}
     async with sent_ahead(
         sessions_store.message_keys_around(conn, user_id, guess) if guess else None
