@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 from sqlalchemy import event, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -142,6 +143,32 @@ def _compiled_for_asyncpg(stmt: Any, dialect: Any) -> tuple[str, tuple[str, ...]
     names = tuple(compiled.positiontup or ())
     _pg_compiled[id(stmt)] = (stmt, compiled.string, names)  # holds stmt: ids stay unique
     return compiled.string, names
+
+
+def pg_json_texts(param: str, kind: str) -> str:
+    """SQL of a PostgreSQL array of ``kind`` (a text type) sent in parameter ``param`` as
+    one JSON array of strings and nulls (:func:`json_texts`), its order kept.
+
+    asyncpg checks every element of an array parameter against ``collections.abc``
+    classes in Python (~0.3 us a string): four columns of 1,000 strings cost 1.1 ms of the
+    client's CPU as arrays, 0.1 ms as JSON texts, and 1.6 against 1.2 ms in all (PostgreSQL
+    reads the JSON faster than the arrays), measured on this machine."""
+    return (
+        "CAST(ARRAY(SELECT j.e FROM json_array_elements_text(CAST(:"
+        + param
+        + " AS json)) WITH ORDINALITY AS j(e, n) ORDER BY j.n) AS "
+        + kind
+        + "[])"
+    )
+
+
+def json_texts(values: Sequence[str | None]) -> str | None:
+    """The parameter of :func:`pg_json_texts` for ``values``: ``None`` (an empty array,
+    which ``unnest`` pads with NULLs like the shorter arrays beside it) when every value
+    is ``None``."""
+    if values.count(None) == len(values):
+        return None
+    return orjson.dumps(values).decode()
 
 
 @asynccontextmanager

@@ -294,3 +294,50 @@ async def test_concurrent_small_batches_are_answered_as_if_sent_one_after_the_ot
     ]
     [session_other] = await _sessions(client, tenant, other)
     assert session_other["message_count"] == 2
+
+
+# Texts a batch stores column by column (sent to PostgreSQL as one JSON array each,
+# db.pg_json_texts): what could shift, split, unescape or reorder them.
+_HOSTILE_TEXTS = [
+    "a, b, c",  # commas: the joined columns' separator
+    '"quoted" and \\backslashed\\ and \\"both\\"',
+    "{1,2}",  # an array literal
+    '["a json", "array"]',
+    "null",
+    "",
+    "line\nbreak\ttab\r",
+    "שלום 👋 é",
+    "\u2028\u2029",  # separators JSON allows raw and JavaScript does not
+    "'; DROP TABLE messages;--",
+]
+
+
+async def test_a_batch_stores_every_text_as_sent(client, tenant: Tenant) -> None:
+    contact = await make_contact(client, tenant.auth)
+    items = [
+        _item(
+            contact,
+            T0 - (len(_HOSTILE_TEXTS) - n) * MIN,
+            content=text,
+            externalId=f"{text}#{n}",
+            type="text" if n % 2 else "tool_use",
+            role="agent" if n % 2 else None,
+            mediaUrl=None if n % 3 else f"https://x.example/{n}?a=1,2",
+        )
+        for n, text in enumerate(_HOSTILE_TEXTS)
+    ]
+    results = await _batch(client, tenant, items)
+    assert [r["duplicate"] for r in results] == [False] * len(items)
+    [session] = await _sessions(client, tenant, contact)
+    stored = [
+        (m["content"], m["external_id"], m["type"], m["media_url"], m["role"])
+        for m in session["messages"]
+    ]
+    assert stored == [
+        (it["content"], it["externalId"], it["type"], it["mediaUrl"], it["role"] or "user")
+        for it in items
+    ]
+    # And found again by those externalIds: a replay of the whole batch stores nothing.
+    again = await _batch(client, tenant, items)
+    assert [r["duplicate"] for r in again] == [True] * len(items)
+    assert [r["messageId"] for r in again] == [r["messageId"] for r in results]

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Boolean, String, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows, sqlite_executemany
+from chatsessions.db import fetch_rows, json_texts, pg_json_texts, sqlite_executemany
 
 __all__ = [
     "ContactRow",
@@ -165,11 +165,17 @@ _INSERT_SQLITE = text(
 )
 
 
-def _array_type(column: Any) -> str:
-    for kind, array in ((Boolean, "boolean[]"), (BigInteger, "bigint[]"), (String, "varchar[]")):
+def _array_sql(column: Any, param: str) -> str:
+    """SQL of the array of a column's values in ``param`` (texts as JSON, db.pg_json_texts)."""
+    if isinstance(column.type, String):
+        return pg_json_texts(param, "varchar")
+    for kind, array in ((Boolean, "boolean[]"), (BigInteger, "bigint[]")):
         if isinstance(column.type, kind):
-            return array
+            return f"CAST(:{param} AS {array})"
     raise TypeError(f"contacts.{column.name}: no array type for {column.type}")
+
+
+_TEXT_COLUMNS = frozenset(c.name for c in tables.contacts.columns if isinstance(c.type, String))
 
 
 def insert_sql(prefix: str = "") -> str:
@@ -177,16 +183,19 @@ def insert_sql(prefix: str = "") -> str:
     named ``prefix`` + column (:func:`insert_params`): also a part of ingest's write."""
     return (
         f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) SELECT * FROM unnest("
-        + ", ".join(
-            f"CAST(:{prefix}{col.name} AS {_array_type(col)})" for col in tables.contacts.columns
-        )
+        + ", ".join(_array_sql(col, prefix + col.name) for col in tables.contacts.columns)
         + ")"
     )
 
 
-def insert_params(rows: Sequence[Mapping[str, Any]], prefix: str = "") -> dict[str, list[Any]]:
+def insert_params(rows: Sequence[Mapping[str, Any]], prefix: str = "") -> dict[str, Any]:
     """The parameters of :func:`insert_sql` for ``rows`` (each holds every column)."""
-    return {prefix + name: [r[name] for r in rows] for name in _INSERT_COLUMNS}
+    return {
+        prefix + name: json_texts([r[name] for r in rows])
+        if name in _TEXT_COLUMNS
+        else [r[name] for r in rows]
+        for name in _INSERT_COLUMNS
+    }
 
 
 _INSERT_PG = text(insert_sql())

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.contacts import store as contacts_store
-from chatsessions.db import END_PROBES, fetch_rows, sqlite_executemany
+from chatsessions.db import END_PROBES, fetch_rows, json_texts, pg_json_texts, sqlite_executemany
 from chatsessions.sessions.figures import Figures
 from chatsessions.sessions.store import SessionRow
 from chatsessions.webhooks import outbox
@@ -530,7 +530,7 @@ def _rows(params: tuple[tuple[str, str | None], ...], one_row: bool) -> str:
         if t is None
         else _joined_numbers(p, t)
         if t in _NUMBERS
-        else f"CAST(:{p} AS {t}[])"
+        else pg_json_texts(p, t)
         for p, t in params
     )
     return "unnest(" + ", ".join(arrays) + ")"
@@ -804,6 +804,8 @@ def pg_params(
                 params[name] = params[name][0]
             elif kind in _NUMBERS:
                 params[name] = _join_numbers(params[name])
+            else:  # texts: role, type, content, media URL, externalId
+                params[name] = json_texts(params[name])
     return _nulls_as_null(params)
 
 
