@@ -110,11 +110,12 @@ def figures_likely_wanted(
 
     A message at or before the last message of the session starting before it, or
     before the contact's first session and within the timeout of its start, makes that
-    session's figures stale (as the request's own messages extend it); the span asked for is that of the request's
-    messages in it, ``sessions.store.EVERY`` (read whole) for a session of
-    :data:`AROUND_FROM` messages or fewer. Only a guess, cheap (a bisection a message): a
-    merge, or a message joining a later session at its front, is missed, and its read
-    comes after the placement, as without a guess; a wrong guess reads for nothing."""
+    session's figures stale (as the request's own messages extend it); the span asked
+    for is that of the request's messages in it, ``sessions.store.EVERY`` (read whole)
+    for a session of :data:`AROUND_FROM` messages or fewer. Only a guess, cheap (a
+    bisection a message): a merge, or a message joining a later session at its front, is
+    missed, and its read comes after the placement, as without a guess; a wrong guess
+    reads for nothing."""
     if not sessions:
         return {}
     ordered = sorted(sessions, key=lambda x: x.start_ms) if len(sessions) > 1 else sessions
