@@ -192,15 +192,14 @@ async def sent_ahead(statement: Awaitable[T] | None) -> AsyncIterator[asyncio.Ta
     # One turn of the loop: the task runs until it waits on the server, its statement
     # sent (on SQLite in a write transaction it runs to its end: no overlap, no harm).
     await asyncio.sleep(0)
-    failed = True
     try:
         yield task
-        failed = False
-    finally:
+    except BaseException:
         if not task.done():
             await asyncio.wait([task])
-        if failed and not task.cancelled():
+        if not task.cancelled():
             task.exception()  # retrieved: the block's own error is the one raised
+        raise
     await task  # the block succeeded: the statement's error, if any, is raised here
 
 

@@ -8,10 +8,12 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from sqlalchemy import select, update
 
 from chatsessions import ids, tables
 from chatsessions.db import Database
+from chatsessions.messages import service as messages_service
 from chatsessions.timeutil import format_ms
 from chatsessions.webhooks import store as webhooks_store
 from chatsessions.webhooks.events import EVENT_TYPES
@@ -81,7 +83,14 @@ async def test_batch_fills_a_gap_between_sessions_it_created(client, tenant: Ten
     assert single["sessionId"] == only["session_id"]
 
 
-async def test_replays_and_repeats_return_the_final_session(client, tenant: Tenant) -> None:
+@pytest.mark.parametrize("answered", ["after the write", "while it runs"])
+async def test_replays_and_repeats_return_the_final_session(
+    client, tenant: Tenant, monkeypatch: pytest.MonkeyPatch, answered: str
+) -> None:
+    # The answers are the same whether built after the write or while it runs
+    # (messages.service.ANSWER_WHILE_WRITING_FROM: a batch of 64 items or more).
+    if answered == "while it runs":
+        monkeypatch.setattr(messages_service, "ANSWER_WHILE_WRITING_FROM", 0)
     contact = await make_contact(client, tenant.auth)
     first = await post_message(client, tenant.auth, contact, T0 - 200 * MIN, externalId="wamid.1")
     results = await _batch(

@@ -28,6 +28,7 @@ from chatsessions.webhooks import outbox
 
 T = TypeVar("T")
 __all__ = [
+    "ANSWER_WHILE_WRITING_FROM",
     "GENERIC_PLANS",
     "MAX_FUTURE_MS",
     "NewMessage",
@@ -40,6 +41,11 @@ __all__ = [
 ]
 
 MAX_FUTURE_MS = 5 * 60_000
+ANSWER_WHILE_WRITING_FROM = 64
+"""Items from which a request builds its answers while its write runs (db.sent_ahead). The
+task that overlaps them cost a single message ~40 us of the client's CPU (0.70 against
+0.66 ms a message, three alternated pairs), where its answer takes ~2 us to build."""
+
 GENERIC_PLANS = False
 """How :func:`store_messages` (the routes' way) runs :func:`ingest` on PostgreSQL.
 
@@ -243,9 +249,17 @@ async def ingest(
     writes = Writes(contacts=new_contacts)
     for placement in contacts.values():
         placement.collect(writes)
-    # The answers are made while the write runs (they do not depend on its result).
-    async with sent_ahead(messages_store.write(conn, user_id, writes, now_ms=now_ms)):
+    # The answers are made while the write runs (they do not depend on its result), but
+    # for a few messages: a task costs more than it overlaps.
+    writing = messages_store.write(conn, user_id, writes, now_ms=now_ms)
+    if len(items) < ANSWER_WHILE_WRITING_FROM:
+        await writing
         results = _results(items, now_ms, fresh, placed, contact_ids, contacts, replayed, repeat_of)
+    else:
+        async with sent_ahead(writing):
+            results = _results(
+                items, now_ms, fresh, placed, contact_ids, contacts, replayed, repeat_of
+            )
     planner_stats.count_writes(
         user_id,
         contacts=len(writes.contacts),
