@@ -32,6 +32,15 @@ async def _contact(database: Database, tenant: Tenant, phone: str) -> str:
     return await database.run_write(work)
 
 
+async def _one_item(database: Database, tenant: Tenant, phone: str) -> messages_service.NewMessage:
+    """A prepared inbound message for a new contact of ``tenant``."""
+    contact_id = await _contact(database, tenant, phone)
+    return messages_service.prepare_message(
+        MessageIn(contactId=contact_id, direction="inbound", timestamp=T0, content="x"),
+        now_ms=T0,
+    )
+
+
 async def _message_count(database: Database, tenant: Tenant) -> int:
     m = tables.messages.c
     async with database.read() as conn:
@@ -80,11 +89,7 @@ async def test_a_failed_write_is_rolled_back_and_the_connection_stays_usable(
 ) -> None:
     # Ingest's statements run straight on the driver: they must still be inside the
     # transaction (SQLAlchemy alone would begin one only at its own first statement).
-    contact_id = await _contact(database, tenant, "+15550009999")
-    item = messages_service.prepare_message(
-        MessageIn(contactId=contact_id, direction="inbound", timestamp=T0, content="x"),
-        now_ms=T0,
-    )
+    item = await _one_item(database, tenant, "+15550009999")
 
     async def store_then_fail(conn: Any) -> None:
         await messages_service.ingest(conn, user_id=tenant.user_id, items=[item], now_ms=T0)
@@ -325,11 +330,7 @@ async def test_a_statement_sent_ahead_that_fails_raises_at_the_block_end(
 ) -> None:
     # Never lost: an error of a statement the block did not await still fails the
     # transaction (nothing it wrote is kept).
-    contact_id = await _contact(database, tenant, "+15550003333")
-    item = messages_service.prepare_message(
-        MessageIn(contactId=contact_id, direction="inbound", timestamp=T0, content="x"),
-        now_ms=T0,
-    )
+    item = await _one_item(database, tenant, "+15550003333")
 
     async def failing(conn: Any) -> None:
         raise ValueError("the statement failed")
