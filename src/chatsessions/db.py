@@ -145,6 +145,41 @@ def _compiled_for_asyncpg(stmt: Any, dialect: Any) -> tuple[str, tuple[str, ...]
     return compiled.string, names
 
 
+def pg_joined_ids(name: str) -> str:
+    """SQL of the array of ids in parameter ``name``, sent as one comma-joined text
+    (:func:`joined_ids`): the driver checks and encodes an array element by element, ~0.3 ms
+    for 1,000 ids, against ~0.05 ms to join them and split them in PostgreSQL."""
+    return f"CAST(string_to_array(CAST(:{name} AS text), ',') AS varchar[])"
+
+
+def joined_ids(values: list[str]) -> str:
+    """The text of :func:`pg_joined_ids`: ids (base62, or a message's direction), no commas
+    (checked: a comma inside one would shift every column after it, silently)."""
+    joined = ",".join(values)
+    if joined.count(",") != max(len(values) - 1, 0):
+        raise ValueError("an id holds a comma: it cannot be sent joined")
+    return joined
+
+
+def pg_joined_numbers(name: str, kind: str) -> str:
+    """SQL of the array of numbers (or booleans) in parameter ``name``, sent as one
+    comma-joined text with NULL as nothing (:func:`joined_numbers`): the driver checks every
+    element of an array against ``collections.abc`` classes in Python, and a batch of
+    1,000 new sessions sends 16,000 numbers: 8.1 ms of the client's CPU as arrays, 3.3 ms
+    joined (and 2.5 ms more of PostgreSQL's, to split them)."""
+    return f"CAST(string_to_array(CAST(:{name} AS text), ',', '') AS {kind}[])"
+
+
+def joined_numbers(values: list[Any]) -> str:
+    """The text of :func:`pg_joined_numbers`: ints as decimals, booleans as t/f, None as
+    nothing (an empty text is an empty array, which ``unnest`` pads with NULL as well)."""
+    if values and type(values[0]) is bool:
+        return ",".join(["t" if v else "f" for v in values])
+    if None in values:
+        return ",".join(["" if v is None else str(v) for v in values])
+    return ",".join(map(str, values))
+
+
 def pg_json_texts(param: str, kind: str) -> str:
     """SQL of a PostgreSQL array of ``kind`` (a text type) sent in parameter ``param`` as
     one JSON array of strings and nulls (:func:`json_texts`), its order kept.

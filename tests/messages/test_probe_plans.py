@@ -22,7 +22,14 @@ from sqlalchemy.dialects import postgresql
 
 from chatsessions.config import Settings
 from chatsessions.contacts.schemas import ContactFields
-from chatsessions.db import PG_INDEX_SCANS, PG_PROBES, Database, fetch_rows, migrate
+from chatsessions.db import (
+    PG_INDEX_SCANS,
+    PG_PROBES,
+    Database,
+    fetch_rows,
+    joined_numbers,
+    migrate,
+)
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
@@ -330,7 +337,7 @@ def _session_update(one_row: bool, user_id: str, session_id: str) -> tuple[Any, 
     for name, kind in messages_store._SESSION_PARAMS:
         value: Any = {None: "x", "boolean": False}.get(kind, 1)
         # Arrays' form: numbers sent joined, as pg_params sends them.
-        params[name] = value if one_row else messages_store._join_numbers([value])
+        params[name] = value if one_row else joined_numbers([value])
     params["s_id"] = session_id  # arrays' form: the ids joined (one id: the id itself)
     return stmt, params
 

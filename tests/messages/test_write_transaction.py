@@ -8,10 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
-from chatsessions.db import Database
+from chatsessions.db import Database, joined_ids
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
-from chatsessions.messages.store import _join_ids
 from tests.conftest import T0, Tenant
 
 
@@ -72,6 +71,6 @@ def test_ids_sent_joined_never_shift_a_column() -> None:
     """The write sends id columns as one comma-joined text that PostgreSQL splits: an id
     holding a comma would shift every value after it into the wrong row, so it is refused
     instead of written."""
-    assert _join_ids(["a1", "b2", "c3"]) == "a1,b2,c3"
+    assert joined_ids(["a1", "b2", "c3"]) == "a1,b2,c3"
     with pytest.raises(ValueError, match="comma"):
-        _join_ids(["a1", "b,2", "c3"])
+        joined_ids(["a1", "b,2", "c3"])

@@ -33,7 +33,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import tables
 from chatsessions.contacts import store as contacts_store
-from chatsessions.db import END_PROBES, fetch_rows, json_texts, pg_json_texts, sqlite_executemany
+from chatsessions.db import (
+    END_PROBES,
+    fetch_rows,
+    joined_ids,
+    joined_numbers,
+    json_texts,
+    pg_joined_ids,
+    pg_joined_numbers,
+    pg_json_texts,
+    sqlite_executemany,
+)
 from chatsessions.sessions.figures import Figures
 from chatsessions.sessions.store import SessionRow
 from chatsessions.webhooks import outbox
@@ -442,47 +452,12 @@ async def read_state(
 # -- 3. write --------------------------------------------------------------------------------
 
 
-def _joined_ids(name: str) -> str:
-    """SQL of the array of ids in parameter ``name``, sent as one comma-joined text
-    (:func:`_join_ids`): the driver checks and encodes an array element by element, ~0.3 ms
-    for 1,000 ids, against ~0.05 ms to join them and split them in PostgreSQL."""
-    return f"CAST(string_to_array(CAST(:{name} AS text), ',') AS varchar[])"
-
-
-def _join_ids(values: list[str]) -> str:
-    """The text of :func:`_joined_ids`: ids (base62, or a message's direction), no commas
-    (checked: a comma inside one would shift every column after it, silently)."""
-    joined = ",".join(values)
-    if joined.count(",") != max(len(values) - 1, 0):
-        raise ValueError("an id holds a comma: it cannot be sent joined")
-    return joined
-
-
 _JOINED = ("s_id", "s_contact", "m_id", "m_contact", "m_session", "m_direction")
-_NUMBERS = frozenset({"bigint", "int", "boolean"})  # columns sent joined (_joined_numbers)
-
-
-def _joined_numbers(name: str, kind: str) -> str:
-    """SQL of the array of numbers (or booleans) in parameter ``name``, sent as one
-    comma-joined text with NULL as nothing (:func:`_join_numbers`): the driver checks every
-    element of an array against ``collections.abc`` classes in Python, and a batch of
-    1,000 new sessions sends 16,000 numbers: 8.1 ms of the client's CPU as arrays, 3.3 ms
-    joined (and 2.5 ms more of PostgreSQL's, to split them)."""
-    return f"CAST(string_to_array(CAST(:{name} AS text), ',', '') AS {kind}[])"
-
-
-def _join_numbers(values: list[Any]) -> str:
-    """The text of :func:`_joined_numbers`: ints as decimals, booleans as t/f, None as
-    nothing (an empty text is an empty array, which ``unnest`` pads with NULL as well)."""
-    if values and type(values[0]) is bool:
-        return ",".join(["t" if v else "f" for v in values])
-    if None in values:
-        return ",".join(["" if v is None else str(v) for v in values])
-    return ",".join(map(str, values))
+_NUMBERS = frozenset({"bigint", "int", "boolean"})  # columns sent joined (pg_joined_numbers)
 
 
 # The columns of the write's session and message rows: (parameter, SQL type; None: ids
-# joined in one text, _joined_ids), in the order of the row's columns.
+# joined in one text, pg_joined_ids), in the order of the row's columns.
 _SESSION_PARAMS = (
     ("s_id", None), ("s_contact", None), ("s_start", "bigint"), ("s_last", "bigint"),
     ("s_expires", "bigint"), ("s_closed", "bigint"), ("s_activity", "bigint"),
@@ -526,9 +501,9 @@ def _rows(params: tuple[tuple[str, str | None], ...], one_row: bool) -> str:
     if one_row:
         return "(SELECT " + ", ".join(f"CAST(:{p} AS {t or 'varchar'})" for p, t in params) + ")"
     arrays = (
-        _joined_ids(p)
+        pg_joined_ids(p)
         if t is None
-        else _joined_numbers(p, t)
+        else pg_joined_numbers(p, t)
         if t in _NUMBERS
         else pg_json_texts(p, t)
         for p, t in params
@@ -539,7 +514,7 @@ def _rows(params: tuple[tuple[str, str | None], ...], one_row: bool) -> str:
 def _session_parts(one_row: bool) -> dict[str, str]:
     rows = f"{_rows(_SESSION_PARAMS, one_row)} AS {_SESSION_V}"
     # One row: the join is on one id, already an index condition.
-    guard = "" if one_row else f'AND s.id = ANY({_joined_ids("s_id")} COLLATE "C")'
+    guard = "" if one_row else f'AND s.id = ANY({pg_joined_ids("s_id")} COLLATE "C")'
     return {
         "added": f"""
         INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms,
@@ -794,7 +769,7 @@ def pg_params(
         **contacts_store.insert_params(w.contacts, "nc_"),
     }
     for name in _JOINED:
-        params[name] = _join_ids(params[name])  # one id: the id itself
+        params[name] = joined_ids(params[name])  # one id: the id itself
     for columns, part in ((_SESSION_PARAMS, "changed"), (_MESSAGE_ROW_PARAMS, "inserted")):
         one = part in one_row
         for name, kind in columns:
@@ -803,7 +778,7 @@ def pg_params(
             if one:
                 params[name] = params[name][0]
             elif kind in _NUMBERS:
-                params[name] = _join_numbers(params[name])
+                params[name] = joined_numbers(params[name])
             else:  # texts: role, type, content, media URL, externalId
                 params[name] = json_texts(params[name])
     return _nulls_as_null(params)
