@@ -27,6 +27,7 @@ from chatsessions.db import (
     PG_PROBES,
     Database,
     fetch_rows,
+    joined_ids,
     joined_numbers,
     migrate,
 )
@@ -105,20 +106,20 @@ async def _check(
     statements = [
         (
             messages_store._LOAD_PG,
-            {"user_id": user_id, "contact_ids": contact_ids, "end_probes": False},
+            {"user_id": user_id, "contact_ids": joined_ids(contact_ids), "end_probes": False},
         ),
         (
             messages_store._READ_PG,
             {
                 "user_id": user_id,
-                "contact_ids": contact_ids,
-                "los": [T0] * len(contact_ids),
-                "his": [T0] * len(contact_ids),
-                "external_ids": ["ext-1", "ext-2"],
+                "contact_ids": joined_ids(contact_ids),
+                "los": joined_numbers([T0] * len(contact_ids)),
+                "his": joined_numbers([T0] * len(contact_ids)),
+                "external_ids": orjson.dumps(["ext-1", "ext-2"]).decode(),
             },
         ),
         # The stored messages of sessions whose figures (or cut) must be recomputed.
-        (sessions_store._MESSAGE_KEYS_PG, {"user_id": user_id, "ids": contact_ids}),
+        (sessions_store._MESSAGE_KEYS_PG, {"user_id": user_id, "ids": joined_ids(contact_ids)}),
         # Those around inserted messages (the figures after a late message), and whole
         # sessions through the same statement.
         *(
@@ -126,9 +127,9 @@ async def _check(
                 sessions_store._MESSAGE_KEYS_AROUND_PG,
                 {
                     "user_id": user_id,
-                    "ids": contact_ids,
-                    "los": [lo] * len(contact_ids),
-                    "his": [hi] * len(contact_ids),
+                    "ids": joined_ids(contact_ids),
+                    "los": joined_numbers([lo] * len(contact_ids)),
+                    "his": joined_numbers([hi] * len(contact_ids)),
                 },
             )
             for lo, hi in ((T0, T0), sessions_store.EVERY)

@@ -179,9 +179,9 @@ _LOAD_TAIL = """
 # of the tenant's contacts through another index. It ends the phase when asked (the
 # statements that follow are not probes).
 _LOAD_PG = text(
-    """
+    f"""
     WITH locked AS (
-        SELECT c.* FROM unnest(CAST(:contact_ids AS varchar[])) AS k(id)
+        SELECT c.* FROM unnest({pg_joined_ids("contact_ids")}) AS k(id)
         CROSS JOIN LATERAL (
             SELECT id, first_name, last_name, phone, email, channel FROM contacts
             WHERE user_id = :user_id AND id BETWEEN (k.id COLLATE "C") AND (k.id COLLATE "C")
@@ -222,7 +222,7 @@ async def lock_and_load(
     params: dict[str, Any] = {"user_id": user_id, "end_probes": not probes_follow}
     stmt: TextClause | str
     if conn.dialect.name == "postgresql":
-        stmt, params["contact_ids"] = _LOAD_PG, wanted
+        stmt, params["contact_ids"] = _LOAD_PG, joined_ids(wanted)
     else:
         stmt, params["contact_ids"] = _LOAD_SQLITE, orjson.dumps(wanted).decode()
     for row in await fetch_rows(conn, stmt, params):
@@ -277,7 +277,8 @@ _EXTERNAL_PG = """
     SELECT 1, m.id, m.contact_id, NULL, NULL, s.expires_ms, s.closed_at_ms,
            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
            m.external_id, m.session_id
-    FROM unnest(CAST(:external_ids AS varchar[])) AS e(external_id)
+    FROM (SELECT CAST(value AS varchar) FROM json_array_elements_text(CAST(:external_ids AS json)))
+         AS e(external_id)
     CROSS JOIN LATERAL (
         SELECT mm.id, mm.contact_id, mm.external_id, mm.session_id FROM messages AS mm
         WHERE mm.user_id = :user_id
@@ -298,8 +299,8 @@ _CONTACT_IS_R = 'contact_id BETWEEN (r.contact_id COLLATE "C") AND (r.contact_id
 _AROUND_PG = f"""
     SELECT 0 AS kind, x.*, CAST(NULL AS varchar) AS external_id,
            CAST(NULL AS varchar) AS session_id
-    FROM unnest(CAST(:contact_ids AS varchar[]), CAST(:los AS bigint[]),
-                CAST(:his AS bigint[])) AS r(contact_id, lo, hi)
+    FROM unnest({pg_joined_ids("contact_ids")}, {pg_joined_numbers("los", "bigint")},
+                {pg_joined_numbers("his", "bigint")}) AS r(contact_id, lo, hi)
     CROSS JOIN LATERAL (
         (SELECT {_SESSION_COLS} FROM sessions
          WHERE user_id = :user_id AND {_CONTACT_IS_R} AND start_ms <= r.lo
@@ -317,7 +318,7 @@ _AROUND_PG = f"""
 _OWING_PG = f"""
     SELECT 2, {_SESSION_COLS}, NULL, NULL FROM sessions
     WHERE user_id = :user_id AND {_OWING}
-      AND contact_id = ANY(CAST(:contact_ids AS varchar[]))
+      AND contact_id = ANY({pg_joined_ids("contact_ids")})
 """
 # Ends the probe phase of the transaction (db.PG_PROBES): what follows is not probes.
 _END_PROBES_PG = f"""
@@ -416,10 +417,10 @@ async def read_state(
     params: dict[str, Any] = {"user_id": user_id, "since_ms": owing_since_ms, "now_ms": now_ms}
     if conn.dialect.name == "postgresql":
         params.update(
-            contact_ids=contacts,
-            los=[ranges[c][0] for c in contacts],
-            his=[ranges[c][1] for c in contacts],
-            external_ids=sorted(set(external_ids)),
+            contact_ids=joined_ids(contacts),
+            los=joined_numbers([ranges[c][0] for c in contacts]),
+            his=joined_numbers([ranges[c][1] for c in contacts]),
+            external_ids=orjson.dumps(sorted(set(external_ids))).decode(),
         )
         if owing_since_ms is None:
             stmt = _READ_PG

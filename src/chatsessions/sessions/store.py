@@ -30,7 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.expression import BindParameter
 
 from chatsessions import tables
-from chatsessions.db import fetch_rows, sqlite_fetch
+from chatsessions.db import (
+    fetch_rows,
+    joined_ids,
+    joined_numbers,
+    pg_joined_ids,
+    pg_joined_numbers,
+    sqlite_fetch,
+)
 from chatsessions.sessions.figures import Figures, extend_figures
 from chatsessions.sessions.rule import SessionSpan, TimeoutHistory
 
@@ -266,9 +273,9 @@ async def update_session(
 # say a tenant has one row make the smaller ix_messages_user_ts look as good), and the
 # OFFSET keeps the subquery from being flattened into a join.
 _MESSAGE_KEYS_PG = text(
-    """
+    f"""
     SELECT m.session_id, m.ts_ms, m.id, m.direction
-    FROM unnest(CAST(:ids AS varchar[])) AS r(session_id)
+    FROM unnest({pg_joined_ids("ids")}) AS r(session_id)
     CROSS JOIN LATERAL (
         SELECT mm.session_id, mm.ts_ms, mm.id, mm.direction FROM messages AS mm
         WHERE mm.user_id = :user_id
@@ -290,7 +297,7 @@ async def message_keys(
         return out
     if conn.dialect.name == "postgresql":
         rows = await fetch_rows(
-            conn, _MESSAGE_KEYS_PG, {"user_id": user_id, "ids": list(session_ids)}
+            conn, _MESSAGE_KEYS_PG, {"user_id": user_id, "ids": joined_ids(list(session_ids))}
         )
         for session_id, ts_ms, message_id, direction in rows:
             out[session_id].append((ts_ms, message_id, direction))
@@ -326,7 +333,8 @@ _SESSION_IS_R = 'BETWEEN (r.session_id COLLATE "C") AND (r.session_id COLLATE "C
 _MESSAGE_KEYS_AROUND_PG = text(
     f"""
     SELECT r.session_id, m.ts_ms, m.id, m.direction
-    FROM unnest(CAST(:ids AS varchar[]), CAST(:los AS bigint[]), CAST(:his AS bigint[]))
+    FROM unnest({pg_joined_ids("ids")}, {pg_joined_numbers("los", "bigint")},
+                {pg_joined_numbers("his", "bigint")})
         AS r(session_id, lo, hi)
     CROSS JOIN LATERAL (
         SELECT CASE WHEN r.lo = {FIRST_MS} THEN {FIRST_MS} ELSE COALESCE((
@@ -395,9 +403,9 @@ async def message_keys_around(
     if conn.dialect.name == "postgresql":
         params: dict[str, Any] = {
             "user_id": user_id,
-            "ids": ids,
-            "los": [windows[sid][0] for sid in ids],
-            "his": [windows[sid][1] for sid in ids],
+            "ids": joined_ids(ids),
+            "los": joined_numbers([windows[sid][0] for sid in ids]),
+            "his": joined_numbers([windows[sid][1] for sid in ids]),
         }
         rows = await fetch_rows(conn, _MESSAGE_KEYS_AROUND_PG, params)
     else:
