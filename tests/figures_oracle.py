@@ -4,13 +4,32 @@ written independently of the code under test, to check what the write path store
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 
 from chatsessions import tables
 from chatsessions.db import Database
 
-__all__ = ["check_stored_figures", "figures_by_definition"]
+__all__ = ["FIGURE_COLUMNS", "check_stored_figures", "figures_by_definition", "stored_figures"]
+
+FIGURE_COLUMNS = tuple(
+    tables.sessions.c[name]
+    for name in (
+        "first_inbound_ms",
+        "first_response_ms",
+        "reply_sum_ms",
+        "reply_count",
+        "unanswered_since_ms",
+    )
+)
+"""The session row's figure columns, in :func:`figures_by_definition`'s order."""
+
+
+def stored_figures(row: Any) -> tuple[Any, ...]:
+    """A session row's stored figures (selected with :data:`FIGURE_COLUMNS`), in
+    :func:`figures_by_definition`'s order."""
+    return tuple(getattr(row, column.name) for column in FIGURE_COLUMNS)
 
 
 def figures_by_definition(
@@ -44,18 +63,7 @@ async def check_stored_figures(db: Database, user_id: str) -> tuple[int, int]:
     return how many sessions and messages there are."""
     s, m = tables.sessions.c, tables.messages.c
     async with db.read() as conn:
-        rows = (
-            await conn.execute(
-                select(
-                    s.id,
-                    s.first_inbound_ms,
-                    s.first_response_ms,
-                    s.reply_sum_ms,
-                    s.reply_count,
-                    s.unanswered_since_ms,
-                ).where(s.user_id == user_id)
-            )
-        ).all()
+        rows = (await conn.execute(select(s.id, *FIGURE_COLUMNS).where(s.user_id == user_id))).all()
         members: dict[str, list[tuple[int, str, str]]] = {r.id: [] for r in rows}
         for r in await conn.execute(
             select(m.session_id, m.ts_ms, m.id, m.direction).where(m.user_id == user_id)
@@ -63,12 +71,5 @@ async def check_stored_figures(db: Database, user_id: str) -> tuple[int, int]:
             members[r.session_id].append((r.ts_ms, r.id, r.direction))
     for r in rows:
         ordered = [(ts, d) for ts, _id, d in sorted(members[r.id])]
-        stored = (
-            r.first_inbound_ms,
-            r.first_response_ms,
-            r.reply_sum_ms,
-            r.reply_count,
-            r.unanswered_since_ms,
-        )
-        assert stored == figures_by_definition(ordered), ordered
+        assert stored_figures(r) == figures_by_definition(ordered), ordered
     return len(rows), sum(len(keys) for keys in members.values())

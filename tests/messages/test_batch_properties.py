@@ -24,7 +24,7 @@ from chatsessions.sessions import rule
 from chatsessions.sessions import service as sessions_service
 from chatsessions.settings import service as settings_service
 from tests.conftest import T0, create_tenant
-from tests.figures_oracle import figures_by_definition
+from tests.figures_oracle import FIGURE_COLUMNS, figures_by_definition, stored_figures
 
 MIN = 60_000
 BASE = T0 - 24 * 60 * MIN  # all timestamps lie in the day before "now"
@@ -55,11 +55,7 @@ async def _stored(db: Database, user_id: str) -> tuple[dict[str, Any], dict[str,
                     s.message_count,
                     s.inbound_count,
                     s.outbound_count,
-                    s.first_inbound_ms,
-                    s.first_response_ms,
-                    s.reply_sum_ms,
-                    s.reply_count,
-                    s.unanswered_since_ms,
+                    *FIGURE_COLUMNS,
                 ).where(s.user_id == user_id)
             )
         }
@@ -98,14 +94,7 @@ def _segments_of(sessions: dict[str, Any], messages: dict[str, Any], contact_id:
 def _assert_figures(row: Any, msgs: list[Any]) -> None:
     """The analytics figures on the session row equal those of its stored messages."""
     ordered = [(r.ts_ms, r.direction) for r in sorted(msgs, key=lambda r: (r.ts_ms, r.id))]
-    stored = (
-        row.first_inbound_ms,
-        row.first_response_ms,
-        row.reply_sum_ms,
-        row.reply_count,
-        row.unanswered_since_ms,
-    )
-    assert stored == figures_by_definition(ordered), (row.id, ordered)
+    assert stored_figures(row) == figures_by_definition(ordered), (row.id, ordered)
 
 
 async def _post_batches(
