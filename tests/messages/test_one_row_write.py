@@ -50,6 +50,17 @@ def test_the_one_row_form_is_chosen_by_the_rows_of_each_part() -> None:
     assert one(batch) == {"added", "changed"}
     assert one(messages_store.Writes()) == frozenset()
 
+    # Planned in the probe phase: only a write made of one-row key probes and inserts.
+    probes = messages_store.is_probes
+    assert probes(messages_store.write_parts(single), one(single))
+    assert probes(messages_store.write_parts(opened), one(opened))
+    assert not probes(messages_store.write_parts(split), one(split))
+    assert not probes(messages_store.write_parts(batch), one(batch))
+    merged = messages_store.Writes(
+        deleted=["t" * 20], updated=[_session("s" * 20)], messages=[_message("m" * 20)]
+    )
+    assert not probes(messages_store.write_parts(merged), one(merged))
+
 
 # Single messages and small batches of one contact, in an order that opens sessions,
 # appends to them, fills a gap (a merge of two sessions) and splits one (an out-of-order

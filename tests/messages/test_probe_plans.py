@@ -134,6 +134,12 @@ async def _check(
             )
             for lo, hi in ((T0, T0), sessions_store.EVERY)
         ),
+        # A single message's write (one session updated or inserted, one message), which
+        # stays in the probe phase (messages_store.write(probes=True)).
+        *(
+            _single_write(parts, user_id, contact_ids[0])
+            for parts in (("changed", "inserted"), ("added", "inserted"))
+        ),
     ]
     for stmt, params in statements:
         plan = await _generic_plan(conn, stmt, params)
@@ -141,12 +147,26 @@ async def _check(
         for node in _nodes(plan):
             kind = node["Node Type"]
             assert kind not in {"Seq Scan", "Bitmap Heap Scan", "Hash Join", "Merge Join"}, plan
-            if "Relation Name" in node:
+            if "Relation Name" in node and kind not in {"ModifyTable", "Tid Scan"}:
                 assert kind in {"Index Scan", "Index Only Scan"}, plan
                 used.setdefault(node["Relation Name"], set()).add(node["Index Name"])
         if keys:
             for table, indexes in used.items():
                 assert indexes <= EXPECTED[table], (table, indexes, orjson.dumps(plan).decode())
+
+
+def _single_write(
+    parts: tuple[str, ...], user_id: str, contact_id: str
+) -> tuple[Any, dict[str, Any]]:
+    """The write statement of a single message (these parts, in their one-row forms, which
+    messages_store.is_probes accepts) and parameters for it."""
+    assert messages_store.is_probes(parts, frozenset(parts))
+    stmt = messages_store._write_pg(parts, False, frozenset(parts))
+    params: dict[str, Any] = {"user_id": user_id, "now_ms": T0, "channel": "c", "notify": False}
+    for name, kind in (*messages_store._SESSION_PARAMS, *messages_store._MESSAGE_ROW_PARAMS):
+        params[name] = {None: "x" * 20, "boolean": False, "bigint": T0, "int": 1}.get(kind, "t")
+    params["s_contact"] = params["m_contact"] = contact_id
+    return stmt, params
 
 
 async def _store(database: Database, user_id: str, messages: list[MessageIn]) -> None:
@@ -249,9 +269,28 @@ async def test_the_probe_phase_ends_with_the_read_or_the_lock(
         )
         seen.append(await _settings(conn))
 
+    async def single(conn: Any) -> None:
+        # A single message's read keeps the phase; a write that is not probes ends it
+        # before its statement (here, a session deleted by a merge).
+        await messages_store.lock_and_load(conn, "u" * 20, [], probes_follow=True)
+        await messages_store.read_state(
+            conn,
+            "u" * 20,
+            ranges={},
+            external_ids=[],
+            owing_since_ms=None,
+            now_ms=T0,
+            end_probes=False,
+        )
+        seen.append(await _settings(conn))
+        writes = messages_store.Writes(deleted=["s" * 20])
+        await messages_store.write(conn, "u" * 20, writes, now_ms=T0, probes=True)
+        seen.append(await _settings(conn))
+
     try:
         await database.run_write(work, index_scans=True, probe_plans=True)
         await database.run_write(work, index_scans=True, probe_plans=True, generic_plans=True)
+        await database.run_write(single, index_scans=True, probe_plans=True)
         async with database.read() as conn:
             afterwards = await _settings(conn)
     finally:
@@ -265,7 +304,8 @@ async def test_the_probe_phase_ends_with_the_read_or_the_lock(
     middle = probing if probes_follow else custom
     assert seen[:3] == [probing, middle, custom]
     # With generic plans for the whole transaction, the phase ends into them.
-    assert seen[3:] == [probing, probing if probes_follow else generic, generic]
+    assert seen[3:6] == [probing, probing if probes_follow else generic, generic]
+    assert seen[6:] == [probing, custom]
     assert afterwards == custom  # the connection's own settings
 
 
@@ -384,14 +424,20 @@ async def test_after_a_load_outgrew_the_statistics_the_write_updates_a_session_b
             plan = await explain_prepared(
                 conn, stmt, params, "SET LOCAL plan_cache_mode = force_custom_plan"
             )
-            [scan] = [
+            scans = [
                 n
                 for n in _nodes(plan)
                 if n.get("Relation Name") == "sessions" and n["Node Type"] != "ModifyTable"
             ]
-            by_key = (
-                scan.get("Index Name") == "pk_sessions"
-                and "Filter" not in scan
-                and "(id)" in scan.get("Index Cond", "")
+            probes = [n for n in scans if n["Node Type"] != "Tid Scan"]
+            by_key = len(probes) == 1 and (
+                probes[0].get("Index Name") == "pk_sessions"
+                and "Filter" not in probes[0]
+                and "(id)" in probes[0].get("Index Cond", "")
             )
-            assert by_key is keeper, (one_row, scan)
+            if one_row:
+                # A key probe, then the row where it was found: whatever the statistics.
+                assert by_key, (one_row, scans)
+                assert [n["Node Type"] for n in scans].count("Tid Scan") == 1, scans
+            else:
+                assert by_key is keeper, (one_row, scans)

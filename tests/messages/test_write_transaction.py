@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,29 +39,44 @@ async def _own_plan_mode(conn: AsyncConnection) -> str | None:
     return str(own)
 
 
+@pytest.mark.parametrize("replay", [False, True], ids=["new", "replay"])
 @pytest.mark.parametrize("count", [1, 40])
 async def test_statements_after_ingest_plan_as_before_it(
-    database: Database, tenant: Tenant, count: int
+    database: Database, tenant: Tenant, count: int, replay: bool
 ) -> None:
     # The write statement lets PostgreSQL's foreign-key checks use their generic plans
     # while it runs; a caller's later statements (a channel's counters, an import's
     # contact) must still run with the transaction's own plan settings (those its probe
-    # phase, which ingest's reads end, puts back).
-    async def work(conn: AsyncConnection) -> tuple[str | None, str | None, int]:
-        contact = await contacts_service.create_contact(
+    # phase, which ingest's reads end, puts back; a single message's write ends it, and a
+    # replay, which writes nothing, too).
+    async def make_contact(conn: AsyncConnection) -> Any:
+        return await contacts_service.create_contact(
             conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber="+15550001234"), now_ms=T0
         )
-        before = await _own_plan_mode(conn)
-        items = [
-            MessageIn(contactId=contact.id, direction="inbound", content="hi", timestamp=T0 - n)
-            for n in range(count)
-        ]
-        stored = await messages_service.ingest(
-            conn,
-            user_id=tenant.user_id,
-            items=[messages_service.prepare_message(item, now_ms=T0) for item in items],
-            now_ms=T0,
+
+    contact = await database.run_write(make_contact)
+    items = [
+        MessageIn(
+            contactId=contact.id,
+            direction="inbound",
+            content="hi",
+            timestamp=T0 - n,
+            externalId=f"ext-{n}",
         )
+        for n in range(count)
+    ]
+    prepared = [messages_service.prepare_message(item, now_ms=T0) for item in items]
+    if replay:  # stored by a transaction before: the one below writes nothing
+        await messages_service.store_messages(
+            database, user_id=tenant.user_id, items=prepared, now_ms=T0
+        )
+
+    async def work(conn: AsyncConnection) -> tuple[str | None, str | None, int]:
+        before = await _own_plan_mode(conn)
+        stored = await messages_service.ingest(
+            conn, user_id=tenant.user_id, items=prepared, now_ms=T0
+        )
+        assert all(s.duplicate for s in stored) is replay
         return before, await _plan_mode(conn), len({s.message_id for s in stored})
 
     before, after, stored = await messages_service.run_ingest_transaction(database, work)

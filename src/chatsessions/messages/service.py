@@ -162,6 +162,9 @@ async def ingest(
         lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
         ranges[cid] = (min(lo, msg.ts_ms), max(hi, msg.ts_ms))
         times.setdefault(cid, []).append(msg.ts_ms)
+    # A single message to a known contact stays in the probe phase (db.PG_PROBES) up to
+    # its write, which is then planned once per connection (messages_store.write).
+    probes = len(items) == 1 and items[0].contact_id is not None
     state = await messages_store.read_state(
         conn,
         user_id,
@@ -170,7 +173,9 @@ async def ingest(
         external_ids=[it.external_id for it in items if it.external_id is not None],
         owing_since_ms=outbox.close_subscribers_since(subscriptions),
         now_ms=now_ms,
+        end_probes=not probes,
     )
+    probes = probes and outbox.close_subscribers_since(subscriptions) is None
     for cid in created:
         state.sessions[cid] = []
 
@@ -252,7 +257,7 @@ async def ingest(
         placement.collect(writes)
     # The answers are made while the write runs (they do not depend on its result), but
     # for a few messages: a task costs more than it overlaps.
-    writing = messages_store.write(conn, user_id, writes, now_ms=now_ms)
+    writing = messages_store.write(conn, user_id, writes, now_ms=now_ms, probes=probes)
     if len(items) < ANSWER_WHILE_WRITING_FROM:
         await writing
         results = _results(items, now_ms, fresh, placed, contact_ids, contacts, replayed, repeat_of)

@@ -331,6 +331,7 @@ _END_PROBES_PG = f"""
 # probes (which index is best depends on the data): that read ends the phase first.
 _READ_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _END_PROBES_PG)
 _READ_OWING_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _OWING_PG)
+_READ_IN_PROBES_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG)  # read_state(end_probes=False)
 _END_PROBES_ALONE_PG = text(_END_PROBES_PG)
 
 # SQLite: one statement for every contact (no LATERAL: the ranges come as one JSON array
@@ -398,10 +399,15 @@ async def read_state(
     external_ids: Sequence[str],
     owing_since_ms: int | None,
     now_ms: int,
+    end_probes: bool = True,
 ) -> State:
     """The stored messages with these externalIds, and per contact the sessions around its
     ``(smallest, largest)`` timestamp (plus those owing a close announcement since
-    ``owing_since_ms``, when given). Call it with the contacts locked."""
+    ``owing_since_ms``, when given). Call it with the contacts locked.
+
+    Ends the probe phase of the transaction (``db.PG_PROBES``) unless ``end_probes`` is
+    false and ``owing_since_ms`` is None: then the statements after it are probes too, up
+    to a :func:`write` that ends the phase if its own statement is not."""
     state = State(sessions={cid: [] for cid in ranges})
     seen: set[str] = set()
 
@@ -423,7 +429,7 @@ async def read_state(
             external_ids=orjson.dumps(sorted(set(external_ids))).decode(),
         )
         if owing_since_ms is None:
-            stmt = _READ_PG
+            stmt = _READ_PG if end_probes else _READ_IN_PROBES_PG
         else:  # planned for the values: the phase ends before it (one more round trip)
             await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
             stmt = _READ_OWING_PG
@@ -514,8 +520,21 @@ def _rows(params: tuple[tuple[str, str | None], ...], one_row: bool) -> str:
 
 def _session_parts(one_row: bool) -> dict[str, str]:
     rows = f"{_rows(_SESSION_PARAMS, one_row)} AS {_SESSION_V}"
-    # One row: the join is on one id, already an index condition.
-    guard = "" if one_row else f'AND s.id = ANY({pg_joined_ids("s_id")} COLLATE "C")'
+    # One row: the session is found by a key probe (the probe idiom of read_state: only
+    # the primary key gives "id BETWEEN v AND v ORDER BY id" without a sort) and updated
+    # where the probe found it (a TID scan: no index to choose). "s.id = :s_id" left the
+    # choice to the planner, and a plan made on empty tables or on statistics of one
+    # session per tenant took ix_sessions_start and filtered the id: every session of the
+    # tenant per message (a single message's write runs in the probe phase, generic plans:
+    # write(probes=True)). The contacts are locked: nothing moves the row meanwhile.
+    where = (
+        """s.ctid = (SELECT k.ctid FROM sessions AS k WHERE k.user_id = :user_id
+            AND k.id BETWEEN CAST(:s_id AS varchar) AND CAST(:s_id AS varchar)
+            ORDER BY k.id LIMIT 1)"""
+        if one_row
+        else f"""s.user_id = :user_id AND s.id = v.id COLLATE "C"
+          AND s.id = ANY({pg_joined_ids("s_id")} COLLATE "C")"""
+    )
     return {
         "added": f"""
         INSERT INTO sessions (user_id, id, contact_id, start_ms, last_ms, expires_ms,
@@ -538,8 +557,7 @@ def _session_parts(one_row: bool) -> dict[str, str]:
             reply_sum_ms = v.reply_sum_ms, reply_count = v.reply_count,
             unanswered_since_ms = v.unanswered_since_ms
         FROM {rows}
-        WHERE NOT v.is_new AND s.user_id = :user_id AND s.id = v.id COLLATE "C"
-          {guard}
+        WHERE NOT v.is_new AND {where}
     """,
     }
 
@@ -598,20 +616,27 @@ _ONE_ROW_PARTS = {**_session_parts(one_row=True), **_message_parts(one_row=True)
 
 @functools.cache
 def _write_pg(
-    parts: tuple[str, ...], generic_checks: bool, one_row: frozenset[str] = frozenset()
+    parts: tuple[str, ...],
+    generic_checks: bool,
+    one_row: frozenset[str] = frozenset(),
+    end_probes: bool = False,
 ) -> TextClause:
     """The write statement with only the parts a request needs (built once per shape).
 
     Leaving out the empty parts keeps a planner misled by stale statistics from scanning
     a whole tenant for nothing (e.g. the merge's UPDATE of messages with no merge).
     ``generic_checks``: see :data:`_GENERIC_CHECKS_FROM`. ``one_row``: the parts written
-    in their one-row form (:func:`one_row_parts`).
+    in their one-row form (:func:`one_row_parts`). ``end_probes``: the statement, planned
+    in the probe phase, ends it as it runs (what the caller runs next in the transaction
+    plans as it would have after ingest's read).
     """
     ctes = ",\n".join(
         f"{name} AS ({(_ONE_ROW_PARTS if name in one_row else _WRITE_PARTS)[name]})"
         for name in parts
     )
     notify = "(SELECT pg_notify(:channel, '') WHERE CAST(:notify AS boolean))"
+    if end_probes:
+        notify += f", {END_PROBES}"
     if not generic_checks:
         return text(f"WITH {ctes}\nSELECT {notify}")
     return text(
@@ -694,11 +719,34 @@ def one_row_parts(writes: Writes) -> frozenset[str]:
     return frozenset(one)
 
 
-async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int) -> None:
+_PROBE_PARTS = frozenset({"added", "changed", "inserted"})
+"""The parts whose one-row forms are key probes and inserts (tests/messages/
+test_probe_plans.py): a write of only these, each of one row, may be planned in the probe
+phase (generic plans, once per connection)."""
+
+
+def is_probes(parts: Sequence[str], one_row: frozenset[str]) -> bool:
+    """Whether the write statement of these parts is probes only (see :data:`_PROBE_PARTS`)."""
+    return all(name in _PROBE_PARTS and name in one_row for name in parts)
+
+
+async def write(
+    conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int, probes: bool = False
+) -> None:
     """Write the net result (one statement on PostgreSQL, which also notifies the webhook
-    delivery workers at commit when deliveries were written)."""
+    delivery workers at commit when deliveries were written).
+
+    ``probes``: the transaction is still in its probe phase (``read_state(end_probes=
+    False)``). A single message's write (one session, one message) is then planned as a
+    probe, once per connection (its custom plan cost ~0.1 ms of PostgreSQL's time per
+    message), and ends the phase as it runs: what the caller runs next in the transaction
+    plans as before. Any other write, and a write of nothing, end the phase first (one more
+    round trip)."""
     if conn.dialect.name == "postgresql":
         parts = write_parts(writes)
+        end_probes = probes and bool(parts) and is_probes(parts, one_row_parts(writes))
+        if probes and not end_probes:  # e.g. a replay, which writes nothing
+            await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
         if parts:
             inserted = (
                 len(writes.contacts)
@@ -709,7 +757,7 @@ async def write(conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: 
             generic_checks = inserted >= _GENERIC_CHECKS_FROM
             one_row = one_row_parts(writes)
             params = pg_params(user_id, writes, now_ms, one_row=one_row)
-            stmt = _write_pg(parts, generic_checks, one_row)
+            stmt = _write_pg(parts, generic_checks, one_row, end_probes)
             [row] = await fetch_rows(conn, stmt, params)
             if generic_checks:
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
