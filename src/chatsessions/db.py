@@ -621,13 +621,20 @@ def is_unavailable(exc: BaseException) -> bool:
     }
 
 
+class Raced(Exception):
+    """A statement found a row changed by a concurrent transaction where it could not
+    follow it (e.g. an UPDATE of a row by its ``ctid``, which a concurrent update moves):
+    the transaction is retried (:meth:`Database.run_write`), as for a deadlock."""
+
+
 def _is_race(exc: BaseException) -> bool:
-    """A unique violation, deadlock or serialisation failure: the retry sees the winner.
+    """A unique violation, deadlock or serialisation failure (or :class:`Raced`): the
+    retry sees the winner.
 
     Statements run through SQLAlchemy (wrapped errors) or straight on asyncpg
     (:func:`fetch_rows`, the driver's own errors): both are recognised.
     """
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, (IntegrityError, Raced)):
         return True
     if isinstance(exc, DBAPIError):
         orig = getattr(exc, "orig", None)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from chatsessions.db import Raced
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
@@ -138,3 +139,26 @@ async def test_one_row_writes_store_what_the_arrays_store(
         sessions, messages = one_row_rows
         assert len(messages) == 9  # ten items; the replay stored nothing
         assert len(sessions) == 3  # (0–100 merged by 60), 200, 399–400
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_a_one_row_update_that_misses_its_session_is_a_race_retried(
+    backend_name: str,
+) -> None:
+    # The one-row UPDATE finds its session by a key probe and updates it by ctid; had an
+    # update without the contact lock moved the row in between, it would update nothing.
+    # That is never silent: the write raises a race, which the transaction retries (and
+    # gives up after its attempts, as for a deadlock). Here the session is not stored.
+    async with _fresh_database() as (database, _conn):
+        tenant = await create_tenant(database)
+        attempts: list[int] = []
+
+        async def work(tx: Any) -> None:
+            attempts.append(1)
+            writes = messages_store.Writes(updated=[_session("s" * 20)])
+            assert messages_store.one_row_parts(writes) >= {"changed"}
+            await messages_store.write(tx, tenant.user_id, writes, now_ms=T0)
+
+        with pytest.raises(Raced, match=r"s{20}"):
+            await database.run_write(work)
+        assert len(attempts) == 4

@@ -35,6 +35,7 @@ from chatsessions import tables
 from chatsessions.contacts import store as contacts_store
 from chatsessions.db import (
     END_PROBES,
+    Raced,
     fetch_rows,
     joined_ids,
     joined_numbers,
@@ -526,7 +527,10 @@ def _session_parts(one_row: bool) -> dict[str, str]:
     # choice to the planner, and a plan made on empty tables or on statistics of one
     # session per tenant took ix_sessions_start and filtered the id: every session of the
     # tenant per message (a single message's write runs in the probe phase, generic plans:
-    # write(probes=True)). The contacts are locked: nothing moves the row meanwhile.
+    # write(probes=True)). The contacts are locked, so no ingest moves the row meanwhile;
+    # an update without that lock (the offline refigure) would make this UPDATE skip the
+    # row (its new version has another ctid), so the write counts what it updated and
+    # raises db.Raced, retried, where it missed it.
     where = (
         """s.ctid = (SELECT k.ctid FROM sessions AS k WHERE k.user_id = :user_id
             AND k.id BETWEEN CAST(:s_id AS varchar) AND CAST(:s_id AS varchar)
@@ -557,7 +561,7 @@ def _session_parts(one_row: bool) -> dict[str, str]:
             reply_sum_ms = v.reply_sum_ms, reply_count = v.reply_count,
             unanswered_since_ms = v.unanswered_since_ms
         FROM {rows}
-        WHERE NOT v.is_new AND {where}
+        WHERE NOT v.is_new AND {where}{" RETURNING 1" if one_row else ""}
     """,
     }
 
@@ -634,15 +638,19 @@ def _write_pg(
         f"{name} AS ({(_ONE_ROW_PARTS if name in one_row else _WRITE_PARTS)[name]})"
         for name in parts
     )
-    notify = "(SELECT pg_notify(:channel, '') WHERE CAST(:notify AS boolean))"
+    # The row it returns: the notification, then (generic_checks) the caller's plan mode,
+    # then (one-row "changed") the count of sessions updated, last.
+    columns = ["(SELECT pg_notify(:channel, '') WHERE CAST(:notify AS boolean))"]
+    if generic_checks:
+        columns += [
+            "current_setting('plan_cache_mode')",
+            "set_config('plan_cache_mode', 'force_generic_plan', true)",
+        ]
     if end_probes:
-        notify += f", {END_PROBES}"
-    if not generic_checks:
-        return text(f"WITH {ctes}\nSELECT {notify}")
-    return text(
-        f"WITH {ctes}\nSELECT {notify}, current_setting('plan_cache_mode'),"
-        " set_config('plan_cache_mode', 'force_generic_plan', true)"
-    )
+        columns.append(END_PROBES)
+    if "changed" in parts and "changed" in one_row:  # its RETURNING (_session_parts)
+        columns.append("(SELECT count(*) FROM changed)")
+    return text(f"WITH {ctes}\nSELECT {', '.join(columns)}")
 
 
 # The foreign-key checks of the write (one per inserted message or session, PostgreSQL's
@@ -759,6 +767,8 @@ async def write(
             params = pg_params(user_id, writes, now_ms, one_row=one_row)
             stmt = _write_pg(parts, generic_checks, one_row, end_probes)
             [row] = await fetch_rows(conn, stmt, params)
+            if "changed" in one_row and writes.updated and row[-1] != len(writes.updated):
+                raise Raced(f"session {writes.updated[0].id} changed under the write")
             if generic_checks:
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
     else:
