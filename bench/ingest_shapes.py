@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import random
+import secrets
 import statistics
 import tempfile
 import time
@@ -209,10 +210,17 @@ def request_bodies(contacts: list[str], batch: list[Item]) -> list[MessageIn]:
             direction="inbound" if inbound else "outbound",
             timestamp=ts,
             content="hello there",
-            externalId=ids.new_id(),
+            externalId=random_external_id(),
         )
         for who, ts, inbound in batch
     ]
+
+
+def random_external_id() -> str:
+    """An externalId as channels send them (WhatsApp's, Twilio's: random), for ours and
+    the floor alike: not one of our ids, which begin with the time they were made and
+    would fill the externalId index in order."""
+    return secrets.token_urlsafe(15)  # 20 characters
 
 
 async def ours(
@@ -331,7 +339,10 @@ def floor_rows(shape: Shape, contacts: list[str], now_ms: int) -> FloorRows:
             keys.sort()
             for seg, new in _place(state.setdefault(cid, []), keys, timeout):
                 sessions.append(_session_row(seg, cid, timeout))
-                messages.extend((mid, cid, seg.id, direction, ts) for ts, mid, direction in new)
+                messages.extend(
+                    (mid, cid, seg.id, direction, ts, random_external_id())
+                    for ts, mid, direction in new
+                )
         out.contacts.append(new_contacts)
         out.sessions.append(sessions)
         out.messages.append(messages)
@@ -397,9 +408,9 @@ _FLOOR_PG = [
     """INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type,
            content, ts_ms, external_id, created_at_ms)
        SELECT $1, m.id, m.contact_id, m.session_id, m.direction, 'user', 'text',
-           'hello there', m.ts_ms, m.id, $2
-       FROM unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bigint[])
-           AS m(id, contact_id, session_id, direction, ts_ms)""",
+           'hello there', m.ts_ms, m.external_id, $2
+       FROM unnest($3::varchar[], $4::varchar[], $5::varchar[], $6::varchar[], $7::bigint[],
+           $8::varchar[]) AS m(id, contact_id, session_id, direction, ts_ms, external_id)""",
 ]
 
 
@@ -427,7 +438,7 @@ async def floor_pg(pool: Any, user_id: str, rows: FloorRows, b: int, now_ms: int
             await conn.execute(
                 _FLOOR_PG[1], user_id, now_ms, *_columns(rows.sessions[b], len(SESSION_COLUMNS))
             )
-        await conn.execute(_FLOOR_PG[2], user_id, now_ms, *_columns(rows.messages[b], 5))
+        await conn.execute(_FLOOR_PG[2], user_id, now_ms, *_columns(rows.messages[b], 6))
 
 
 _FLOOR_SQLITE = [
@@ -467,7 +478,7 @@ async def floor_sqlite(db: Database, user_id: str, rows: FloorRows, b: int, now_
         await sqlite_executemany(
             conn,
             _FLOOR_SQLITE[2],
-            [(user_id, m[0], m[1], m[2], m[3], m[4], m[0], now_ms) for m in rows.messages[b]],
+            [(user_id, m[0], m[1], m[2], m[3], m[4], m[5], now_ms) for m in rows.messages[b]],
         )
 
     await db.run_write(work)

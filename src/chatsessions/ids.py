@@ -1,12 +1,23 @@
-"""Random identifiers: 20-char base62 ids and ``csk_`` API keys."""
+"""Identifiers: 20-char base62 ids (the time they were made, then random) and ``csk_`` API
+keys (random)."""
 
 from __future__ import annotations
 
 import os
 import re
 import string
+import time
 
-__all__ = ["API_KEY_RE", "ID_RE", "IdSupply", "is_id", "new_api_key", "new_id", "new_ids"]
+__all__ = [
+    "API_KEY_RE",
+    "ID_RE",
+    "IdSupply",
+    "is_id",
+    "new_api_key",
+    "new_id",
+    "new_ids",
+    "time_prefix",
+]
 
 _ALPHABET = string.digits + string.ascii_uppercase + string.ascii_lowercase
 ID_RE = re.compile(r"^[0-9A-Za-z]{20}$")
@@ -33,17 +44,44 @@ def _base62(length: int) -> str:
     return chars[:length].decode("ascii")
 
 
+# An id is the millisecond it was made (8 base62 characters, most significant first, so
+# that byte order, the ids' collation, is time order; 62^8 ms reach the year 8888), then 12
+# random characters (about 71 bits). Why the time first: the primary keys are (user_id,
+# id), and random ids put each new message, session or contact on a random leaf page of
+# its table's primary key, so the pages a write dirties grew with the table (each a full
+# page image in the WAL after a checkpoint, and a read once the index outgrew the cache).
+# Ids made together land side by side, at the end of the tenant's range.
+_TIME_CHARS = 8
+_RANDOM_CHARS = 12
+
+
+def time_prefix(ms: int) -> str:
+    """The first characters of the ids made at ``ms`` (ms since the Unix epoch)."""
+    chars = []
+    for _ in range(_TIME_CHARS):
+        ms, digit = divmod(ms, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
 def new_id() -> str:
-    """A 20-char base62 id (about 119 bits of randomness), e.g. ``Yc3pQm0aZ8LrT1uVw2Xn``."""
-    return _base62(20)
+    """A 20-char base62 id: the millisecond it was made, then about 71 random bits, e.g.
+    ``0sQ3fJkL8Yc3pQm0aZ8L``. Ids made later sort after (byte order)."""
+    return time_prefix(_now_ms()) + _base62(_RANDOM_CHARS)
 
 
 def new_ids(count: int) -> list[str]:
     """``count`` ids as :func:`new_id` makes them, from one read of the CSPRNG: a read
     costs ~1.3 us whatever its size up to a few kB, more than the rest of an id (a
     1,000-message batch: 1.6 -> 0.2 ms)."""
-    chars = _base62(20 * count)
-    return [chars[i : i + 20] for i in range(0, 20 * count, 20)]
+    prefix = time_prefix(_now_ms())
+    size = _RANDOM_CHARS
+    chars = _base62(size * count)
+    return [prefix + chars[i : i + size] for i in range(0, size * count, size)]
 
 
 class IdSupply:
