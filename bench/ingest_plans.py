@@ -189,7 +189,8 @@ async def main() -> None:
         "Produced by `bench/ingest_plans.py`; each probe: 500 replayed externalIds and "
         "500 new messages over 300 contacts, as the routes run it: the lock and the reads "
         "under it in the probe phase (plans made once per connection, key probes only; "
-        "`db.PG_PROBES`), the rest with plans made for the values.\n",
+        "`db.PG_PROBES`) and, for a single message, its write too (one-row key probes and "
+        "inserts); the rest with plans made for the values.\n",
     ]
     for size in sizes:
         started = time.perf_counter()
