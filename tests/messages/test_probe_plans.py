@@ -17,9 +17,10 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]
 import orjson
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
 
+from chatsessions import tables
 from chatsessions.config import Settings
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import (
@@ -31,6 +32,7 @@ from chatsessions.db import (
     joined_numbers,
     migrate,
 )
+from chatsessions.exports import store as exports_store
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
@@ -441,3 +443,81 @@ async def test_after_a_load_outgrew_the_statistics_the_write_updates_a_session_b
                 assert [n["Node Type"] for n in scans].count("Tid Scan") == 1, scans
             else:
                 assert by_key is keeper, (one_row, scans)
+
+
+def _messages_indexes(plan: dict[str, Any]) -> set[str]:
+    """The indexes the plan reads ``messages`` through (no other access allowed)."""
+    used: set[str] = set()
+    for node in _nodes(plan):
+        if node.get("Relation Name") == "messages":
+            assert node["Node Type"] in {"Index Scan", "Index Only Scan"}, plan
+            used.add(node["Index Name"])
+    return used
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_a_sessions_messages_by_time_are_read_through_its_index_without_statistics(
+    backend_name: str,
+) -> None:
+    # A tenant grown to 11,000 messages over 300 contacts (a session each: one message a
+    # contact every 30 minutes) and never analysed (the service's ANALYZE off, autovacuum
+    # not come round). The read of the messages around late ones
+    # takes each session as an equality and the time as a range; the exports' time index
+    # (user_id, ts_ms) could serve that range too, and without statistics both looked like
+    # one row and the smaller one won: a scan of the tenant's messages of that time per
+    # session. That index is partial, on a predicate only the exports state (tables.py):
+    # planned for the values or generically, the read probes ix_messages_session_ts.
+    async with _fresh_database() as (database, conn):
+        database.statistics = StatisticsKeeper(None)
+        tenant = await create_tenant(database)
+        for batch in range(11):
+            await _store(
+                database,
+                tenant.user_id,
+                [
+                    _message(f"+1555300{n % 300:04d}", n, T0 - 10**8 + n * 6_000)
+                    for n in range(batch * 1000, batch * 1000 + 1000)
+                ],
+            )
+        assert (
+            await conn.fetchval(
+                "SELECT count(*) FROM pg_stats WHERE tablename IN ('messages', 'sessions')"
+            )
+            == 0
+        )  # never analysed
+        rows = await conn.fetch(
+            "SELECT id, start_ms, last_ms FROM sessions WHERE user_id = $1 ORDER BY id",
+            tenant.user_id,
+        )
+        assert len(rows) == 300
+        params = {
+            "user_id": tenant.user_id,
+            "ids": joined_ids([r["id"] for r in rows]),
+            "los": joined_numbers([(r["start_ms"] + r["last_ms"]) // 2 for r in rows]),
+            "his": joined_numbers([r["last_ms"] for r in rows]),
+        }
+        stmt = sessions_store._MESSAGE_KEYS_AROUND_PG
+        custom = (PG_INDEX_SCANS + "; SET LOCAL plan_cache_mode = force_custom_plan").lstrip("; ")
+        for plan in (
+            await _generic_plan(conn, stmt, params),
+            await explain_prepared(conn, stmt, params, custom),
+        ):
+            assert _messages_indexes(plan) == {"ix_messages_session_ts"}, plan
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_the_exports_window_is_read_through_the_time_index(backend_name: str) -> None:
+    # The exports' window states the time index's predicate, so PostgreSQL can read it
+    # through that index, with plans made for the values or generic ones.
+    async with _fresh_database() as (database, conn):
+        tenant = await create_tenant(database)
+        stmt = select(tables.messages.c.id).where(
+            *exports_store._window(tenant.user_id, T0 - 3_600_000, "all")
+        )
+        params = {"user_id_1": tenant.user_id, "ts_ms_1": T0 - 3_600_000}
+        settings = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; "
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            plan = await explain_prepared(
+                conn, stmt, params, settings + f"SET LOCAL plan_cache_mode = {mode}"
+            )
+            assert _messages_indexes(plan) == {"ix_messages_user_ts_exports"}, (mode, plan)

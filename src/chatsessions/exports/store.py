@@ -39,7 +39,8 @@ def _filter_condition(kind: str) -> Any:
 
 
 def _window(user_id: str, since_ms: int, kind: str) -> list[Any]:
-    conds: list[Any] = [m.user_id == user_id, m.ts_ms >= since_ms]
+    # EXPORT_WINDOW: what lets PostgreSQL read the window through the tenant's time index.
+    conds: list[Any] = [m.user_id == user_id, m.ts_ms >= since_ms, tables.EXPORT_WINDOW]
     extra = _filter_condition(kind)
     if extra is not None:
         conds.append(extra)
