@@ -162,20 +162,21 @@ async def ingest(
         lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
         ranges[cid] = (min(lo, msg.ts_ms), max(hi, msg.ts_ms))
         times.setdefault(cid, []).append(msg.ts_ms)
+    owing_since_ms = outbox.close_subscribers_since(subscriptions)
     # A single message to a known contact stays in the probe phase (db.PG_PROBES) up to
-    # its write, which is then planned once per connection (messages_store.write).
-    probes = len(items) == 1 and items[0].contact_id is not None
+    # its write, which is then planned once per connection (messages_store.write); the
+    # read of sessions owing a close, planned for its values, ends the phase itself.
+    probes = len(items) == 1 and items[0].contact_id is not None and owing_since_ms is None
     state = await messages_store.read_state(
         conn,
         user_id,
         # A contact created by this request has no sessions yet: nothing to read.
         ranges={cid: r for cid, r in ranges.items() if cid not in created},
         external_ids=[it.external_id for it in items if it.external_id is not None],
-        owing_since_ms=outbox.close_subscribers_since(subscriptions),
+        owing_since_ms=owing_since_ms,
         now_ms=now_ms,
         end_probes=not probes,
     )
-    probes = probes and outbox.close_subscribers_since(subscriptions) is None
     for cid in created:
         state.sessions[cid] = []
 
