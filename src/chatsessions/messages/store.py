@@ -752,7 +752,8 @@ async def write(
     round trip)."""
     if conn.dialect.name == "postgresql":
         parts = write_parts(writes)
-        end_probes = probes and bool(parts) and is_probes(parts, one_row_parts(writes))
+        one_row = one_row_parts(writes)
+        end_probes = probes and bool(parts) and is_probes(parts, one_row)
         if probes and not end_probes:  # e.g. a replay, which writes nothing
             await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
         if parts:
@@ -763,7 +764,6 @@ async def write(
                 + len(writes.outbox)
             )
             generic_checks = inserted >= _GENERIC_CHECKS_FROM
-            one_row = one_row_parts(writes)
             params = pg_params(user_id, writes, now_ms, one_row=one_row)
             stmt = _write_pg(parts, generic_checks, one_row, end_probes)
             [row] = await fetch_rows(conn, stmt, params)
