@@ -1,8 +1,10 @@
 """Ingest's probes do not rot: the plans PostgreSQL makes once per connection for the lock
 and the reads under it (generic plans, db.PG_PROBES) probe the key indexes on empty,
 never-analyzed tables, on statistics of one row per tenant (where every index of a tenant
-looks like one row) and on a tenant of thousands of messages; they never scan a table
-(nor a bitmap). And the phase ends where it should: the statements after it plan as before.
+looks like one row), on a tenant of thousands of messages, analysed or never analysed;
+they never scan a table (nor a bitmap). And the phase ends where it should: the
+statements after it plan as before. The statements planned for their values (a batch's
+write, the read around late messages) reach their rows by key in those states too.
 
 PostgreSQL only: generic plans and their settings are PostgreSQL's (SQLite plans each
 statement when it is prepared, from its own fixed rules).
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import fields, replace
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -36,8 +39,10 @@ from chatsessions.exports import store as exports_store
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.messages.store import MessageWrite, TrackedSession, Writes
 from chatsessions.planner_stats import StatisticsKeeper
 from chatsessions.sessions import store as sessions_store
+from chatsessions.sessions.figures import EMPTY as EMPTY_FIGURES
 from tests.conftest import (
     BACKENDS,
     T0,
@@ -57,6 +62,9 @@ EXPECTED = {
 }
 
 
+_SESSION_FIELDS = [f.name for f in fields(TrackedSession) if f.name in tables.sessions.c]
+
+
 def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
     yield plan
     for child in plan.get("Plans", []):
@@ -64,6 +72,8 @@ def _nodes(plan: dict[str, Any]) -> Iterator[dict[str, Any]]:
 
 
 def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -455,38 +465,44 @@ def _messages_indexes(plan: dict[str, Any]) -> set[str]:
     return used
 
 
+async def _grown_never_analysed(database: Database, conn: asyncpg.Connection) -> Any:
+    """A tenant grown to 11,000 messages over 300 contacts (a session each: one message a
+    contact every 30 minutes) and never analysed (the service's ANALYZE off, autovacuum
+    not come round)."""
+    database.statistics = StatisticsKeeper(None)
+    tenant = await create_tenant(database)
+    for batch in range(11):
+        await _store(
+            database,
+            tenant.user_id,
+            [
+                _message(f"+1555300{n % 300:04d}", n, T0 - 10**8 + n * 6_000)
+                for n in range(batch * 1000, batch * 1000 + 1000)
+            ],
+        )
+    assert (
+        await conn.fetchval(
+            "SELECT count(*) FROM pg_stats WHERE tablename IN ('messages', 'sessions')"
+        )
+        == 0
+    )  # never analysed
+    return tenant
+
+
 @pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
 async def test_a_sessions_messages_by_time_are_read_through_its_index_without_statistics(
     backend_name: str,
 ) -> None:
-    # A tenant grown to 11,000 messages over 300 contacts (a session each: one message a
-    # contact every 30 minutes) and never analysed (the service's ANALYZE off, autovacuum
-    # not come round). The read of the messages around late ones
-    # takes each session as an equality and the time as a range; the exports' time index
+    # A tenant grown and never analysed (_grown_never_analysed). The read of the messages
+    # around late ones takes each session as an equality and the time as a range; the exports' time index
     # (user_id, ts_ms) could serve that range too, and without statistics both looked like
     # one row and the smaller one won: a scan of the tenant's messages of that time per
     # session. That index is partial, on a predicate only the exports state (tables.py):
     # planned for the values or generically, the read probes ix_messages_session_ts.
     async with _fresh_database() as (database, conn):
-        database.statistics = StatisticsKeeper(None)
-        tenant = await create_tenant(database)
-        for batch in range(11):
-            await _store(
-                database,
-                tenant.user_id,
-                [
-                    _message(f"+1555300{n % 300:04d}", n, T0 - 10**8 + n * 6_000)
-                    for n in range(batch * 1000, batch * 1000 + 1000)
-                ],
-            )
-        assert (
-            await conn.fetchval(
-                "SELECT count(*) FROM pg_stats WHERE tablename IN ('messages', 'sessions')"
-            )
-            == 0
-        )  # never analysed
+        tenant = await _grown_never_analysed(database, conn)
         rows = await conn.fetch(
-            "SELECT id, start_ms, last_ms FROM sessions WHERE user_id = $1 ORDER BY id",
+            "SELECT id, contact_id, start_ms, last_ms FROM sessions WHERE user_id = $1 ORDER BY id",
             tenant.user_id,
         )
         assert len(rows) == 300
@@ -503,6 +519,9 @@ async def test_a_sessions_messages_by_time_are_read_through_its_index_without_st
             await explain_prepared(conn, stmt, params, custom),
         ):
             assert _messages_indexes(plan) == {"ix_messages_session_ts"}, plan
+        # Every probe of the phase, the lock and the single message's write included,
+        # still probes the key indexes in this state.
+        await _check(conn, tenant.user_id, sorted(r["contact_id"] for r in rows[:3]), keys=True)
 
 
 @pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
@@ -521,3 +540,75 @@ async def test_the_exports_window_is_read_through_the_time_index(backend_name: s
                 conn, stmt, params, settings + f"SET LOCAL plan_cache_mode = {mode}"
             )
             assert _messages_indexes(plan) == {"ix_messages_user_ts_exports"}, (mode, plan)
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_without_statistics_the_batch_write_reaches_its_rows_by_key(
+    backend_name: str,
+) -> None:
+    # A batch's write (after the probe phase: planned for its values, sequential scans
+    # allowed, bitmaps not) on a tenant grown and never analysed: every part of it, a
+    # merge's deletion and moved messages, reassigned messages, sessions updated,
+    # inserted and marked, and new messages, reaches the rows it changes through a key,
+    # never by reading the tenant's sessions or messages.
+    async with _fresh_database() as (database, conn):
+        tenant = await _grown_never_analysed(database, conn)
+        rows = await conn.fetch(
+            "SELECT * FROM sessions WHERE user_id = $1 ORDER BY id LIMIT 4", tenant.user_id
+        )
+        kept = [
+            TrackedSession(**{f: r[f] for f in _SESSION_FIELDS}, figures=EMPTY_FIGURES)
+            for r in rows
+        ]
+        message_id = await conn.fetchval(
+            "SELECT id FROM messages WHERE user_id = $1 AND session_id = $2",
+            tenant.user_id,
+            kept[0].id,
+        )
+        new_session = replace(kept[3], id="n" * 20)
+        writes = Writes(
+            deleted=[kept[0].id],
+            moved=[(kept[0].id, kept[1].id)],
+            reassigned=[(message_id, kept[2].id)],
+            inserted=[new_session],
+            updated=[kept[1], kept[2]],
+            notified=[(kept[3].id, T0)],
+            messages=[
+                MessageWrite(
+                    f"{n}" * 20,
+                    kept[1].contact_id,
+                    kept[1].id,
+                    "inbound",
+                    "user",
+                    "text",
+                    "hi",
+                    None,
+                    T0,
+                    None,
+                )
+                for n in range(2)
+            ],
+        )
+        parts = messages_store.write_parts(writes)
+        assert set(parts) == {
+            "gone", "moved", "reassigned", "added", "changed", "marked", "inserted"
+        }  # fmt: skip
+        stmt = messages_store._write_pg(parts, False)
+        params = {
+            **messages_store.pg_params(tenant.user_id, writes, T0),
+            "channel": "c",
+            "notify": False,
+        }
+        custom = (PG_INDEX_SCANS + "; SET LOCAL plan_cache_mode = force_custom_plan").lstrip("; ")
+        plan = await explain_prepared(conn, stmt, params, custom)
+        reads = [
+            n
+            for n in _nodes(plan)
+            if n.get("Relation Name") in {"sessions", "messages"}
+            and n["Node Type"] != "ModifyTable"
+        ]
+        assert reads, plan
+        for node in reads:
+            assert node["Node Type"] in {"Index Scan", "Index Only Scan"}, (node, plan)
+            assert "Index Cond" in node and "user_id" in node["Index Cond"], node
+            assert "id" in node["Index Cond"].replace("user_id", ""), node
