@@ -460,7 +460,6 @@ async def read_state(
 # -- 3. write --------------------------------------------------------------------------------
 
 
-_JOINED = ("s_id", "s_contact", "m_id", "m_contact", "m_session", "m_direction")
 _NUMBERS = frozenset({"bigint", "int", "boolean"})  # columns sent joined (pg_joined_numbers)
 
 
@@ -490,7 +489,8 @@ _MESSAGE_PARAMS = tuple(
     }[name]
     for name in MessageWrite._fields
 )
-# SQL types of the message columns not sent as joined ids (_JOINED), for the rows (_rows).
+# SQL types of the message columns (the others, ids and the direction, are sent as joined
+# ids), for the rows (_rows).
 _MESSAGE_TYPES = {
     "m_role": "varchar", "m_type": "varchar", "m_content": "text", "m_media": "text",
     "m_ts": "bigint", "m_external": "varchar",
@@ -791,18 +791,50 @@ def _nulls_as_null(params: dict[str, Any]) -> dict[str, Any]:
 def pg_params(
     user_id: str, w: Writes, now_ms: int, *, one_row: frozenset[str] = frozenset()
 ) -> dict[str, Any]:
-    """The parameters of the PostgreSQL write statement for ``w`` (scalars for the
-    ``one_row`` parts)."""
-    sessions = [*w.inserted, *w.updated]
+    """The parameters of the PostgreSQL write statement for ``w``: those of the parts it
+    has (:func:`write_parts`; a single message's are two of ten), scalars for the
+    ``one_row`` parts."""
+    params: dict[str, Any] = {"user_id": user_id, "now_ms": now_ms}
+    # The notification's parameters (channel, notify) always: the statement selects it.
+    params.update(outbox.pg_params(w.outbox) if w.outbox else outbox.NO_NOTIFICATION)
+    if w.deleted:
+        params["gone"] = w.deleted
+    if w.moved:
+        params["move_from"] = [f for f, _ in w.moved]
+        params["move_to"] = [t for _, t in w.moved]
+    if w.reassigned:
+        params["r_id"] = [mid for mid, _ in w.reassigned]
+        params["r_session"] = [sid for _, sid in w.reassigned]
+    if w.notified:
+        params["n_id"] = [sid for sid, _ in w.notified]
+        params["n_mark"] = [mark for _, mark in w.notified]
+    if w.contacts:
+        params.update(contacts_store.insert_params(w.contacts, "nc_"))
+    columns: list[tuple[tuple[tuple[str, str | None], ...], bool]] = []
+    if w.inserted or w.updated:
+        params.update(_session_columns([*w.inserted, *w.updated], len(w.inserted)))
+        columns.append((_SESSION_PARAMS, "changed" in one_row))
+    if w.messages:
+        params.update(_message_columns(w.messages))
+        columns.append((_MESSAGE_ROW_PARAMS, "inserted" in one_row))
+    for names, one in columns:
+        for name, kind in names:
+            if one:
+                params[name] = params[name][0]
+            elif kind is None:
+                params[name] = joined_ids(params[name])  # one id: the id itself
+            elif kind in _NUMBERS:
+                params[name] = joined_numbers(params[name])
+            else:  # texts: role, type, content, media URL, externalId
+                params[name] = json_texts(params[name])
+    return _nulls_as_null(params)
+
+
+def _session_columns(sessions: list[TrackedSession], new: int) -> dict[str, list[Any]]:
+    """The session rows (the first ``new`` of them inserted, the rest updated) as one list
+    per column of :data:`_SESSION_PARAMS`."""
     figs = [_figures(x) for x in sessions]
-    params = {
-        "user_id": user_id,
-        "now_ms": now_ms,
-        "gone": w.deleted,
-        "move_from": [f for f, _ in w.moved],
-        "move_to": [t for _, t in w.moved],
-        "r_id": [mid for mid, _ in w.reassigned],
-        "r_session": [sid for _, sid in w.reassigned],
+    return {
         "s_id": [x.id for x in sessions],
         "s_contact": [x.contact_id for x in sessions],
         "s_start": [x.start_ms for x in sessions],
@@ -815,32 +847,13 @@ def pg_params(
         "s_out": [x.outbound_count for x in sessions],
         "s_created": [x.created_at_ms for x in sessions],
         "s_notified": [x.close_notified_ms for x in sessions],
-        "s_new": [True] * len(w.inserted) + [False] * len(w.updated),
+        "s_new": [True] * new + [False] * (len(sessions) - new),
         "s_first_in": [f.first_inbound_ms for f in figs],
         "s_first_resp": [f.first_response_ms for f in figs],
         "s_reply_sum": [f.reply_sum_ms for f in figs],
         "s_reply_count": [f.reply_count for f in figs],
         "s_waiting": [f.unanswered_since_ms for f in figs],
-        "n_id": [sid for sid, _ in w.notified],
-        "n_mark": [mark for _, mark in w.notified],
-        **_message_columns(w.messages),
-        **outbox.pg_params(w.outbox),
-        **contacts_store.insert_params(w.contacts, "nc_"),
     }
-    for name in _JOINED:
-        params[name] = joined_ids(params[name])  # one id: the id itself
-    for columns, part in ((_SESSION_PARAMS, "changed"), (_MESSAGE_ROW_PARAMS, "inserted")):
-        one = part in one_row
-        for name, kind in columns:
-            if kind is None:
-                continue
-            if one:
-                params[name] = params[name][0]
-            elif kind in _NUMBERS:
-                params[name] = joined_numbers(params[name])
-            else:  # texts: role, type, content, media URL, externalId
-                params[name] = json_texts(params[name])
-    return _nulls_as_null(params)
 
 
 def _message_columns(messages: list[MessageWrite]) -> dict[str, list[Any]]:

@@ -12,8 +12,9 @@ owes the announcement of its close by silence (:func:`owes_close`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ __all__ = [
     "EVENT_TYPES",
     "MERGED",
     "NOTIFY_CHANNEL",
+    "NO_NOTIFICATION",
     "OPENED",
     "PG_PARTS",
     "RECEIVED",
@@ -218,6 +220,10 @@ def pg_parts(rows: Sequence[OutboxWrite]) -> tuple[str, ...]:
     if not rows:
         return ()
     return ("events", "deliveries") if any(r.endpoint_ids for r in rows) else ("events",)
+
+
+NO_NOTIFICATION: Mapping[str, Any] = MappingProxyType({"channel": NOTIFY_CHANNEL, "notify": False})
+"""What :func:`pg_params` gives of the notification for no rows: none sent."""
 
 
 def pg_params(rows: Sequence[OutboxWrite]) -> dict[str, Any]:
