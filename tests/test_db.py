@@ -7,6 +7,7 @@ import sqlite3
 import threading
 from typing import Any
 
+import aiosqlite
 import pytest
 from sqlalchemy import event, func, select, text
 
@@ -18,6 +19,7 @@ from chatsessions.db import Database, fetch_rows, sent_ahead, sqlite_executemany
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
 from tests.conftest import BACKENDS, PG_ADMIN_URL, T0, Tenant
+from tests.polling import wait_until
 
 _PLAN_MODE = text("SELECT current_setting('plan_cache_mode')")
 
@@ -241,6 +243,51 @@ async def test_sqlite_a_write_waiting_for_the_lock_leaves_the_loop_running(
         assert not write.done()
         blocker.execute("COMMIT")
         assert await asyncio.wait_for(write, timeout=60) == [(1,)]
+    finally:
+        blocker.close()
+        await database.dispose()
+
+
+async def test_sqlite_a_write_cancelled_while_its_begin_waits_leaves_no_transaction_behind(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN IMMEDIATE runs on aiosqlite's thread to its end whatever happens to the task
+    that sent it. A write cancelled while its BEGIN waits for the lock (a worker stopped
+    mid-write on a busy machine) must not give its connection back to the pool with the
+    transaction that BEGIN opens once the lock is free: the next writers would find the
+    database locked, and the next write on that connection a transaction already begun."""
+    path = tmp_path / "cancelled.db"
+    database = Database(Settings(database_url=f"sqlite:///{path}", database_busy_timeout=30))
+
+    async def work(conn: Any) -> list[Any]:
+        return list(await fetch_rows(conn, "SELECT 1", {}))
+
+    await database.run_write(work)  # the file exists, in WAL mode, before the blocker opens it
+    beginning = threading.Event()
+    execute = aiosqlite.Connection.execute
+
+    def noting_begin(self: aiosqlite.Connection, sql: str, *args: Any) -> Any:
+        # Called where the BEGIN is put on aiosqlite's queue: once it has been, the write
+        # task waits for it at its next yield.
+        if sql == "BEGIN IMMEDIATE":
+            beginning.set()
+        return execute(self, sql, *args)
+
+    monkeypatch.setattr(aiosqlite.Connection, "execute", noting_begin)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(database.run_write(work))
+        await wait_until(beginning.is_set, what="the write to send its BEGIN")
+        write.cancel()
+        blocker.execute("COMMIT")  # the waiting BEGIN IMMEDIATE now takes the lock
+        with pytest.raises(asyncio.CancelledError):
+            await write
+        # Every connection of the pool writes again: none holds a transaction or the lock.
+        writes = [database.run_write(work) for _ in range(database.settings.database_pool_size)]
+        assert await asyncio.wait_for(asyncio.gather(*writes), timeout=60) == [[(1,)]] * len(writes)
+        blocker.execute("BEGIN IMMEDIATE")  # and no connection of ours holds the lock
+        blocker.execute("COMMIT")
     finally:
         blocker.close()
         await database.dispose()

@@ -102,6 +102,10 @@ def create_engine_for(settings: Settings, *, autocommit: bool = False) -> AsyncE
     )
 
 
+_BEGIN_IN_FLIGHT = "chatsessions_begin_in_flight"
+"""Key of a pooled SQLite connection's ``info``: its BEGIN was sent and has not returned."""
+
+
 def _install_sqlite_hooks(
     engine: AsyncEngine, *, busy_timeout_ms: int, wal_autocheckpoint: int
 ) -> None:
@@ -127,14 +131,26 @@ def _install_sqlite_hooks(
         begin = (
             "BEGIN IMMEDIATE" if conn.get_execution_options().get("sqlite_immediate") else "BEGIN"
         )
-        conn.connection.dbapi_connection.run_async(lambda driver: driver.execute(begin))
+        pooled = conn.connection
+        # Cleared once BEGIN has returned. A task cancelled while it waits (BEGIN IMMEDIATE
+        # waits for the write lock) leaves it set: the BEGIN still runs on aiosqlite's
+        # thread, to its end, and opens a transaction after the connection is given back.
+        pooled.info[_BEGIN_IN_FLIGHT] = True
+        pooled.dbapi_connection.run_async(lambda driver: driver.execute(begin))
+        pooled.info[_BEGIN_IN_FLIGHT] = False
 
     # Instead of the pool's rollback of every connection it gets back (one more hop per
     # committed write): a rollback only of a connection still in a transaction (one whose
-    # Connection did not end it, e.g. after a failed rollback while cancelled).
+    # Connection did not end it, e.g. after a failed rollback while cancelled) or whose
+    # BEGIN may still be running. That ROLLBACK is queued on aiosqlite's thread behind the
+    # BEGIN, before the connection is back in the pool: it ends what the BEGIN opens (a
+    # no-op if the BEGIN failed), and the next user of the connection finds none.
     @event.listens_for(engine.sync_engine.pool, "reset")
-    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
-        if reset_state.asyncio_safe and dbapi_connection.driver_connection.in_transaction:
+    def _on_reset(dbapi_connection: Any, record: Any, reset_state: Any) -> None:
+        if not reset_state.asyncio_safe:
+            return
+        in_flight = record is not None and record.info.pop(_BEGIN_IN_FLIGHT, False)
+        if in_flight or dbapi_connection.driver_connection.in_transaction:
             dbapi_connection.rollback()
 
 
