@@ -81,6 +81,7 @@ bench: install-dev
 	$(BIN)/python bench/run.py --scale $(SCALE) $(BENCH_ARGS)
 	$(BIN)/python bench/import_bench.py
 	$(BIN)/python bench/late_message.py
+	$(BIN)/python bench/single_message.py
 	$(BIN)/python bench/channels_bench.py
 	$(BIN)/python bench/analytics_bench.py --scale $(SCALE)
 
