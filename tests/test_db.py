@@ -8,6 +8,7 @@ import threading
 from typing import Any
 
 import aiosqlite
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import event, func, select, text
 
@@ -128,6 +129,52 @@ async def test_generic_plans_hold_inside_their_transaction_only(backend_name: st
     assert inside == "force_generic_plan"
     # The connection's own setting (custom plans, for the listing) is back after it.
     assert ordinary == afterwards == "force_custom_plan"
+
+
+_SEQSCAN = text("SELECT current_setting('enable_seqscan')")
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+@pytest.mark.parametrize("cancelled", ["after BEGIN", "at COMMIT"])
+async def test_a_write_cancelled_at_its_begin_or_commit_leaves_no_transaction_in_the_pool(
+    backend_name: str, cancelled: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task cancelled once its BEGIN has run on the server (the reply not yet read), or
+    at its COMMIT, must not give its connection back to the pool inside that transaction:
+    the next request on it would run in it, under the ingest's plan settings (sequential
+    scans off), and its writes would wait for a COMMIT that nobody sends. The connection
+    is closed instead (its state is unknown) and the pool opens another."""
+    database = Database(
+        Settings(database_url=PG_ADMIN_URL, database_pool_size=1, database_max_overflow=0)
+    )
+    execute = asyncpg.Connection.execute
+    armed = True
+
+    async def cancelled_on_the_way(self: asyncpg.Connection, sql: str, *args: Any) -> Any:
+        # Fault injected on progress: the cancellation arrives exactly there.
+        if armed and cancelled == "after BEGIN" and sql.startswith("BEGIN"):
+            await execute(self, sql, *args)
+            raise asyncio.CancelledError
+        if armed and cancelled == "at COMMIT" and sql == "COMMIT":
+            raise asyncio.CancelledError
+        return await execute(self, sql, *args)
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", cancelled_on_the_way)
+
+    async def seqscan(conn: Any) -> str:
+        return str((await fetch_rows(conn, _SEQSCAN, {}))[0][0])
+
+    try:
+        with pytest.raises(asyncio.CancelledError):
+            await database.run_write(seqscan, index_scans=True, probe_plans=True)
+        armed = False
+        async with database.read() as conn:  # the pool's one connection
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert not driver.is_in_transaction()
+            assert await seqscan(conn) == "on"
+        assert await database.run_write(seqscan) == "on"
+    finally:
+        await database.dispose()
 
 
 _BITMAP = text("SELECT current_setting('enable_bitmapscan')")

@@ -423,10 +423,17 @@ async def _driver_transaction(conn: AsyncConnection, begin: str) -> AsyncIterato
         if not _is_server_error(exc):
             _retire_connections(conn, fairy, exc)
         raise
+    except BaseException as exc:
+        # Cancelled: the BEGIN may have run, and the pool would give the connection to the
+        # next request inside this transaction (its plan settings too). Its state is
+        # unknown: this connection only is closed.
+        fairy.invalidate(exc)
+        raise
     try:
         yield
     except BaseException as exc:
-        with contextlib.suppress(Exception):
+        # A ROLLBACK that fails or is cancelled again leaves the checks below to decide.
+        with contextlib.suppress(BaseException):
             await driver.execute("ROLLBACK")
         if driver.is_closed():
             _retire_connections(conn, fairy, exc)
@@ -440,6 +447,9 @@ async def _driver_transaction(conn: AsyncConnection, begin: str) -> AsyncIterato
             _retire_connections(conn, fairy, exc)
         elif driver.is_in_transaction():
             fairy.invalidate(exc)
+        raise
+    except BaseException as exc:  # cancelled at COMMIT: committed or not, unacknowledged
+        fairy.invalidate(exc)
         raise
 
 
