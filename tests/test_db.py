@@ -177,6 +177,29 @@ async def test_a_write_cancelled_at_its_begin_or_commit_leaves_no_transaction_in
         await database.dispose()
 
 
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_a_connection_given_back_in_a_driver_transaction_is_rolled_back(
+    backend_name: str,
+) -> None:
+    """The pool's transactions are the driver's, which SQLAlchemy's reset on return does
+    not see: a connection given back in one (a path that missed its end) is rolled back,
+    its SET LOCALs with it, before the next request gets it."""
+    database = Database(
+        Settings(database_url=PG_ADMIN_URL, database_pool_size=1, database_max_overflow=0)
+    )
+    try:
+        async with database.read() as conn:
+            driver = (await conn.get_raw_connection()).driver_connection
+            await driver.execute("BEGIN; SET LOCAL enable_seqscan = off")
+            assert driver.is_in_transaction()
+        async with database.read() as conn:  # the pool's one connection, the same one
+            assert (await conn.get_raw_connection()).driver_connection is driver
+            assert not driver.is_in_transaction()
+            assert str((await fetch_rows(conn, _SEQSCAN, {}))[0][0]) == "on"
+    finally:
+        await database.dispose()
+
+
 _BITMAP = text("SELECT current_setting('enable_bitmapscan')")
 
 

@@ -77,7 +77,7 @@ def create_engine_for(settings: Settings, *, autocommit: bool = False) -> AsyncE
             wal_autocheckpoint=settings.sqlite_wal_autocheckpoint,
         )
         return engine
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         hide_parameters=True,  # error logs must never show user ids or other values
         **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
@@ -100,6 +100,22 @@ def create_engine_for(settings: Settings, *, autocommit: bool = False) -> AsyncE
             },
         },
     )
+    if autocommit:
+        _install_pg_hooks(engine)
+    return engine
+
+
+def _install_pg_hooks(engine: AsyncEngine) -> None:
+    # In autocommit every transaction is the driver's (_driver_transaction), which
+    # SQLAlchemy's reset on return does not see. One given back still open (a path that
+    # missed its end) is rolled back here, its SET LOCALs with it: the next request on the
+    # connection never runs inside it. Reading the flag costs nothing on the way back.
+    @event.listens_for(engine.sync_engine.pool, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, reset_state: Any) -> None:
+        if reset_state.asyncio_safe and dbapi_connection.driver_connection.is_in_transaction():
+            # Fails if the driver is still busy (cancelled mid-statement): the pool then
+            # closes the connection instead.
+            dbapi_connection.run_async(lambda driver: driver.execute("ROLLBACK"))
 
 
 _BEGIN_IN_FLIGHT = "chatsessions_begin_in_flight"
