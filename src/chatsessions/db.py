@@ -479,11 +479,10 @@ class Database:
         # is begun and ended on the driver (_driver_transaction).
         self.engine = create_engine_for(settings, autocommit=True)
         self.is_sqlite = settings.is_sqlite
-        self._autocommit_engine = self.engine
         self._sqlite_write_lock = asyncio.Lock()
         self._secret: bytes | None = None
         self.statistics = StatisticsKeeper(
-            None if self.is_sqlite or not settings.analyze_after_loads else self._autocommit_engine
+            None if self.is_sqlite or not settings.analyze_after_loads else self.engine
         )
         """Told what ingest wrote; ANALYZE after large loads (``planner_stats``)."""
 
@@ -502,7 +501,7 @@ class Database:
         that e.g. a page of sessions and their messages agree even if a merge commits
         between them.
         """
-        async with self._autocommit_engine.connect() as conn:
+        async with self.engine.connect() as conn:
             if not snapshot:
                 yield conn
                 return
@@ -577,7 +576,7 @@ class Database:
                     yield conn
                 return
             async with (
-                self._autocommit_engine.connect() as own,
+                self.engine.connect() as own,
                 _driver_transaction(own, begin),
             ):
                 yield own
