@@ -102,6 +102,11 @@ async def explain_prepared(
     return plan
 
 
+_CUSTOM_PLANS = (PG_INDEX_SCANS + "; SET LOCAL plan_cache_mode = force_custom_plan").lstrip("; ")
+"""What an ingest transaction plans with after its probe phase: plans made for the values,
+no bitmap scans."""
+
+
 async def _generic_plan(
     conn: asyncpg.Connection, stmt: Any, params: dict[str, Any]
 ) -> dict[str, Any]:
@@ -494,10 +499,10 @@ async def test_a_sessions_messages_by_time_are_read_through_its_index_without_st
     backend_name: str,
 ) -> None:
     # A tenant grown and never analysed (_grown_never_analysed). The read of the messages
-    # around late ones takes each session as an equality and the time as a range; the exports' time index
-    # (user_id, ts_ms) could serve that range too, and without statistics both looked like
-    # one row and the smaller one won: a scan of the tenant's messages of that time per
-    # session. That index is partial, on a predicate only the exports state (tables.py):
+    # around late ones takes each session as an equality and the time as a range; the
+    # exports' time index (user_id, ts_ms) could serve that range too, and without
+    # statistics both looked like one row and the smaller one won: a scan of the tenant's
+    # messages of that time per session. That index is partial, on a predicate only the exports state (tables.py):
     # planned for the values or generically, the read probes ix_messages_session_ts.
     async with _fresh_database() as (database, conn):
         tenant = await _grown_never_analysed(database, conn)
@@ -513,10 +518,9 @@ async def test_a_sessions_messages_by_time_are_read_through_its_index_without_st
             "his": joined_numbers([r["last_ms"] for r in rows]),
         }
         stmt = sessions_store._MESSAGE_KEYS_AROUND_PG
-        custom = (PG_INDEX_SCANS + "; SET LOCAL plan_cache_mode = force_custom_plan").lstrip("; ")
         for plan in (
             await _generic_plan(conn, stmt, params),
-            await explain_prepared(conn, stmt, params, custom),
+            await explain_prepared(conn, stmt, params, _CUSTOM_PLANS),
         ):
             assert _messages_indexes(plan) == {"ix_messages_session_ts"}, plan
         # Every probe of the phase, the lock and the single message's write included,
@@ -599,8 +603,7 @@ async def test_without_statistics_the_batch_write_reaches_its_rows_by_key(
             "channel": "c",
             "notify": False,
         }
-        custom = (PG_INDEX_SCANS + "; SET LOCAL plan_cache_mode = force_custom_plan").lstrip("; ")
-        plan = await explain_prepared(conn, stmt, params, custom)
+        plan = await explain_prepared(conn, stmt, params, _CUSTOM_PLANS)
         reads = [
             n
             for n in _nodes(plan)
