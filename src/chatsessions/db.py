@@ -34,7 +34,15 @@ from chatsessions import tables
 from chatsessions.config import Settings
 from chatsessions.planner_stats import StatisticsKeeper
 
-__all__ = ["Database", "fetch_rows", "insert_for", "is_unavailable", "migrate", "sqlite_fetch"]
+__all__ = [
+    "Database",
+    "fetch_rows",
+    "insert_for",
+    "is_race",
+    "is_unavailable",
+    "migrate",
+    "sqlite_fetch",
+]
 
 T = TypeVar("T")
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -48,14 +56,21 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(database)
 
 
-def create_engine_for(settings: Settings, *, autocommit: bool = False) -> AsyncEngine:
+def create_engine_for(
+    settings: Settings, *, autocommit: bool = False, probes: bool = False
+) -> AsyncEngine:
     """Build the async engine for the configured backend, with its connection settings.
 
     ``autocommit`` (PostgreSQL): every pooled connection is in autocommit, for the
     service's :class:`Database`, whose transactions are the driver's (BEGIN and COMMIT of
     its own, ``_driver_transaction``). Set once on the connection instead of at every
     checkout (``execution_options``), which cost ~0.04 ms of CPU a checkout, set and reset
-    (bench/findings.md, fifteenth round). Migrations keep SQLAlchemy's transactions."""
+    (bench/findings.md, fifteenth round). Migrations keep SQLAlchemy's transactions.
+
+    ``probes`` (PostgreSQL, with ``autocommit``): the connections' own settings are those
+    of the probe phase (:data:`PG_PROBES`: generic plans, no sequential or bitmap scans),
+    for statements made of key probes that run outside a transaction, where a SET LOCAL
+    would last one statement (:meth:`Database.read` with ``probes=True``)."""
     url = settings.async_database_url
     if url.startswith("sqlite"):
         path = _sqlite_path(url)
@@ -97,12 +112,22 @@ def create_engine_for(settings: Settings, *, autocommit: bool = False) -> AsyncE
                 # join reads every contact of a big tenant (27 ms instead of 0.5 ms at 1M
                 # sessions, docs/performance.md). Planning per execution costs ~0.1 ms.
                 "plan_cache_mode": "force_custom_plan",
+                **(_PROBE_SETTINGS if probes else {}),
             },
         },
     )
     if autocommit:
         _install_pg_hooks(engine)
     return engine
+
+
+_PROBE_SETTINGS = {
+    "application_name": "chatsessions-probes",
+    "plan_cache_mode": "force_generic_plan",
+    "enable_seqscan": "off",
+    "enable_bitmapscan": "off",
+}
+"""The probe pool's connection settings (see :func:`create_engine_for`)."""
 
 
 def _install_pg_hooks(engine: AsyncEngine) -> None:
@@ -479,6 +504,12 @@ class Database:
         # is begun and ended on the driver (_driver_transaction).
         self.engine = create_engine_for(settings, autocommit=True)
         self.is_sqlite = settings.is_sqlite
+        # PostgreSQL: a second pool whose connections plan as the probe phase does, for
+        # the single message's route (its key lookup, its read and write without a
+        # transaction: messages.service.store_messages). None on SQLite.
+        self.probe_engine: AsyncEngine | None = (
+            None if self.is_sqlite else create_engine_for(settings, autocommit=True, probes=True)
+        )
         self._sqlite_write_lock = asyncio.Lock()
         self._secret: bytes | None = None
         self.statistics = StatisticsKeeper(
@@ -492,7 +523,9 @@ class Database:
         return "sqlite" if self.is_sqlite else "postgresql"
 
     @asynccontextmanager
-    async def read(self, *, snapshot: bool = False) -> AsyncIterator[AsyncConnection]:
+    async def read(
+        self, *, snapshot: bool = False, probes: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
         """A connection for reads.
 
         On PostgreSQL each statement runs on its own (autocommit: no BEGIN/ROLLBACK round
@@ -500,8 +533,15 @@ class Database:
         snapshot (REPEATABLE READ; a SQLite read transaction in WAL mode already does), so
         that e.g. a page of sessions and their messages agree even if a merge commits
         between them.
+
+        ``probes=True`` (PostgreSQL): from the probe pool, whose statements plan as in the
+        probe phase (generic plans, no sequential or bitmap scans): only for statements
+        written as key probes (tests/messages/test_probe_plans.py). A write transaction
+        on it (:meth:`write` with ``conn``) sets what it needs with SET LOCAL as on any
+        connection: ingest's plan settings are all explicit.
         """
-        async with self.engine.connect() as conn:
+        engine = self.probe_engine if probes and self.probe_engine is not None else self.engine
+        async with engine.connect() as conn:
             if not snapshot:
                 yield conn
                 return
@@ -608,7 +648,7 @@ class Database:
                 ) as tx:
                     return await work(tx)
             except Exception as exc:
-                if attempt == attempts - 1 or not _is_race(exc):
+                if attempt == attempts - 1 or not is_race(exc):
                     raise
             await asyncio.sleep(0.005 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -641,10 +681,16 @@ class Database:
         self._secret = (await self.run_write(load)).encode()
         return self._secret
 
+    def is_probe_connection(self, conn: AsyncConnection) -> bool:
+        """Whether ``conn`` is the probe pool's (:meth:`read` with ``probes=True``)."""
+        return self.probe_engine is not None and conn.engine is self.probe_engine
+
     async def dispose(self) -> None:
         """Finish the statistics check in flight and close every pooled connection."""
         await self.statistics.close()
         await self.engine.dispose()
+        if self.probe_engine is not None:
+            await self.probe_engine.dispose()
 
 
 def is_unavailable(exc: BaseException) -> bool:
@@ -672,7 +718,7 @@ class Raced(Exception):
     the transaction is retried (:meth:`Database.run_write`), as for a deadlock."""
 
 
-def _is_race(exc: BaseException) -> bool:
+def is_race(exc: BaseException) -> bool:
     """A unique violation, deadlock or serialisation failure (or :class:`Raced`): the
     retry sees the winner.
 

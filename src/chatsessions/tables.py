@@ -24,6 +24,7 @@ from sqlalchemy import (
     case,
     literal_column,
     or_,
+    text,
 )
 from sqlalchemy.sql.elements import Grouping
 
@@ -113,6 +114,11 @@ contacts = Table(
     Column("do_not_disturb", Boolean, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
+    # PostgreSQL: moved by every transaction that changes the contact's sessions or
+    # messages, under the contact's lock; a single message written without that lock
+    # commits only if it is unchanged since its read (messages.store.write_unlocked).
+    # SQLite (one writer at a time) leaves it at 0.
+    Column("write_seq", BigInteger, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("user_id", "id"),
     # SQLite: table constraints (its foreign-key checks read the parent's primary key
     # directly, and its planner prefers the index with more equalities). PostgreSQL: the

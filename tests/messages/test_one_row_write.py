@@ -121,8 +121,12 @@ async def test_one_row_writes_store_what_the_arrays_store(
 ) -> None:
     async with _fresh_database() as (database, conn):
         stored: list[Any] = []
-        for one_row in (True, False):
-            if not one_row:
+        # Single messages without the lock (their one-row guarded write), then under the
+        # lock in the one-row form, then in arrays: the same rows each time.
+        for path in ("unlocked", "one_row", "arrays"):
+            if path != "unlocked":
+                monkeypatch.setattr(service, "WRITE_SINGLES_UNLOCKED", False)
+            if path == "arrays":
                 monkeypatch.setattr(messages_store, "one_row_parts", lambda w: frozenset())
             tenant = await create_tenant(database)
             contact_id = "c" * 20
@@ -134,8 +138,8 @@ async def test_one_row_writes_store_what_the_arrays_store(
             )
             await _store_all(database, tenant.user_id, contact_id)
             stored.append(await _rows(conn, tenant.user_id))
-        one_row_rows, array_rows = stored
-        assert one_row_rows == array_rows
+        unlocked_rows, one_row_rows, array_rows = stored
+        assert unlocked_rows == one_row_rows == array_rows
         sessions, messages = one_row_rows
         assert len(messages) == 9  # ten items; the replay stored nothing
         assert len(sessions) == 3  # (0–100 merged by 60), 200, 399–400

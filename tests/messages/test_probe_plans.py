@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql
 
 from chatsessions import tables
 from chatsessions.config import Settings
+from chatsessions.contacts import store as contacts_store
 from chatsessions.contacts.schemas import ContactFields
 from chatsessions.db import (
     PG_INDEX_SCANS,
@@ -155,8 +156,28 @@ async def _check(
         # stays in the probe phase (messages_store.write(probes=True)).
         *(
             _single_write(parts, user_id, contact_ids[0])
-            for parts in (("changed", "inserted"), ("added", "inserted"))
+            for parts in (
+                ("changed", "inserted"),
+                ("added", "inserted"),
+                # with the move of the contacts' write_seq (every locked write's)
+                ("bumped", "changed", "inserted"),
+            )
         ),
+        (contacts_store._BUMP_PG, {"user_id": user_id, "ids": contact_ids}),
+        # A single message without the lock: its read and its guarded write, on the probe
+        # pool's connections (the same settings as the probe phase).
+        (
+            messages_store._READ_UNLOCKED_PG,
+            {
+                "user_id": user_id,
+                "contact_id": contact_ids[0],
+                "contact_ids": joined_ids(contact_ids[:1]),
+                "los": joined_numbers([T0]),
+                "his": joined_numbers([T0]),
+                "external_ids": orjson.dumps(["ext-1"]).decode(),
+            },
+        ),
+        *(_unlocked_write(part, user_id, contact_ids[0]) for part in ("changed", "added")),
     ]
     for stmt, params in statements:
         plan = await _generic_plan(conn, stmt, params)
@@ -177,13 +198,22 @@ def _single_write(
 ) -> tuple[Any, dict[str, Any]]:
     """The write statement of a single message (these parts, in their one-row forms, which
     messages_store.is_probes accepts) and parameters for it."""
-    assert messages_store.is_probes(parts, frozenset(parts))
-    stmt = messages_store._write_pg(parts, False, frozenset(parts))
+    one_row = frozenset(parts) - {"bumped"}  # the bump has no one-row form
+    assert messages_store.is_probes(parts, one_row)
+    stmt = messages_store._write_pg(parts, False, one_row)
     params: dict[str, Any] = {"user_id": user_id, "now_ms": T0, "channel": "c", "notify": False}
+    params["b_contacts"] = joined_ids([contact_id])
     for name, kind in (*messages_store._SESSION_PARAMS, *messages_store._MESSAGE_ROW_PARAMS):
         params[name] = {None: "x" * 20, "boolean": False, "bigint": T0, "int": 1}.get(kind, "t")
     params["s_contact"] = params["m_contact"] = contact_id
     return stmt, params
+
+
+def _unlocked_write(part: str, user_id: str, contact_id: str) -> tuple[Any, dict[str, Any]]:
+    """The guarded write of a single message without the lock, and parameters for it."""
+    _, params = _single_write((part, "inserted"), user_id, contact_id)
+    params.update(g_contact=contact_id, g_seen=3)
+    return messages_store._unlocked_write_pg(part), params
 
 
 async def _store(database: Database, user_id: str, messages: list[MessageIn]) -> None:

@@ -148,20 +148,24 @@ CurrentUser = Annotated[Caller, Depends(_authenticate_dependency)]
 
 
 @asynccontextmanager
-async def authenticated_read(request: Request) -> AsyncIterator[tuple[Caller, AsyncConnection]]:
+async def authenticated_read(
+    request: Request, *, probes: bool = False
+) -> AsyncIterator[tuple[Caller, AsyncConnection]]:
     """Authenticate the request and give a read connection (``db.read()``) for its work.
 
     One pool checkout serves both (a checkout costs about as much CPU as a statement),
     unless the rate limiter counts in the database: its write takes a connection of its
     own, and holding a second one meanwhile could exhaust the pool under load.
+    ``probes``: a connection of the probe pool (``db.read(probes=True)``; the lookup of
+    the credentials is a key probe too).
     """
     state = request.app.state
     db: Database = state.db
     limiter: RateLimiter | None = state.rate_limiter
     if limiter is not None and limiter.uses_database:
         caller = await authenticate(request)
-        async with db.read() as conn:
+        async with db.read(probes=probes) as conn:
             yield caller, conn
         return
-    async with db.read() as conn:
+    async with db.read(probes=probes) as conn:
         yield await authenticate(request, conn), conn

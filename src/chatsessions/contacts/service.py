@@ -292,7 +292,8 @@ async def update_contact(
 async def erase_contact(conn: AsyncConnection, *, user_id: str, contact_id: str) -> None:
     """Erase the contact with all its messages and sessions (404 when not the caller's)."""
     await get_owned_contact(conn, user_id=user_id, contact_id=contact_id)
-    await store.lock_contacts(conn, user_id, [contact_id])
+    # No write_seq to move: a write that read the contact before finds it gone.
+    await store.lock_contacts(conn, user_id, [contact_id], bump=False)
     await store.delete_contact(conn, user_id, contact_id)
 
 

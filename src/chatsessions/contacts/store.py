@@ -14,6 +14,7 @@ from chatsessions.db import fetch_rows, json_texts, pg_json_texts, sqlite_execut
 
 __all__ = [
     "ContactRow",
+    "bump_sql",
     "delete_contact",
     "find_contact_by",
     "find_contacts_by",
@@ -158,7 +159,9 @@ async def insert_contact(conn: AsyncConnection, values: Mapping[str, Any]) -> No
     await conn.execute(tables.contacts.insert().values(**values))
 
 
-_INSERT_COLUMNS = tuple(col.name for col in tables.contacts.columns)
+# Every column but write_seq, which a new contact starts at its default (0).
+_INSERTED = tuple(col for col in tables.contacts.columns if col.name != "write_seq")
+_INSERT_COLUMNS = tuple(col.name for col in _INSERTED)
 _INSERT_SQLITE = text(
     f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) "
     f"VALUES ({', '.join(':' + name for name in _INSERT_COLUMNS)})"
@@ -175,7 +178,7 @@ def _array_sql(column: Any, param: str) -> str:
     raise TypeError(f"contacts.{column.name}: no array type for {column.type}")
 
 
-_TEXT_COLUMNS = frozenset(c.name for c in tables.contacts.columns if isinstance(c.type, String))
+_TEXT_COLUMNS = frozenset(c.name for c in _INSERTED if isinstance(c.type, String))
 
 
 def insert_sql(prefix: str = "") -> str:
@@ -183,7 +186,7 @@ def insert_sql(prefix: str = "") -> str:
     named ``prefix`` + column (:func:`insert_params`): also a part of ingest's write."""
     return (
         f"INSERT INTO contacts ({', '.join(_INSERT_COLUMNS)}) SELECT * FROM unnest("
-        + ", ".join(_array_sql(col, prefix + col.name) for col in tables.contacts.columns)
+        + ", ".join(_array_sql(col, prefix + col.name) for col in _INSERTED)
         + ")"
     )
 
@@ -245,15 +248,26 @@ async def delete_contact(conn: AsyncConnection, user_id: str, contact_id: str) -
 
 
 async def lock_contacts(
-    conn: AsyncConnection, user_id: str, contact_ids: Iterable[str]
+    conn: AsyncConnection, user_id: str, contact_ids: Iterable[str], *, bump: bool = True
 ) -> set[str]:
     """Lock contacts for this transaction (PostgreSQL row locks, in id order to avoid
-    deadlocks; SQLite already holds the database write lock). Returns the ids that exist."""
+    deadlocks; SQLite already holds the database write lock). Returns the ids that exist.
+
+    ``bump`` (PostgreSQL): also move the contacts' ``write_seq`` (one more statement), as
+    every transaction that changes a contact's sessions must, so that a single message
+    written without the lock (``messages.store.write_unlocked``) that read them before
+    does not commit. False only where the transaction's own write moves it (ingest's) or
+    where it changes nothing of the sessions."""
     wanted = sorted(set(contact_ids))
     if not wanted:
         return set()
     if conn.dialect.name == "postgresql":
-        rows = await fetch_rows(conn, _LOCK_PG, {"user_id": user_id, "ids": wanted})
+        params = {"user_id": user_id, "ids": wanted}
+        rows = await fetch_rows(conn, _LOCK_PG, params)
+        if bump:
+            # A statement of its own: its snapshot, taken with the locks held, sees the
+            # rows' latest versions, which it updates by ctid (see BUMP_SQL).
+            await fetch_rows(conn, _BUMP_PG, params)
         return {row[0] for row in rows}
     stmt = select(c.id).where(c.user_id == user_id, c.id.in_(wanted)).order_by(c.id)
     return {row.id for row in await conn.execute(stmt)}
@@ -271,3 +285,24 @@ _LOCK_PG = text(
     ) AS c
     """
 )
+
+
+def bump_sql(ids: str) -> str:
+    """The PostgreSQL UPDATE that moves ``write_seq`` of the contacts whose ids are the SQL
+    array ``ids`` (found by one primary-key probe each, updated by ctid: a TID scan, no
+    index to choose). Only on contacts this transaction holds locked, in a statement begun
+    after the lock: its snapshot then sees their latest versions, which nobody else can
+    change meanwhile."""
+    return f"""
+        UPDATE contacts SET write_seq = write_seq + 1
+        WHERE ctid = ANY(ARRAY(
+            SELECT p.ctid FROM unnest({ids}) AS k(id) CROSS JOIN LATERAL (
+                SELECT ctid FROM contacts
+                WHERE user_id = :user_id AND id BETWEEN (k.id COLLATE "C") AND (k.id COLLATE "C")
+                ORDER BY id LIMIT 1
+            ) AS p
+        ))
+    """
+
+
+_BUMP_PG = text(bump_sql("CAST(:ids AS varchar[])"))

@@ -66,13 +66,15 @@ async def _caller_and_connection(
 ) -> AsyncIterator[tuple[Caller, AsyncConnection | None]]:
     """The caller, and on PostgreSQL the connection its credentials were looked up on, for
     the write to run on (one pool checkout per request; a checkout costs about as much CPU
-    as a statement). On SQLite None: a write takes the write lock on a connection of its
-    own, and holding a second one while waiting for the lock could exhaust the pool."""
+    as a statement): the probe pool's, on which a single message is read and written
+    without the contact's lock (``service.store_messages``). On SQLite None: a write takes
+    the write lock on a connection of its own, and holding a second one while waiting for
+    the lock could exhaust the pool."""
     db: Database = request.app.state.db
     if db.is_sqlite:
         yield await authenticate(request), None
         return
-    async with authenticated_read(request) as pair:
+    async with authenticated_read(request, probes=True) as pair:
         yield pair
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from chatsessions import ids, planner_stats
@@ -154,15 +156,11 @@ async def ingest(
     """
     contact_ids, new_contacts, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
     created = {row["id"] for row in new_contacts}
-    history = _history(loaded)
-    subscriptions = loaded.subscriptions
     ranges: dict[str, tuple[int, int]] = {}
-    times: dict[str, list[int]] = {}  # each contact's, in request order
     for msg, cid in zip(items, contact_ids, strict=True):
         lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
         ranges[cid] = (min(lo, msg.ts_ms), max(hi, msg.ts_ms))
-        times.setdefault(cid, []).append(msg.ts_ms)
-    owing_since_ms = outbox.close_subscribers_since(subscriptions)
+    owing_since_ms = outbox.close_subscribers_since(loaded.subscriptions)
     # A single message to a known contact stays in the probe phase (db.PG_PROBES) up to
     # its write, which is then planned once per connection (messages_store.write); the
     # read of sessions owing a close, planned for its values, ends the phase itself.
@@ -179,6 +177,84 @@ async def ingest(
     )
     for cid in created:
         state.sessions[cid] = []
+    placed = await _place(conn, user_id, items, contact_ids, loaded, state, now_ms)
+    # Every contact locked here may see its sessions change: their write_seq moves with
+    # the write (what a single message written without the lock checks, write_unlocked).
+    writes = Writes(contacts=new_contacts, bumped=sorted(set(state.sessions) - created))
+    placed.collect(writes)
+    # The answers are made while the write runs (they do not depend on its result), but
+    # for a few messages: a task costs more than it overlaps.
+    writing = messages_store.write(conn, user_id, writes, now_ms=now_ms, probes=probes)
+    if len(items) < ANSWER_WHILE_WRITING_FROM:
+        await writing
+        results = placed.results()
+    else:
+        async with sent_ahead(writing):
+            results = placed.results()
+    _count_writes(user_id, writes)
+    return results
+
+
+def _count_writes(user_id: str, writes: Writes) -> None:
+    planner_stats.count_writes(
+        user_id,
+        contacts=len(writes.contacts),
+        sessions=len(writes.inserted),
+        messages=len(writes.messages),
+    )
+
+
+@dataclass
+class _Placement:
+    """Where :func:`_place` put a request's messages: what to write and what to answer."""
+
+    items: list[NewMessage]
+    now_ms: int
+    contact_ids: list[str]
+    contacts: dict[str, ContactPlacement]
+    fresh: list[int]
+    placed: dict[int, tuple[str, Placed]]
+    replayed: dict[int, StoredExternal]
+    repeat_of: dict[int, int]
+
+    def collect(self, writes: Writes) -> None:
+        """Add the net result of every contact's placement to ``writes``."""
+        for placement in self.contacts.values():
+            placement.collect(writes)
+
+    def results(self) -> list[StoredMessage]:
+        """What the request answers, in request order."""
+        return _results(
+            self.items,
+            self.now_ms,
+            self.fresh,
+            self.placed,
+            self.contact_ids,
+            self.contacts,
+            self.replayed,
+            self.repeat_of,
+        )
+
+
+async def _place(
+    conn: AsyncConnection,
+    user_id: str,
+    items: list[NewMessage],
+    contact_ids: list[str],
+    loaded: Loaded,
+    state: messages_store.State,
+    now_ms: int,
+) -> _Placement:
+    """Apply the session rule to the request's messages, in request order, against the
+    state read (``state.sessions``: every contact of the request), emitting events for
+    ``loaded.subscriptions`` and settling the figures (reading the stored messages they
+    need on ``conn``): the one place of both paths of :func:`ingest` and
+    :func:`store_messages`."""
+    history = _history(loaded)
+    subscriptions = loaded.subscriptions
+    times: dict[str, list[int]] = {}  # each contact's, in request order
+    for msg, cid in zip(items, contact_ids, strict=True):
+        times.setdefault(cid, []).append(msg.ts_ms)
 
     # Replays: of a stored message, or of an earlier item of this request.
     first_of: dict[str, int] = {}
@@ -208,7 +284,7 @@ async def ingest(
     # read after (_settle_figures).
     guess: dict[str, tuple[int, int]] = {}
     for cid, sessions in state.sessions.items():
-        if sessions:
+        if sessions and cid in times:
             guess.update(figures_likely_wanted(sessions, times[cid], history))
     read_ahead: dict[str, list[tuple[int, str, str]]] = {}
     async with sent_ahead(
@@ -253,27 +329,7 @@ async def ingest(
         contacts.values(),
         read_ahead={sid: (guess[sid], read_ahead[sid]) for sid in read_ahead},
     )
-    writes = Writes(contacts=new_contacts)
-    for placement in contacts.values():
-        placement.collect(writes)
-    # The answers are made while the write runs (they do not depend on its result), but
-    # for a few messages: a task costs more than it overlaps.
-    writing = messages_store.write(conn, user_id, writes, now_ms=now_ms, probes=probes)
-    if len(items) < ANSWER_WHILE_WRITING_FROM:
-        await writing
-        results = _results(items, now_ms, fresh, placed, contact_ids, contacts, replayed, repeat_of)
-    else:
-        async with sent_ahead(writing):
-            results = _results(
-                items, now_ms, fresh, placed, contact_ids, contacts, replayed, repeat_of
-            )
-    planner_stats.count_writes(
-        user_id,
-        contacts=len(writes.contacts),
-        sessions=len(writes.inserted),
-        messages=len(writes.messages),
-    )
-    return results
+    return _Placement(items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of)
 
 
 def _results(
@@ -342,7 +398,89 @@ async def store_messages(
     async def work(tx: AsyncConnection) -> list[StoredMessage]:
         return await ingest(tx, user_id=user_id, items=items, now_ms=now_ms)
 
-    return await run_ingest_transaction(db, work, conn=conn)
+    if not _may_write_unlocked(db, items, conn):
+        return await run_ingest_transaction(db, work, conn=conn)
+    async with (
+        contextlib.nullcontext(conn) if conn is not None else db.read(probes=True)
+    ) as probe_conn:
+        assert probe_conn is not None
+        done = await _store_unlocked(db, probe_conn, user_id=user_id, item=items[0], now_ms=now_ms)
+        if done is not None:
+            return [done]
+        UNLOCKED_FALLBACKS.inc()
+        return await run_ingest_transaction(db, work, conn=probe_conn)
+
+
+UNLOCKED_WRITES = Counter(
+    "chatsessions_ingest_unlocked_total",
+    "Single messages stored without the contact's lock (read, then a guarded write)",
+)
+UNLOCKED_FALLBACKS = Counter(
+    "chatsessions_ingest_unlocked_fallbacks_total",
+    "Single messages that tried the unlocked path and were stored under the lock instead "
+    "(a concurrent writer, a tenant with endpoints, a write of more than one session)",
+)
+
+
+WRITE_SINGLES_UNLOCKED = True
+"""Whether :func:`store_messages` tries a single message without the contact's lock
+(PostgreSQL). Off only in tests that compare the paths."""
+
+
+def _may_write_unlocked(
+    db: Database, items: list[NewMessage], conn: AsyncConnection | None
+) -> bool:
+    """A single message to a known contact on PostgreSQL, on a probe pool connection (or
+    none: then one is taken; never a second connection beside the caller's)."""
+    return (
+        WRITE_SINGLES_UNLOCKED
+        and len(items) == 1
+        and items[0].contact_id is not None
+        and ids.is_id(items[0].contact_id)
+        and db.probe_engine is not None
+        and (conn is None or db.is_probe_connection(conn))
+    )
+
+
+async def _store_unlocked(
+    db: Database, conn: AsyncConnection, *, user_id: str, item: NewMessage, now_ms: int
+) -> StoredMessage | None:
+    """Store one message without the contact's lock, in two statements outside a
+    transaction (PostgreSQL): a read of what the rule needs, with the contact's
+    write_seq (``messages_store.read_unlocked``), then one write of the session and the
+    message that commits only if write_seq is unchanged (``write_unlocked``). A replay
+    writes nothing: it is answered from the read. None when the locked path must store it
+    (nothing was written): the contact is not found (its 404 comes from there), the
+    tenant has webhook endpoints (events, close announcements), the rule changes more
+    than one session (a merge, a re-cut, an absorbed session), or the guard failed.
+
+    The rule, the figures and the answers are :func:`_place`'s, as under the lock: the
+    two paths differ only in how they read and write."""
+    assert item.contact_id is not None
+    read = await messages_store.read_unlocked(
+        conn, user_id, contact_id=item.contact_id, ts_ms=item.ts_ms, external_id=item.external_id
+    )
+    if read is None or read.has_endpoints:
+        return None
+    placed = await _place(conn, user_id, [item], [item.contact_id], read.loaded, read.state, now_ms)
+    writes = Writes()
+    placed.collect(writes)
+    if not placed.fresh:  # a replay: nothing to write
+        UNLOCKED_WRITES.inc()
+        return placed.results()[0]
+    if messages_store.unlocked_session_part(writes) is None:
+        return None
+    tally = planner_stats.WriteTally()
+    with planner_stats.tallying(tally):
+        written = await messages_store.write_unlocked(
+            conn, user_id, writes, contact_id=item.contact_id, seen=read.write_seq, now_ms=now_ms
+        )
+        if not written:
+            return None
+        _count_writes(user_id, writes)
+    db.statistics.wrote(tally)
+    UNLOCKED_WRITES.inc()
+    return placed.results()[0]
 
 
 async def run_ingest_transaction(
@@ -488,7 +626,8 @@ async def _resolve_contacts(
         resolved.append(contact.id)
     # Found-by-identifier contacts are locked too; created ones are ours until commit.
     inline = set(resolved) - loaded.locked
-    await contacts_store.lock_contacts(conn, user_id, inline - created)
+    # The write moves their write_seq (with the other contacts'): no bump here.
+    await contacts_store.lock_contacts(conn, user_id, inline - created, bump=False)
     if inline and loaded.subscriptions:
         found_inline = sorted(inline - created)
         loaded.contacts.update(await messages_store.contact_fields(conn, user_id, found_inline))

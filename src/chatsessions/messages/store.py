@@ -37,6 +37,7 @@ from chatsessions.db import (
     END_PROBES,
     Raced,
     fetch_rows,
+    is_race,
     joined_ids,
     joined_numbers,
     json_texts,
@@ -56,12 +57,16 @@ __all__ = [
     "State",
     "StoredExternal",
     "TrackedSession",
+    "UnlockedRead",
     "Writes",
     "contact_fields",
     "lock_and_load",
     "read_state",
+    "read_unlocked",
+    "unlocked_session_part",
     "write",
     "write_parts",
+    "write_unlocked",
 ]
 
 
@@ -145,6 +150,10 @@ class Writes:
     notified: list[tuple[str, int]] = field(default_factory=list)  # (session id, mark)
     messages: list[MessageWrite] = field(default_factory=list)
     outbox: list[OutboxWrite] = field(default_factory=list)
+    # Contacts (locked by the transaction) whose write_seq the write moves, PostgreSQL:
+    # those whose sessions it may change (see write_unlocked). Moved only when the write
+    # writes something else.
+    bumped: list[str] = field(default_factory=list)
 
 
 _SESSION_COLS = (
@@ -457,6 +466,87 @@ async def read_state(
     return state
 
 
+# -- 1+2 without the lock: a single message's read (PostgreSQL) ----------------------------
+
+# What lock_and_load and read_state read, for one contact, in one statement of its own
+# (autocommit: one snapshot) and without the lock, with the contact's write_seq: the
+# guarded write (write_unlocked) commits only if that is unchanged, i.e. if no writer of
+# the contact committed since this snapshot. Key probes only, planned once per connection
+# of the probe pool (Database.read(probes=True); tests/messages/test_probe_plans.py). The
+# endpoints are only asked about: a tenant with some takes the locked path.
+_UNLOCKED_TAIL_PG = f"""
+    SELECT 4, k.id, NULL, k.write_seq, {", ".join(["NULL"] * 16)}
+    FROM (
+        SELECT id, write_seq FROM contacts WHERE user_id = :user_id
+          AND id BETWEEN CAST(:contact_id AS varchar) AND CAST(:contact_id AS varchar)
+        ORDER BY id LIMIT 1
+    ) AS k
+    UNION ALL
+    SELECT 5, NULL, NULL, effective_from_ms, timeout_ms, {", ".join(["NULL"] * 15)}
+    FROM timeout_changes WHERE user_id = :user_id
+    UNION ALL
+    SELECT 6, {", ".join(["NULL"] * 19)}
+    WHERE EXISTS (SELECT FROM webhook_endpoints WHERE user_id = :user_id AND enabled)
+"""
+_READ_UNLOCKED_PG = text(_AROUND_PG + "UNION ALL" + _EXTERNAL_PG + "UNION ALL" + _UNLOCKED_TAIL_PG)
+
+
+@dataclass
+class UnlockedRead:
+    """What :func:`read_unlocked` read: the contact's write_seq, what the rule needs of
+    the tenant (``loaded``: no contact fields, no endpoints) and the contact's state."""
+
+    write_seq: int
+    loaded: Loaded
+    state: State
+    has_endpoints: bool
+
+
+async def read_unlocked(
+    conn: AsyncConnection,
+    user_id: str,
+    *,
+    contact_id: str,
+    ts_ms: int,
+    external_id: str | None,
+) -> UnlockedRead | None:
+    """One statement, no lock, no transaction (PostgreSQL, a probe pool connection): the
+    contact's write_seq, the tenant's timeout history and whether it has endpoints, the
+    contact's sessions around ``ts_ms`` and the stored message with ``external_id``.
+    None when the contact is not found."""
+    params = {
+        "user_id": user_id,
+        "contact_id": contact_id,
+        "contact_ids": joined_ids([contact_id]),
+        "los": joined_numbers([ts_ms]),
+        "his": joined_numbers([ts_ms]),
+        "external_ids": orjson.dumps([external_id] if external_id is not None else []).decode(),
+    }
+    state = State(sessions={contact_id: []})
+    loaded = Loaded({contact_id}, {}, [], [])
+    write_seq: int | None = None
+    has_endpoints = False
+    seen: set[str] = set()
+    for row in await fetch_rows(conn, _READ_UNLOCKED_PG, params):
+        kind = row[0]
+        if kind == 0:
+            if row[1] not in seen:
+                seen.add(row[1])
+                state.sessions[contact_id].append(_tracked(row[1:18]))
+        elif kind == 1:
+            state.external[row[18]] = StoredExternal(row[1], row[2], row[19], row[6], row[5])
+        elif kind == 4:
+            write_seq = row[3]
+        elif kind == 5:
+            loaded.timeout_changes.append((row[3], row[4]))
+        elif kind == 6:
+            has_endpoints = True
+    if write_seq is None:
+        return None
+    loaded.timeout_changes.sort()
+    return UnlockedRead(write_seq, loaded, state, has_endpoints)
+
+
 # -- 3. write --------------------------------------------------------------------------------
 
 
@@ -519,8 +609,11 @@ def _rows(params: tuple[tuple[str, str | None], ...], one_row: bool) -> str:
     return "unnest(" + ", ".join(arrays) + ")"
 
 
-def _session_parts(one_row: bool) -> dict[str, str]:
+def _session_parts(one_row: bool, guarded: bool = False) -> dict[str, str]:
     rows = f"{_rows(_SESSION_PARAMS, one_row)} AS {_SESSION_V}"
+    # guarded (write_unlocked): each part writes only if the statement's guard updated
+    # the contact (a one-time filter: the guard runs, and waits, first).
+    guard = " AND EXISTS (SELECT FROM guard)" if guarded else ""
     # One row: the session is found by a key probe (the probe idiom of read_state: only
     # the primary key gives "id BETWEEN v AND v ORDER BY id" without a sort) and updated
     # where the probe found it (a TID scan: no index to choose). "s.id = :s_id" left the
@@ -549,7 +642,7 @@ def _session_parts(one_row: bool) -> dict[str, str]:
             v.closed_at_ms, v.activity_ms, v.message_count, v.inbound_count, v.outbound_count,
             v.created_at_ms, :now_ms, v.close_notified_ms, v.first_inbound_ms,
             v.first_response_ms, v.reply_sum_ms, v.reply_count, v.unanswered_since_ms
-        FROM {rows} WHERE v.is_new
+        FROM {rows} WHERE v.is_new{guard}
     """,
         "changed": f"""
         UPDATE sessions AS s SET start_ms = v.start_ms, last_ms = v.last_ms,
@@ -561,18 +654,20 @@ def _session_parts(one_row: bool) -> dict[str, str]:
             reply_sum_ms = v.reply_sum_ms, reply_count = v.reply_count,
             unanswered_since_ms = v.unanswered_since_ms
         FROM {rows}
-        WHERE NOT v.is_new AND {where}{" RETURNING 1" if one_row else ""}
+        WHERE NOT v.is_new{guard} AND {where}{" RETURNING 1" if one_row else ""}
     """,
     }
 
 
-def _message_parts(one_row: bool) -> dict[str, str]:
+def _message_parts(one_row: bool, gate: str | None = None) -> dict[str, str]:
+    # gate (write_unlocked): the part whose row must have been written first.
+    gated = f" WHERE EXISTS (SELECT FROM {gate}) RETURNING 1" if gate else ""
     return {
         "inserted": f"""
         INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type,
             content, media_url, ts_ms, external_id, created_at_ms)
         SELECT :user_id, v.*, :now_ms
-        FROM {_rows(_MESSAGE_ROW_PARAMS, one_row)} AS v
+        FROM {_rows(_MESSAGE_ROW_PARAMS, one_row)} AS v{gated}
     """
     }
 
@@ -587,6 +682,7 @@ def _message_parts(one_row: bool) -> dict[str, str]:
 # The parts of sessions and of messages have a one-row form (_rows) for a request that
 # writes one session or one message (a single message writes one of each).
 _WRITE_PARTS = {
+    "bumped": contacts_store.bump_sql(pg_joined_ids("b_contacts")),
     "contacts": contacts_store.insert_sql("nc_"),
     "gone": """
         DELETE FROM sessions WHERE user_id = :user_id AND id = ANY(CAST(:gone AS varchar[]) COLLATE "C")
@@ -616,6 +712,78 @@ _WRITE_PARTS = {
     **outbox.PG_PARTS,
 }
 _ONE_ROW_PARTS = {**_session_parts(one_row=True), **_message_parts(one_row=True)}
+
+# The guard of write_unlocked: moves the contact's write_seq if it is still the one read.
+# Found by a key probe and updated by ctid (as a session's one-row update). If a writer
+# holds the contact, the UPDATE waits for it and then checks its latest version: a writer
+# that committed moved write_seq (every writer of a contact's sessions does: Writes.bumped,
+# contacts.store.lock_contacts), and the guard updates nothing.
+_GUARD_PG = """
+        UPDATE contacts SET write_seq = write_seq + 1
+        WHERE ctid = (SELECT k.ctid FROM contacts AS k WHERE k.user_id = :user_id
+            AND k.id BETWEEN CAST(:g_contact AS varchar) AND CAST(:g_contact AS varchar)
+            ORDER BY k.id LIMIT 1)
+          AND write_seq = CAST(:g_seen AS bigint)
+        RETURNING 1
+"""
+
+
+@functools.cache
+def _unlocked_write_pg(session_part: str) -> TextClause:
+    """The guarded write of one session (``added`` or ``changed``) and one message."""
+    session = _session_parts(one_row=True, guarded=True)[session_part]
+    # An update that missed its row (a refigure moved it) writes no message either.
+    message = _message_parts(
+        one_row=True, gate=session_part if session_part == "changed" else "guard"
+    )
+    return text(
+        f"WITH guard AS ({_GUARD_PG}),\n{session_part} AS ({session}),\n"
+        f"inserted AS ({message['inserted']})\n"
+        "SELECT (SELECT count(*) FROM guard), (SELECT count(*) FROM inserted)"
+    )
+
+
+_UNLOCKED_ONE_ROW = frozenset({"added", "changed", "inserted"})  # its parts are one-row
+
+
+def unlocked_session_part(writes: Writes) -> str | None:
+    """The session part (``added`` or ``changed``) of a write that :func:`write_unlocked`
+    can make: one session, one message, nothing else. None for any other write."""
+    if len(writes.messages) != 1 or len(writes.inserted) + len(writes.updated) != 1:
+        return None
+    parts = write_parts(writes)
+    session_part = "added" if writes.inserted else "changed"
+    return session_part if set(parts) == {session_part, "inserted"} else None
+
+
+async def write_unlocked(
+    conn: AsyncConnection,
+    user_id: str,
+    writes: Writes,
+    *,
+    contact_id: str,
+    seen: int,
+    now_ms: int,
+) -> bool:
+    """Write one session and one message (:func:`unlocked_session_part`) in one statement
+    outside a transaction (PostgreSQL, autocommit: it commits as it ends), only if the
+    contact's write_seq is still ``seen`` (:func:`read_unlocked`). True when written;
+    False, having written nothing of the session's or the message's, when a writer of the
+    contact committed since the read, the session's row moved, or a concurrent write won
+    a unique key (the same externalId): the caller then takes the locked path."""
+    session_part = unlocked_session_part(writes)
+    if session_part is None:
+        raise ValueError("write_unlocked writes one session and one message")
+    params = pg_params(user_id, writes, now_ms, one_row=_UNLOCKED_ONE_ROW)
+    params["g_contact"] = contact_id
+    params["g_seen"] = seen
+    try:
+        [row] = await fetch_rows(conn, _unlocked_write_pg(session_part), params)
+    except Exception as exc:
+        if is_race(exc):
+            return False
+        raise
+    return bool(row[0] == 1 and row[1] == 1)
 
 
 @functools.cache
@@ -709,10 +877,11 @@ def write_parts(writes: Writes) -> tuple[str, ...]:
         "marked": writes.notified,
         "inserted": writes.messages,
     }
-    return (
+    parts = (
         *(name for name, given in present.items() if given),
         *outbox.pg_parts(writes.outbox),
     )
+    return ("bumped", *parts) if parts and writes.bumped else parts
 
 
 def one_row_parts(writes: Writes) -> frozenset[str]:
@@ -729,13 +898,14 @@ def one_row_parts(writes: Writes) -> frozenset[str]:
 
 _PROBE_PARTS = frozenset({"added", "changed", "inserted"})
 """The parts whose one-row forms are key probes and inserts (tests/messages/
-test_probe_plans.py): a write of only these, each of one row, may be planned in the probe
+test_probe_plans.py): a write of only these, each of one row, and of the bump of
+write_seq (key probes, then a TID scan, in any number), may be planned in the probe
 phase (generic plans, once per connection)."""
 
 
 def is_probes(parts: Sequence[str], one_row: frozenset[str]) -> bool:
     """Whether the write statement of these parts is probes only (see :data:`_PROBE_PARTS`)."""
-    return all(name in _PROBE_PARTS and name in one_row for name in parts)
+    return all(name == "bumped" or (name in _PROBE_PARTS and name in one_row) for name in parts)
 
 
 async def write(
@@ -797,6 +967,8 @@ def pg_params(
     params: dict[str, Any] = {"user_id": user_id, "now_ms": now_ms}
     # The notification's parameters (channel, notify) always: the statement selects it.
     params.update(outbox.pg_params(w.outbox) if w.outbox else outbox.NO_NOTIFICATION)
+    if w.bumped:
+        params["b_contacts"] = joined_ids(w.bumped)
     if w.deleted:
         params["gone"] = w.deleted
     if w.moved:
