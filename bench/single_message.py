@@ -1,5 +1,5 @@
-"""Where a single message's time goes on PostgreSQL, and what a two-round-trip write
-would give: layer by layer and protocol by protocol, alternated in one run.
+"""Where a single message's time goes on PostgreSQL, under the contact's lock and without
+it: layer by layer and protocol by protocol, alternated in one run.
 
     .venv/bin/python bench/single_message.py [--messages 2000] [--rounds 3]
         [--database-url postgresql://postgres@127.0.0.1:5432] [--out bench/results/...json]
@@ -10,7 +10,8 @@ committed, one at a time on one connection. Each case runs ``--messages`` messag
 100 of warm-up; the cases take turns, ``--rounds`` times, so that a machine whose speed
 drifts over minutes moves them alike. Client CPU is this process's (``process_time``).
 
-Layers (the service's own path, built up):
+Under the lock (the path of batches, and of a single message whose unlocked write
+failed), built up:
 
 * ``bare_5rt`` — the five round trips ingest makes (BEGIN with its plan settings, the
   lock and load, the read of sessions and replays, the write, COMMIT), their statements
@@ -19,24 +20,21 @@ Layers (the service's own path, built up):
 * ``fetch_rows`` — the same statements through ``db.fetch_rows`` and
   ``db._driver_transaction`` on a held connection;
 * ``run_write`` — the same through ``Database.run_write`` (a pool checkout per message);
-* ``ingest_held`` — ``messages.service.store_messages`` on a held connection (the whole
-  write path: the rule, the placement, parameters, answers; no checkout);
-* ``ingest`` — ``store_messages`` as the single-message route runs it without a
-  request's connection (its own checkout): what ``bench/ingest_shapes.py`` times.
+* ``locked_held`` — ``messages.service.store_messages`` under the lock on a held
+  connection (the whole write path: the rule, the placement, parameters, answers);
+* ``locked`` — the same with its own checkout (the single-message route before the
+  sixteenth round, without its authentication).
 
-Protocols (statements only, no Python rule; on asyncpg connections of their own):
+Without the lock (``messages.service._store_unlocked``, the single-message route's way):
 
-* ``optimistic_2rt`` — a design not built: the contact (with a write counter), the
-  tenant's timeout history and endpoints, the sessions around and the replays read in
-  one autocommit statement with no lock; then one autocommit statement that commits the
-  write only if the contact's counter is still the one read (an UPDATE of the contact,
-  which waits for a writer holding it and then sees its latest version), the session
-  update and the message insert conditioned on it. Every writer would bump the counter
-  where it locks the contact today, so a change committed after the read fails the check
-  and the message takes the locked path. The connection runs generic plans with neither
-  sequential nor bitmap scans, as ingest's probe phase does;
-* ``floor`` — the floor of ``ingest_shapes.py``'s ``single`` shape: BEGIN, an upsert of
-  the session, an insert of the message, COMMIT.
+* ``bare_2rt`` — its two statements (``messages.store._READ_UNLOCKED_PG``, then the
+  guarded write), precomputed, on a connection of the probe pool's settings;
+* ``unlocked_held`` — ``store_messages`` on a held connection of the probe pool;
+* ``unlocked`` — ``store_messages`` with its own checkout from the probe pool: what
+  ``bench/ingest_shapes.py``'s ``single`` shape times.
+
+And ``floor`` — the floor of ``ingest_shapes.py``'s ``single`` shape: BEGIN, an upsert of
+the session, an insert of the message, COMMIT.
 """
 
 from __future__ import annotations
@@ -63,11 +61,12 @@ from ingest_shapes import (
     request_bodies,
     tenant,
 )
-from sqlalchemy import TextClause, text
+from sqlalchemy import TextClause
 from sqlalchemy.dialects import postgresql
 
 from chatsessions import ids
 from chatsessions.db import (
+    _PROBE_SETTINGS,
     PG_BEGIN,
     PG_INDEX_SCANS,
     PG_PROBES,
@@ -89,56 +88,6 @@ def _asyncpg_sql(stmt: TextClause) -> tuple[str, list[str]]:
     return compiled.string, list(compiled.positiontup or ())
 
 
-def _optimistic_read() -> TextClause:
-    """The contact with its counter, the timeout history and the endpoints, in the columns
-    of ingest's read (``messages.store._READ_IN_PROBES_PG``), then that read."""
-    big = "CAST(NULL AS bigint)"
-    var = "CAST(NULL AS varchar)"
-    return text(
-        f"""
-        SELECT 9 AS kind, CAST(c.id AS varchar), CAST(c.first_name AS varchar),
-               CAST(c.write_seq AS bigint), {", ".join([big] * 14)},
-               CAST(c.phone AS varchar), CAST(c.email AS varchar)
-        FROM contacts AS c WHERE c.user_id = :user_id
-          AND c.id BETWEEN (CAST(:contact_ids AS varchar) COLLATE "C")
-                       AND (CAST(:contact_ids AS varchar) COLLATE "C")
-        UNION ALL
-        SELECT 8, {var}, {var}, effective_from_ms, CAST(timeout_ms AS bigint),
-               {", ".join([big] * 13)}, {var}, {var}
-        FROM timeout_changes WHERE user_id = :user_id
-        UNION ALL
-        SELECT 7, CAST(id AS varchar), {var}, created_at_ms, {", ".join([big] * 14)},
-               CAST(events AS varchar), {var}
-        FROM webhook_endpoints WHERE user_id = :user_id AND enabled
-        UNION ALL"""
-        + messages_store._AROUND_PG
-        + "UNION ALL"
-        + messages_store._EXTERNAL_PG
-    )
-
-
-def _optimistic_write() -> TextClause:
-    """The single message's write (one session updated, one message) guarded by the
-    contact's counter: written, and committed, only if it is still the one read."""
-    guard = """guard AS (
-        UPDATE contacts SET write_seq = write_seq + 1
-        WHERE user_id = :user_id
-          AND id BETWEEN (CAST(:s_contact AS varchar) COLLATE "C")
-                     AND (CAST(:s_contact AS varchar) COLLATE "C")
-          AND write_seq = :seen
-        RETURNING 1)"""
-    parts = messages_store._ONE_ROW_PARTS
-    changed = parts["changed"].replace(
-        "WHERE NOT v.is_new AND", "WHERE EXISTS (SELECT 1 FROM guard) AND NOT v.is_new AND"
-    )
-    inserted = parts["inserted"].rstrip() + " WHERE EXISTS (SELECT 1 FROM guard)"
-    assert changed != parts["changed"]
-    return text(
-        f"WITH {guard}, changed AS ({changed}), inserted AS ({inserted}) "
-        "SELECT (SELECT count(*) FROM guard), (SELECT count(*) FROM changed)"
-    )
-
-
 async def run(base_url: str, messages: int, rounds: int) -> dict[str, Any]:
     """Every case, ``rounds`` times in turn; per case the ms a message (wall, client CPU)."""
     now_ms = int(time.time() * 1000)
@@ -158,22 +107,14 @@ async def _measure(
     await ours(db, user_id, request_bodies([contact_id], [(0, start - 10, True)]), now_ms)
     raw = await asyncpg.connect(f"{base_url}/{NAME}")
     session_id = await raw.fetchval("SELECT id FROM sessions WHERE user_id = $1", user_id)
-    await raw.execute("ALTER TABLE contacts ADD COLUMN write_seq bigint NOT NULL DEFAULT 0")
     await raw.close()
-    # The optimistic protocol's connection plans as ingest's probe phase does.
-    probes = await asyncpg.connect(
-        f"{base_url}/{NAME}",
-        server_settings={
-            "plan_cache_mode": "force_generic_plan",
-            "enable_seqscan": "off",
-            "enable_bitmapscan": "off",
-        },
-    )
+    # The unlocked protocol's connection plans as the probe pool's do.
+    probes = await asyncpg.connect(f"{base_url}/{NAME}", server_settings=dict(_PROBE_SETTINGS))
     floor_conn = await asyncpg.connect(f"{base_url}/{NAME}")
     ts = iter(range(start, now_ms))
 
     parts = frozenset({"changed", "inserted"})
-    write = messages_store._write_pg(tuple(sorted(parts)), False, parts, True)
+    write = messages_store._write_pg(("bumped", "changed", "inserted"), False, parts, True)
     begin = PG_BEGIN + PG_INDEX_SCANS + PG_PROBES + "force_custom_plan"
     load = {"user_id": user_id, "contact_ids": contact_id, "end_probes": False}
 
@@ -192,7 +133,7 @@ async def _measure(
     def write_params() -> dict[str, Any]:
         at = next(ts)
         params: dict[str, Any] = {"user_id": user_id, "now_ms": now_ms}
-        params.update(channel="c", notify=False)
+        params.update(channel="c", notify=False, b_contacts=contact_id)
         for name, kind in (*messages_store._SESSION_PARAMS, *messages_store._MESSAGE_ROW_PARAMS):
             params[name] = {"boolean": False, "int": 1, "bigint": at}.get(kind or "", "t")
         params.update(s_id=session_id, s_contact=contact_id, m_contact=contact_id)
@@ -207,14 +148,12 @@ async def _measure(
         (write, write_params),
     ]
     compiled = [(_asyncpg_sql(stmt), make) for stmt, make in statements]
-    optimistic_read, optimistic_write = (
-        _asyncpg_sql(_optimistic_read()),
-        _asyncpg_sql(_optimistic_write()),
-    )
+    unlocked_read = _asyncpg_sql(messages_store._READ_UNLOCKED_PG)
+    unlocked_write = _asyncpg_sql(messages_store._unlocked_write_pg("changed"))
     body = request_bodies([contact_id], [(0, start, True)])[0]
     cases: dict[str, Case] = {}
 
-    async with db.read() as held:
+    async with db.read() as held, db.read(probes=True) as held_probes:
         driver = (await _pooled_connection(held)).driver_connection
         assert driver is not None
 
@@ -241,23 +180,34 @@ async def _measure(
             update = {"externalId": secrets.token_urlsafe(15), "timestamp": next(ts)}
             return service.prepare_message(body.model_copy(update=update), now_ms=now_ms)
 
-        async def ingest_held() -> None:
-            await service.store_messages(
-                db, user_id=user_id, items=[item()], now_ms=now_ms, conn=held
+        async def store(*, unlocked: bool, conn: Any = None) -> None:
+            service.WRITE_SINGLES_UNLOCKED = unlocked
+            [stored] = await service.store_messages(
+                db, user_id=user_id, items=[item()], now_ms=now_ms, conn=conn
             )
+            assert not stored.duplicate
 
-        async def ingest() -> None:
-            await service.store_messages(db, user_id=user_id, items=[item()], now_ms=now_ms)
+        async def locked_held() -> None:
+            await store(unlocked=False, conn=held)
 
-        async def optimistic_2rt() -> None:
-            sql, names = optimistic_read
-            params = read_params()
+        async def locked() -> None:
+            await store(unlocked=False)
+
+        async def bare_2rt() -> None:
+            sql, names = unlocked_read
+            params = {**read_params(), "contact_id": contact_id}
             rows = await probes.fetch(sql, *[params[n] for n in names])
-            seen = next(r[3] for r in rows if r[0] == 9)
-            sql, names = optimistic_write
-            params = {**write_params(), "seen": seen}
-            [(guarded, changed)] = await probes.fetch(sql, *[params[n] for n in names])
-            assert guarded == 1 and changed == 1, (guarded, changed)
+            seen = next(r[3] for r in rows if r[0] == 4)
+            sql, names = unlocked_write
+            params = {**write_params(), "g_contact": contact_id, "g_seen": seen}
+            [(guarded, inserted)] = await probes.fetch(sql, *[params[n] for n in names])
+            assert guarded == 1 and inserted == 1, (guarded, inserted)
+
+        async def unlocked_held() -> None:
+            await store(unlocked=True, conn=held_probes)
+
+        async def unlocked() -> None:
+            await store(unlocked=True)
 
         async def floor() -> None:
             at = next(ts)
@@ -278,9 +228,11 @@ async def _measure(
             bare_5rt=bare_5rt,
             fetch_rows=with_fetch_rows,
             run_write=with_run_write,
-            ingest_held=ingest_held,
-            ingest=ingest,
-            optimistic_2rt=optimistic_2rt,
+            locked_held=locked_held,
+            locked=locked,
+            bare_2rt=bare_2rt,
+            unlocked_held=unlocked_held,
+            unlocked=unlocked,
             floor=floor,
         )
         measured: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}

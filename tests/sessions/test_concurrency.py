@@ -104,3 +104,62 @@ async def test_concurrent_writers_creating_one_contact_inline_find_one_contact(
     stored = await assert_offline_segmentation(database, tenant.user_id)
     assert stored == {mid for ids in acknowledged for mid in ids}
     assert len(stored) == WRITERS * 20
+
+
+async def test_singles_without_the_lock_and_batches_under_it_give_the_sequential_sessions(
+    database: Database,
+) -> None:
+    """Single messages the routes' way (on PostgreSQL read and written without the
+    contact's lock, falling back to it when a writer committed meanwhile) racing each
+    other and batches under the lock, on one contact: the sessions one writer would have
+    cut, every acknowledged message stored once."""
+    tenant = await create_tenant(database)
+
+    async def setup(conn: Any) -> str:
+        contact = await contacts_service.create_contact(
+            conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber="+15550003333"), now_ms=T0
+        )
+        return contact.id
+
+    contact_id = await database.run_write(setup)
+    rng = random.Random(13)
+    plans = [
+        [T0 - rng.randrange(0, 2 * 24 * 60) * MIN - rng.randrange(60_000) for _ in range(120)]
+        for _ in range(WRITERS)
+    ]
+
+    def item(ts: int) -> messages_service.NewMessage:
+        body = MessageIn(contactId=contact_id, direction="inbound", timestamp=ts, content="x")
+        return messages_service.prepare_message(body, now_ms=T0)
+
+    async def singles(stamps: list[int]) -> list[str]:
+        ids: list[str] = []
+        for ts in stamps:
+            [stored] = await messages_service.store_messages(
+                database, user_id=tenant.user_id, items=[item(ts)], now_ms=T0
+            )
+            ids.append(stored.message_id)
+        return ids
+
+    async def batches(stamps: list[int]) -> list[str]:
+        ids: list[str] = []
+        for start in range(0, len(stamps), 3):
+            items = [item(ts) for ts in stamps[start : start + 3]]
+
+            async def work(conn: Any, items: Any = items) -> list[messages_service.StoredMessage]:
+                return await messages_service.ingest(
+                    conn, user_id=tenant.user_id, items=items, now_ms=T0
+                )
+
+            ids += [
+                s.message_id for s in await messages_service.run_ingest_transaction(database, work)
+            ]
+        return ids
+
+    acknowledged = await asyncio.gather(
+        *(singles(p) if n % 2 == 0 else batches(p) for n, p in enumerate(plans))
+    )
+
+    stored = await assert_offline_segmentation(database, tenant.user_id)
+    assert stored == {mid for ids in acknowledged for mid in ids}  # nothing lost
+    assert len(stored) == WRITERS * 120
