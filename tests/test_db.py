@@ -11,12 +11,13 @@ import aiosqlite
 import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import event, func, select, text
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from chatsessions import tables
 from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
-from chatsessions.db import Database, fetch_rows, sent_ahead, sqlite_executemany
+from chatsessions.db import Database, fetch_rows, is_unavailable, sent_ahead, sqlite_executemany
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
 from tests.conftest import BACKENDS, PG_ADMIN_URL, T0, Tenant
@@ -460,3 +461,134 @@ async def test_a_statement_sent_ahead_that_fails_raises_at_the_block_end(
     with pytest.raises(ValueError, match="the statement failed"):
         await database.run_write(work)
     assert await _message_count(database, tenant) == 0
+
+
+# -- the probe pool's kept connections (PostgreSQL) ------------------------------------------
+
+_PID = text("SELECT pg_backend_pid()")
+_PROBE_BACKENDS = (
+    "SELECT pid FROM pg_stat_activity WHERE application_name = 'chatsessions-probes'"
+    " AND datname = current_database()"
+)
+
+
+async def _pid(conn: Any) -> int:
+    return int((await fetch_rows(conn, _PID, {}))[0][0])
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_probe_connections_are_kept_between_uses_and_plan_as_probes(
+    backend_name: str,
+) -> None:
+    database = Database(Settings(database_url=PG_ADMIN_URL))
+    try:
+        async with database.read(probes=True) as conn:
+            first, kept = await _pid(conn), conn
+            assert str((await fetch_rows(conn, _PLAN_MODE, {}))[0][0]) == "force_generic_plan"
+            assert str((await fetch_rows(conn, _SEQSCAN, {}))[0][0]) == "off"
+            assert str((await fetch_rows(conn, _BITMAP, {}))[0][0]) == "off"
+        async with database.read(probes=True) as conn:
+            assert conn is kept and await _pid(conn) == first
+            await conn.execute(_PID)  # through SQLAlchemy, which begins its own transaction
+        async with database.read(probes=True) as conn:
+            assert conn is kept and not conn.in_transaction()
+        # A use that raised gives its connection back to the pool: never kept.
+        with pytest.raises(RuntimeError):
+            async with database.read(probes=True) as conn:
+                raise RuntimeError("the request failed")
+        async with database.read(probes=True) as conn:
+            assert conn is not kept
+            # One given back inside a transaction is not kept either, and the next use
+            # is not in it.
+            in_transaction = conn
+            driver = (await conn.get_raw_connection()).driver_connection
+            await driver.execute("BEGIN; SET LOCAL enable_seqscan = on")
+        async with database.read(probes=True) as conn:
+            assert conn is not in_transaction
+            assert not (await conn.get_raw_connection()).driver_connection.is_in_transaction()
+            assert str((await fetch_rows(conn, _SEQSCAN, {}))[0][0]) == "off"
+        # The main pool's connections keep their own settings.
+        async with database.read() as conn:
+            assert str((await fetch_rows(conn, _SEQSCAN, {}))[0][0]) == "on"
+    finally:
+        await database.dispose()
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_after_a_lost_server_one_use_fails_and_the_kept_connections_are_replaced(
+    backend_name: str,
+) -> None:
+    database = Database(Settings(database_url=PG_ADMIN_URL))
+    admin = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""))
+    try:
+        # Three connections kept (three uses at once).
+        gate = asyncio.Event()
+
+        async def use() -> int:
+            async with database.read(probes=True) as conn:
+                pid = await _pid(conn)
+                await gate.wait()
+                return pid
+
+        tasks = [asyncio.create_task(use()) for _ in range(3)]
+        await wait_until(
+            lambda: (
+                sum(t.done() for t in tasks) == 0 and len(database._probe_connections._idle) == 0
+            ),
+            what="three uses in flight",
+        )
+        await wait_until(lambda: _three_backends(admin), what="three probe connections to be open")
+        gate.set()
+        pids = set(await asyncio.gather(*tasks))
+        assert len(pids) == 3
+        # The server loses them all (a restart, a failover).
+        for pid in pids:
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+        await wait_until(lambda: _no_backends(admin), what="the backends to be gone")
+        with pytest.raises(Exception) as failed:
+            async with database.read(probes=True) as conn:
+                await _pid(conn)
+        assert is_unavailable(failed.value)  # a 503: retry
+        # That failure invalidated the pool: the other kept ones are not used again.
+        async with database.read(probes=True) as conn:
+            assert await _pid(conn) not in pids
+    finally:
+        await admin.close()
+        await database.dispose()
+
+
+async def _three_backends(admin: Any) -> bool:
+    return len(await admin.fetch(_PROBE_BACKENDS)) >= 3
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_probe_connections_in_use_are_bounded_and_a_wait_times_out_as_a_503(
+    backend_name: str,
+) -> None:
+    database = Database(
+        Settings(
+            database_url=PG_ADMIN_URL,
+            database_pool_size=2,
+            database_max_overflow=0,
+            database_connect_timeout=0.2,
+        )
+    )
+    admin = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""))
+    try:
+        async with database.read(probes=True), database.read(probes=True):
+            with pytest.raises(PoolTimeout):
+                async with database.read(probes=True):
+                    pass
+        # Both kept, and a third caller gets one of them: no more than two ever opened.
+        async with database.read(probes=True) as conn:
+            await _pid(conn)
+        assert len(await admin.fetch(_PROBE_BACKENDS)) == 2
+        await database.dispose()  # gives the kept ones back and closes them
+        await wait_until(lambda: _no_backends(admin), what="the probe connections to be closed")
+    finally:
+        await admin.close()
+        await database.dispose()
+
+
+async def _no_backends(admin: Any) -> bool:
+    return not await admin.fetch(_PROBE_BACKENDS)
