@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import asyncpg  # type: ignore[import-untyped]
 import httpx
 from sqlalchemy import func, select
 
@@ -17,6 +18,7 @@ from chatsessions.app import create_app
 from chatsessions.config import Settings
 from chatsessions.db import Database
 from tests.conftest import (
+    PG_ADMIN_URL,
     T0,
     FakeClock,
     Tenant,
@@ -142,3 +144,51 @@ async def test_reads_after_a_database_restart_fail_at_most_once_per_process() ->
         codes = [(await c.get(listing, headers=tenant.auth)).status_code for _ in range(6)]
     assert codes.count(503) <= 1, codes
     assert codes[-5:] == [200] * 5, codes
+
+
+async def test_connections_the_server_terminated_fail_one_request_with_503_per_pool() -> None:
+    """The server itself ends the service's connections (an administrator's
+    pg_terminate_backend, a failover): the client sees them closed ("connection is
+    closed", asyncpg's own error), which is the database being unavailable (503, retry),
+    never a 500; one request per pool meets it, the next ones get fresh connections.
+    The listing runs on the main pool, a single message on the probe pool."""
+    listing = "/v1/chat-sessions/recent?hours=24"
+    async with _service_behind_proxy() as (_proxy, db, tenant, c):
+        contact_id = await make_contact(c, tenant.auth, phoneNumber="+15550009999")
+
+        def message(n: int) -> dict[str, object]:
+            return {"contactId": contact_id, "direction": "inbound", "content": f"m{n}"}
+
+        warm = await asyncio.gather(
+            *(c.get(listing, headers=tenant.auth) for _ in range(3)),
+            *(c.post("/v1/messages", json=message(n), headers=tenant.auth) for n in range(3)),
+        )
+        assert [r.status_code for r in warm] == [200] * 3 + [201] * 3
+        admin = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""))
+        try:
+            ended = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = $1 AND pid <> pg_backend_pid()",
+                db.engine.url.database,
+            )
+            assert len(ended) >= 2
+
+            async def all_gone() -> bool:
+                left = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1"
+                    " AND pid <> pg_backend_pid()",
+                    db.engine.url.database,
+                )
+                return not left
+
+            await wait_until(all_gone, what="the terminated backends to exit")
+        finally:
+            await admin.close()
+        reads = [(await c.get(listing, headers=tenant.auth)).status_code for _ in range(4)]
+        writes = [
+            (await c.post("/v1/messages", json=message(10 + n), headers=tenant.auth)).status_code
+            for n in range(4)
+        ]
+    assert reads.count(503) <= 1 and reads[-3:] == [200] * 3, reads
+    assert writes.count(503) <= 1 and writes[-3:] == [201] * 3, writes
+    assert 500 not in reads + writes
