@@ -511,7 +511,8 @@ class KeptConnections:
 
     def __init__(self, engine: AsyncEngine, *, capacity: int, timeout_s: float) -> None:
         self._engine = engine
-        self._idle: list[tuple[AsyncConnection, float]] = []  # (connection, taken at)
+        # (connection, when taken from the pool, its record's "invalidated?" check)
+        self._idle: list[tuple[AsyncConnection, float, Callable[[], bool]]] = []
         self._slots = asyncio.Semaphore(capacity)
         self._timeout_s = timeout_s
         self.max_age_s = 60.0
@@ -537,8 +538,9 @@ class KeptConnections:
             except BaseException:
                 await asyncio.shield(conn.close())  # the pool resets or discards it
                 raise
-            if self._reusable(conn, taken_at):
-                self._idle.append((conn, taken_at))
+            invalidated = self._kept_check(conn, taken_at)
+            if invalidated is not None:
+                self._idle.append((conn, taken_at, invalidated))
             else:
                 await asyncio.shield(conn.close())
         finally:
@@ -547,32 +549,36 @@ class KeptConnections:
     async def _take(self) -> tuple[AsyncConnection, float]:
         now = time.monotonic()
         while self._idle:
-            conn, taken_at = self._idle.pop()
-            if self._reusable(conn, taken_at, now=now):
+            conn, taken_at, invalidated = self._idle.pop()
+            # Idle here, it was used by no one: only the pool (invalidated after a lost
+            # server) or its age can have made it unfit since it was given back.
+            if now - taken_at <= self.max_age_s and not invalidated():
                 return conn, taken_at
             await asyncio.shield(conn.close())
         return await self._engine.connect(), now
 
-    def _reusable(
-        self, conn: AsyncConnection, taken_at: float, *, now: float | None = None
-    ) -> bool:
+    def _kept_check(self, conn: AsyncConnection, taken_at: float) -> Callable[[], bool] | None:
+        """Whether ``conn``, given back, may be kept: its record's invalidation check if so
+        (run again when it is taken), None if not."""
         sync = conn.sync_connection
         if sync is None or sync.closed or sync.invalidated or sync.in_transaction():
-            return False
-        if (now if now is not None else time.monotonic()) - taken_at > self.max_age_s:
-            return False
+            return None
+        if time.monotonic() - taken_at > self.max_age_s:
+            return None
         fairy = sync.connection
         record = getattr(fairy, "_connection_record", None)
         invalidated = getattr(record, "_is_hard_or_soft_invalidated", None)
-        if invalidated is None or invalidated():  # unknown: not kept
-            return False
+        if not callable(invalidated) or invalidated():  # unknown: not kept
+            return None
         driver = fairy.driver_connection
-        return driver is not None and not driver.is_closed() and not driver.is_in_transaction()
+        if driver is None or driver.is_closed() or driver.is_in_transaction():
+            return None
+        return invalidated  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Give every idle connection back to the pool (before the engine's dispose)."""
         idle, self._idle = self._idle, []
-        for conn, _taken_at in idle:
+        for conn, _taken_at, _invalidated in idle:
             await conn.close()
 
 

@@ -15,7 +15,9 @@ from chatsessions.messages.store import MessageWrite, TrackedSession, Writes
 from chatsessions.sessions.figures import EMPTY as EMPTY_FIGURES
 from chatsessions.webhooks.outbox import OutboxWrite
 
-KINDS = ("contacts", "deleted", "moved", "reassigned", "inserted", "updated", "notified")
+KINDS = (
+    "contacts", "deleted", "moved", "reassigned", "inserted", "updated", "notified", "bumped"
+)  # fmt: skip
 
 
 def _session(n: int) -> TrackedSession:
@@ -52,6 +54,8 @@ def _writes(kinds: tuple[str, ...], rows: int, messages: int, events: int) -> Wr
             w.updated.append(_session(100 + n))
         if "notified" in kinds:
             w.notified.append((f"s{n:019d}", n))
+        if "bumped" in kinds:
+            w.bumped.append(f"c{n:019d}")
     w.messages = [
         MessageWrite(
             f"m{n:019d}", "c" * 20, "s" * 20, "inbound", "user", "text", "hi", None, n, None
@@ -91,7 +95,7 @@ def test_the_write_gets_the_parameters_of_its_parts_and_no_others() -> None:
                 }
                 assert extra <= {"now_ms"}, (kinds, extra)
                 checked += 1
-    assert checked > 400
+    assert checked > 800
 
 
 def test_a_single_messages_write_sends_scalars() -> None:
@@ -103,3 +107,29 @@ def test_a_single_messages_write_sends_scalars() -> None:
     assert params["m_id"] == "m0000000000000000000" and params["m_ts"] == 0
     assert params["m_media"] is None
     assert not any(n.startswith(("nc_", "gone", "move_", "r_", "n_")) for n in params)
+
+
+def test_the_unlocked_write_is_made_for_one_session_and_one_message_only() -> None:
+    for size in range(len(KINDS) + 1):
+        for kinds in combinations(KINDS, size):
+            for rows, messages, events in ((1, 1, 0), (2, 2, 2), (1, 0, 1), (1, 1, 1)):
+                w = _writes(kinds, rows, messages, events)
+                part = messages_store.unlocked_session_part(w)
+                single = (rows, messages, events) == (1, 1, 0)
+                if single and set(kinds) - {"bumped"} in ({"inserted"}, {"updated"}):
+                    assert part == ("added" if "inserted" in kinds else "changed"), kinds
+                else:
+                    assert part is None, (kinds, rows, messages, events)
+
+
+def test_the_unlocked_writes_parameters_are_those_of_the_one_row_write() -> None:
+    for kind, part in (("inserted", "added"), ("updated", "changed")):
+        w = _writes((kind,), 1, 1, 0)
+        stmt = messages_store._unlocked_write_pg(part)
+        compiled = stmt.compile(dialect=postgresql.asyncpg.dialect())  # type: ignore[no-untyped-call]
+        names = set(compiled.positiontup or ()) - {"g_contact", "g_seen"}
+        one_row = frozenset({"added", "changed", "inserted"})
+        expected = messages_store.pg_params("u" * 20, w, 7, one_row=one_row)
+        built = messages_store.unlocked_params("u" * 20, w, 7)
+        assert set(built) == names
+        assert built == {n: expected[n] for n in names}
