@@ -133,7 +133,7 @@ async def _measure(
     def write_params() -> dict[str, Any]:
         at = next(ts)
         params: dict[str, Any] = {"user_id": user_id, "now_ms": now_ms}
-        params.update(channel="c", notify=False, b_contacts=contact_id)
+        params.update(channel="c", notify=False, b_contacts=contact_id, b_enable=True)
         for name, kind in (*messages_store._SESSION_PARAMS, *messages_store._MESSAGE_ROW_PARAMS):
             params[name] = {"boolean": False, "int": 1, "bigint": at}.get(kind or "", "t")
         params.update(s_id=session_id, s_contact=contact_id, m_contact=contact_id)

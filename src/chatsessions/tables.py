@@ -114,8 +114,9 @@ contacts = Table(
     Column("do_not_disturb", Boolean, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
-    # PostgreSQL: moved by every transaction that changes the contact's sessions or
-    # messages, under the contact's lock; a single message written without that lock
+    # PostgreSQL: 0 until a single message to the contact is written under its lock;
+    # from then on moved by every transaction that changes the contact's sessions or
+    # messages, under the contact's lock. A single message written without that lock
     # commits only if it is unchanged since its read (messages.store.write_unlocked).
     # SQLite (one writer at a time) leaves it at 0.
     Column("write_seq", BigInteger, nullable=False, server_default=text("0")),

@@ -203,6 +203,7 @@ def _single_write(
     stmt = messages_store._write_pg(parts, False, one_row)
     params: dict[str, Any] = {"user_id": user_id, "now_ms": T0, "channel": "c", "notify": False}
     params["b_contacts"] = joined_ids([contact_id])
+    params["b_enable"] = True
     for name, kind in (*messages_store._SESSION_PARAMS, *messages_store._MESSAGE_ROW_PARAMS):
         params[name] = {None: "x" * 20, "boolean": False, "bigint": T0, "int": 1}.get(kind, "t")
     params["s_contact"] = params["m_contact"] = contact_id

@@ -146,10 +146,13 @@ async def test_a_single_message_is_read_and_written_without_the_lock(backend_nam
         tenant = await create_tenant(database)
         contact_id = await _contact(conn, tenant.user_id)
         counts = _Counts()
+        # The contact's first single message takes the lock, and enables the others.
         opened = await _single(database, tenant.user_id, contact_id, 0)  # a new session
+        assert (counts.unlocked, counts.fallbacks) == (0, 1)
+        assert await _write_seq(conn, contact_id) == 1
         joined = await _single(database, tenant.user_id, contact_id, 1)  # the same one
         later = await _single(database, tenant.user_id, contact_id, 200)  # after the timeout
-        assert (counts.unlocked, counts.fallbacks) == (3, 0)
+        assert (counts.unlocked, counts.fallbacks) == (2, 1)
         assert opened.session_opened and not joined.session_opened and later.session_opened
         assert joined.session_id == opened.session_id != later.session_id
         assert await _write_seq(conn, contact_id) == 3  # each write moved it
@@ -157,16 +160,26 @@ async def test_a_single_message_is_read_and_written_without_the_lock(backend_nam
 
 
 @pytest.mark.parametrize("backend_name", POSTGRESQL)
+@pytest.mark.parametrize("writer", ["single", "batch"])
 async def test_a_writer_that_committed_after_the_read_sends_the_message_under_the_lock(
-    backend_name: str, monkeypatch: pytest.MonkeyPatch
+    backend_name: str, writer: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with _fresh_database() as (database, conn):
         tenant = await create_tenant(database)
         contact_id = await _contact(conn, tenant.user_id)
-        await _single(database, tenant.user_id, contact_id, 0)
+        await _single(database, tenant.user_id, contact_id, 0)  # enables unlocked writes
+        meanwhile = [2] if writer == "single" else [2, 3]
 
         async def another_writer() -> None:  # the same session: its count, its figures
-            await _locked(database, tenant.user_id, contact_id, 2)
+            if writer == "single":
+                await _locked(database, tenant.user_id, contact_id, 2)
+                return
+            items = [_item(contact_id, m) for m in meanwhile]
+
+            async def work(tx: Any) -> Any:
+                return await service.ingest(tx, user_id=tenant.user_id, items=items, now_ms=T0)
+
+            await service.run_ingest_transaction(database, work)
 
         returned = _before_the_write(monkeypatch, another_writer)
         counts = _Counts()
@@ -174,10 +187,11 @@ async def test_a_writer_that_committed_after_the_read_sends_the_message_under_th
         assert returned == [False]  # the guard saw the other write
         assert (counts.unlocked, counts.fallbacks) == (0, 1)
         assert not stored.duplicate and not stored.session_opened
-        # Nothing of the other writer's lost: as if stored 0, 2, then 1.
-        assert await _rows(conn, tenant.user_id) == await _sequential(database, conn, [0, 2, 1])
+        # Nothing of the other writer's lost: as if stored 0, the others, then 1.
+        expected = await _sequential(database, conn, [0, *meanwhile, 1])
+        assert await _rows(conn, tenant.user_id) == expected
         sessions, messages = await _rows(conn, tenant.user_id)
-        assert len(messages) == 3 and sessions[0][5] == 3  # message_count
+        assert len(messages) == len(meanwhile) + 2 == sessions[0][5]  # message_count
 
 
 @pytest.mark.parametrize("backend_name", POSTGRESQL)
@@ -338,12 +352,24 @@ async def test_every_writer_under_the_lock_moves_write_seq(backend_name: str) ->
         async def batch(tx: Any, items: list[service.NewMessage]) -> None:
             await service.ingest(tx, user_id=tenant.user_id, items=items, now_ms=T0)
 
+        async def seqs() -> tuple[int, int]:
+            return await _write_seq(conn, a), await _write_seq(conn, b)
+
+        # Contacts fed by batches only: no single message written without the lock for
+        # them, nothing to show it, nothing moved (no row updated).
         items = [_item(a, 0), _item(b, 0, "ext-b"), _item(a, 1)]
         await service.run_ingest_transaction(database, lambda tx: batch(tx, items))
-        assert (await _write_seq(conn, a), await _write_seq(conn, b)) == (1, 1)
+        assert await seqs() == (0, 0)
+        # A single message under the lock enables its contact's...
+        await _locked(database, tenant.user_id, a, 2)
+        assert await seqs() == (1, 0)
+        # ...after which every write of it under the lock moves it.
+        more = [_item(a, 3), _item(b, 3, "ext-b3")]
+        await service.run_ingest_transaction(database, lambda tx: batch(tx, more))
+        assert await seqs() == (2, 0)
         # A batch of replays writes nothing, and moves nothing.
-        await service.run_ingest_transaction(database, lambda tx: batch(tx, items))
-        assert (await _write_seq(conn, a), await _write_seq(conn, b)) == (1, 1)
+        await service.run_ingest_transaction(database, lambda tx: batch(tx, more))
+        assert await seqs() == (2, 0)
 
         # The other lockers of contacts (closing a session, the close sweep) move it as
         # they lock, unless told that they change no session.
@@ -351,6 +377,6 @@ async def test_every_writer_under_the_lock_moves_write_seq(backend_name: str) ->
             await contacts_store.lock_contacts(tx, tenant.user_id, [a, b], bump=bump)
 
         await database.run_write(lambda tx: lock(tx, True))
-        assert (await _write_seq(conn, a), await _write_seq(conn, b)) == (2, 2)
+        assert await seqs() == (3, 0)
         await database.run_write(lambda tx: lock(tx, False))
-        assert (await _write_seq(conn, a), await _write_seq(conn, b)) == (2, 2)
+        assert await seqs() == (3, 0)

@@ -287,12 +287,15 @@ _LOCK_PG = text(
 )
 
 
-def bump_sql(ids: str) -> str:
+def bump_sql(ids: str, enable: str) -> str:
     """The PostgreSQL UPDATE that moves ``write_seq`` of the contacts whose ids are the SQL
     array ``ids`` (found by one primary-key probe each, updated by ctid: a TID scan, no
-    index to choose). Only on contacts this transaction holds locked, in a statement begun
-    after the lock: its snapshot then sees their latest versions, which nobody else can
-    change meanwhile."""
+    index to choose), of those where it is above 0 unless ``enable`` (an SQL boolean):
+    0 means no single message is written without the lock for the contact, so that no
+    change needs to show (messages.store.write_unlocked; a single message's write under
+    the lock enables it). Only on contacts this transaction holds locked, in a statement
+    begun after the lock: its snapshot then sees their latest versions, which nobody else
+    can change meanwhile (nor enable: that takes the lock)."""
     return f"""
         UPDATE contacts SET write_seq = write_seq + 1
         WHERE ctid = ANY(ARRAY(
@@ -302,7 +305,8 @@ def bump_sql(ids: str) -> str:
                 ORDER BY id LIMIT 1
             ) AS p
         ))
+          AND (write_seq > 0 OR {enable})
     """
 
 
-_BUMP_PG = text(bump_sql("CAST(:ids AS varchar[])"))
+_BUMP_PG = text(bump_sql("CAST(:ids AS varchar[])", "false"))

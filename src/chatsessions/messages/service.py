@@ -178,9 +178,20 @@ async def ingest(
     for cid in created:
         state.sessions[cid] = []
     placed = await _place(conn, user_id, items, contact_ids, loaded, state, now_ms)
-    # Every contact locked here may see its sessions change: their write_seq moves with
-    # the write (what a single message written without the lock checks, write_unlocked).
-    writes = Writes(contacts=new_contacts, bumped=sorted(set(state.sessions) - created))
+    # Every contact locked here may see its sessions change: the write moves the
+    # write_seq of those whose single messages may be written without the lock (what
+    # such a write checks, write_unlocked), and a single message's write enables it for
+    # its contact. Those found inline (no write_seq read) are left to the statement.
+    # (Pointless for a tenant with endpoints, which always writes under the lock.)
+    seqs = loaded.write_seqs
+    enables = len(items) == 1 and items[0].contact_id is not None and not loaded.subscriptions
+    writes = Writes(
+        contacts=new_contacts,
+        bumped=sorted(
+            c for c in state.sessions if c not in created and (enables or seqs.get(c, 1) > 0)
+        ),
+        enable=enables,
+    )
     placed.collect(writes)
     # The answers are made while the write runs (they do not depend on its result), but
     # for a few messages: a task costs more than it overlaps.
@@ -460,8 +471,8 @@ async def _store_unlocked(
     read = await messages_store.read_unlocked(
         conn, user_id, contact_id=item.contact_id, ts_ms=item.ts_ms, external_id=item.external_id
     )
-    if read is None or read.has_endpoints:
-        return None
+    if read is None or read.has_endpoints or read.write_seq == 0:
+        return None  # (0: not enabled yet for the contact; the locked write enables it)
     placed = await _place(conn, user_id, [item], [item.contact_id], read.loaded, read.state, now_ms)
     writes = Writes()
     placed.collect(writes)

@@ -99,6 +99,9 @@ class Loaded:
     contacts: dict[str, ContactFields]
     timeout_changes: list[tuple[int, int]]
     subscriptions: list[Subscription]
+    # The locked contacts' write_seq (PostgreSQL): 0 until a single message enabled
+    # writes without the lock for the contact (see Writes.bumped).
+    write_seqs: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -152,9 +155,12 @@ class Writes:
     messages: list[MessageWrite] = field(default_factory=list)
     outbox: list[OutboxWrite] = field(default_factory=list)
     # Contacts (locked by the transaction) whose write_seq the write moves, PostgreSQL:
-    # those whose sessions it may change (see write_unlocked). Moved only when the write
-    # writes something else.
+    # those whose sessions it may change and on which single messages are written without
+    # the lock (see write_unlocked): write_seq > 0. With ``enable``, whatever their
+    # write_seq (a single message's write, which enables it for its contact). Moved only
+    # when the write writes something else.
     bumped: list[str] = field(default_factory=list)
+    enable: bool = False
 
 
 _SESSION_COLS = (
@@ -194,12 +200,12 @@ _LOAD_PG = text(
     WITH locked AS (
         SELECT c.* FROM unnest({pg_joined_ids("contact_ids")}) AS k(id)
         CROSS JOIN LATERAL (
-            SELECT id, first_name, last_name, phone, email, channel FROM contacts
+            SELECT id, first_name, last_name, phone, email, channel, write_seq FROM contacts
             WHERE user_id = :user_id AND id BETWEEN (k.id COLLATE "C") AND (k.id COLLATE "C")
             ORDER BY id FOR UPDATE
         ) AS c
     )
-    SELECT 0 AS kind, CAST(id AS varchar) AS name, CAST(NULL AS bigint) AS a,
+    SELECT 0 AS kind, CAST(id AS varchar) AS name, CAST(write_seq AS bigint) AS a,
            CAST(NULL AS bigint) AS b, CAST(first_name AS text) AS t1, CAST(last_name AS text),
            CAST(phone AS text), CAST(email AS text), CAST(channel AS text)
     FROM locked"""
@@ -241,6 +247,8 @@ async def lock_and_load(
         if kind == 0:
             loaded.locked.add(row[1])
             loaded.contacts[row[1]] = ContactFields(row[4], row[5], row[6], row[7], row[8])
+            if row[2] is not None:  # PostgreSQL
+                loaded.write_seqs[row[1]] = row[2]
         elif kind == 1:
             loaded.timeout_changes.append((row[2], row[3]))
         elif kind == 2:
@@ -683,7 +691,7 @@ def _message_parts(one_row: bool, gate: str | None = None) -> dict[str, str]:
 # The parts of sessions and of messages have a one-row form (_rows) for a request that
 # writes one session or one message (a single message writes one of each).
 _WRITE_PARTS = {
-    "bumped": contacts_store.bump_sql(pg_joined_ids("b_contacts")),
+    "bumped": contacts_store.bump_sql(pg_joined_ids("b_contacts"), "CAST(:b_enable AS boolean)"),
     "contacts": contacts_store.insert_sql("nc_"),
     "gone": """
         DELETE FROM sessions WHERE user_id = :user_id AND id = ANY(CAST(:gone AS varchar[]) COLLATE "C")
@@ -1006,6 +1014,7 @@ def pg_params(
     params.update(outbox.pg_params(w.outbox) if w.outbox else outbox.NO_NOTIFICATION)
     if w.bumped:
         params["b_contacts"] = joined_ids(w.bumped)
+        params["b_enable"] = w.enable
     if w.deleted:
         params["gone"] = w.deleted
     if w.moved:
