@@ -403,6 +403,11 @@ async def store_messages(
     settings ingest's statements are written for: what the HTTP routes call. ``conn``: as
     for ``Database.write`` (the connection the request authenticated on).
 
+    On PostgreSQL a single message to a known contact is first tried without the
+    contact's lock (:func:`_store_unlocked`: two statements, no transaction), on ``conn``
+    if it is the probe pool's (``Database.read(probes=True)``) or on one of its own; what
+    that leaves to the lock is stored here under it, on the same connection.
+
     >>> # results = await store_messages(db, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
 
@@ -428,8 +433,9 @@ UNLOCKED_WRITES = Counter(
 )
 UNLOCKED_FALLBACKS = Counter(
     "chatsessions_ingest_unlocked_fallbacks_total",
-    "Single messages that tried the unlocked path and were stored under the lock instead "
-    "(a concurrent writer, a tenant with endpoints, a write of more than one session)",
+    "Single messages that tried the unlocked path and went to the locked one instead "
+    "(a contact's first, a concurrent writer, a tenant with endpoints, a merge or re-cut, "
+    "an unknown contact)",
 )
 
 
