@@ -114,7 +114,8 @@ contacts = Table(
     Column("do_not_disturb", Boolean, nullable=False),
     Column("created_at_ms", BigInteger, nullable=False),
     Column("updated_at_ms", BigInteger, nullable=False),
-    # PostgreSQL: 0 until a single message to the contact is written under its lock;
+    # PostgreSQL: 0 until a single message to the contact is written under its lock (1
+    # from the start for a contact made through the API, contacts.service.create_contact);
     # from then on moved by every transaction that changes the contact's sessions or
     # messages, under the contact's lock. A single message written without that lock
     # commits only if it is unchanged since its read (messages.store.write_unlocked).

@@ -21,6 +21,7 @@ from prometheus_client import REGISTRY
 from chatsessions import ids
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts import store as contacts_store
+from chatsessions.contacts.schemas import ContactIn
 from chatsessions.db import Database
 from chatsessions.errors import NotFound
 from chatsessions.messages import service
@@ -157,6 +158,28 @@ async def test_a_single_message_is_read_and_written_without_the_lock(backend_nam
         assert joined.session_id == opened.session_id != later.session_id
         assert await _write_seq(conn, contact_id) == 3  # each write moved it
         assert await _rows(conn, tenant.user_id) == await _sequential(database, conn, [0, 1, 200])
+
+
+@pytest.mark.parametrize("backend_name", POSTGRESQL)
+async def test_a_contact_made_through_the_api_is_written_without_the_lock_from_the_first(
+    backend_name: str,
+) -> None:
+    async with _fresh_database() as (database, conn):
+        tenant = await create_tenant(database)
+
+        async def create(tx: Any) -> str:
+            fields = ContactIn(phoneNumber="+15550004444")
+            made = await contacts_service.create_contact(
+                tx, user_id=tenant.user_id, fields=fields, now_ms=T0
+            )
+            return made.id
+
+        contact_id = await database.run_write(create)
+        assert await _write_seq(conn, contact_id) == 1
+        counts = _Counts()
+        first = await _single(database, tenant.user_id, contact_id, 0)
+        assert first.session_opened and (counts.unlocked, counts.fallbacks) == (1, 0)
+        assert await _rows(conn, tenant.user_id) == await _sequential(database, conn, [0])
 
 
 @pytest.mark.parametrize("backend_name", POSTGRESQL)

@@ -95,7 +95,12 @@ async def create_contact(
     if taken is not None:
         api_name, existing = taken
         raise _conflict(api_name, existing.id)
-    return await _insert(conn, user_id, fields, idents, now_ms)
+    # Its single messages are written without the lock from the first one on (write_seq
+    # above 0, messages.store.write_unlocked): a contact made through the API is what
+    # single messages name by contactId. One found or created by messages or an import
+    # starts at 0, which spares its batches the move (its first single message enables it).
+    enabled = 1 if conn.dialect.name == "postgresql" else 0  # SQLite: always locked
+    return await _insert(conn, user_id, fields, idents, now_ms, write_seq=enabled)
 
 
 def _new_row(
@@ -133,8 +138,11 @@ async def _insert(
     fields: ContactFields,
     idents: dict[str, str | None],
     now_ms: int,
+    *,
+    write_seq: int = 0,
 ) -> ContactRow:
     values = _new_row(user_id, fields, idents, now_ms)
+    values["write_seq"] = write_seq
     await store.insert_contact(conn, values)
     return _contact_of(values)
 
