@@ -112,6 +112,16 @@ async def _write_seq(conn: asyncpg.Connection, contact_id: str) -> int:
     return int(value)
 
 
+async def _conversation(database: Database, conn: asyncpg.Connection) -> tuple[Any, str]:
+    """A tenant and a contact (inserted as messages or an import would find it: write_seq
+    0) with one message, stored under the lock, which enabled the contact's unlocked
+    writes."""
+    tenant = await create_tenant(database)
+    contact_id = await _contact(conn, tenant.user_id)
+    await _single(database, tenant.user_id, contact_id, 0)
+    return tenant, contact_id
+
+
 def _before_the_write(
     monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], Awaitable[None]]
 ) -> list[bool]:
@@ -223,9 +233,7 @@ async def test_the_write_waits_for_a_writer_holding_the_contact_and_sees_how_it_
     backend_name: str, holder_ends: str
 ) -> None:
     async with _fresh_database() as (database, conn):
-        tenant = await create_tenant(database)
-        contact_id = await _contact(conn, tenant.user_id)
-        await _single(database, tenant.user_id, contact_id, 0)
+        tenant, contact_id = await _conversation(database, conn)
         counts = _Counts()
 
         async def guard_waits_for_a_lock() -> bool:
@@ -294,9 +302,7 @@ async def test_a_contact_erased_after_the_read_is_not_found_and_nothing_is_writt
     backend_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with _fresh_database() as (database, conn):
-        tenant = await create_tenant(database)
-        contact_id = await _contact(conn, tenant.user_id)
-        await _single(database, tenant.user_id, contact_id, 0)
+        tenant, contact_id = await _conversation(database, conn)
 
         async def erase() -> None:
             async def work(tx: Any) -> None:

@@ -22,16 +22,22 @@ WRITERS = 8
 PER_WRITER = 200
 
 
-async def test_eight_concurrent_writers_give_the_sequential_sessions(database: Database) -> None:
-    tenant = await create_tenant(database)
+async def _new_contact(database: Database, user_id: str, phone: str) -> str:
+    """A contact made as POST /v1/contacts makes it."""
 
     async def setup(conn: Any) -> str:
         contact = await contacts_service.create_contact(
-            conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber="+15550001111"), now_ms=T0
+            conn, user_id=user_id, fields=ContactIn(phoneNumber=phone), now_ms=T0
         )
         return contact.id
 
-    contact_id = await database.run_write(setup)
+    return await database.run_write(setup)
+
+
+async def test_eight_concurrent_writers_give_the_sequential_sessions(database: Database) -> None:
+    tenant = await create_tenant(database)
+
+    contact_id = await _new_contact(database, tenant.user_id, "+15550001111")
     rng = random.Random(7)
     # Timestamps over 3 days with gaps around the 60-minute timeout, so that concurrent
     # messages open, join, back-fill and merge the same sessions.
@@ -115,13 +121,7 @@ async def test_singles_without_the_lock_and_batches_under_it_give_the_sequential
     cut, every acknowledged message stored once."""
     tenant = await create_tenant(database)
 
-    async def setup(conn: Any) -> str:
-        contact = await contacts_service.create_contact(
-            conn, user_id=tenant.user_id, fields=ContactIn(phoneNumber="+15550003333"), now_ms=T0
-        )
-        return contact.id
-
-    contact_id = await database.run_write(setup)
+    contact_id = await _new_contact(database, tenant.user_id, "+15550003333")
     rng = random.Random(13)
     plans = [
         [T0 - rng.randrange(0, 2 * 24 * 60) * MIN - rng.randrange(60_000) for _ in range(120)]
