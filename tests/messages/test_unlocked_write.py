@@ -27,6 +27,7 @@ from chatsessions.errors import NotFound
 from chatsessions.messages import service
 from chatsessions.messages import store as messages_store
 from chatsessions.messages.schemas import MessageIn
+from chatsessions.settings import service as settings_service
 from chatsessions.webhooks import service as webhooks_service
 from chatsessions.webhooks.schemas import WebhookIn
 from tests.conftest import BACKENDS, T0, create_tenant
@@ -409,3 +410,22 @@ async def test_every_writer_under_the_lock_moves_write_seq(backend_name: str) ->
         assert await seqs() == (3, 0)
         await database.run_write(lambda tx: lock(tx, False))
         assert await seqs() == (3, 0)
+
+        # A change of the timeout re-cuts, under the lock, the sessions whose gaps start
+        # after it (a message stamped ahead of the clock).
+        recent = service.prepare_message(
+            MessageIn(contactId=a, direction="inbound", content="x", timestamp=T0 + 2 * MIN),
+            now_ms=T0,
+        )
+        await service.run_ingest_transaction(database, lambda tx: batch(tx, [recent]))
+        assert await seqs() == (4, 0)
+
+        async def shorter_timeout(tx: Any) -> None:
+            await settings_service.set_timeout(tx, user_id=tenant.user_id, minutes=5, now_ms=T0)
+
+        await database.run_write(shorter_timeout)
+        assert await seqs() == (5, 0)
+        expires = await conn.fetchval(
+            "SELECT max(expires_ms) FROM sessions WHERE contact_id = $1", a
+        )
+        assert expires == T0 + 2 * MIN + 5 * MIN  # re-cut: the new timeout

@@ -564,7 +564,8 @@ async def recut_after_timeout_change(
                 message=None,
             )
     await _settle_figures(conn, user_id, placements)
-    writes = Writes()
+    # The re-cut contacts' write_seq moves (those enabled: see ingest).
+    writes = Writes(bumped=sorted(ranges))
     for placement in placements:
         placement.collect(writes)
     await messages_store.write(conn, user_id, writes, now_ms=now_ms)
