@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     # the planner believes smaller than half of what was written for it, or a table whose
     # row count doubled or halved), in the background (planner_stats).
     analyze_after_loads: bool = True
+    # PostgreSQL: store a single message to a known contact without the contact's lock
+    # (a read, then a write that commits only if no writer of the contact came between;
+    # docs/architecture.md). Off while processes of a version before migration 0009 still
+    # write (their writes do not move write_seq): the locked path only.
+    unlocked_single_writes: bool = True
     # SQLite: how long a write waits for the write lock another process holds (a CLI
     # import, a second server) before it fails with 503.
     database_busy_timeout: float = Field(default=30.0, gt=0)

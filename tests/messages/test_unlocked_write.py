@@ -19,6 +19,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from chatsessions import ids
+from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts import store as contacts_store
 from chatsessions.contacts.schemas import ContactIn
@@ -429,3 +430,22 @@ async def test_every_writer_under_the_lock_moves_write_seq(backend_name: str) ->
             "SELECT max(expires_ms) FROM sessions WHERE contact_id = $1", a
         )
         assert expires == T0 + 2 * MIN + 5 * MIN  # re-cut: the new timeout
+
+
+@pytest.mark.parametrize("backend_name", POSTGRESQL)
+async def test_the_unlocked_path_can_be_turned_off_for_a_rolling_upgrade(
+    backend_name: str,
+) -> None:
+    async with _fresh_database() as (database, conn):
+        tenant, contact_id = await _conversation(database, conn)
+        locked_only = Database(
+            Settings(database_url=database.settings.database_url, unlocked_single_writes=False)
+        )
+        try:
+            counts = _Counts()
+            stored = await _single(locked_only, tenant.user_id, contact_id, 1)
+            assert not stored.duplicate
+            assert (counts.unlocked, counts.fallbacks) == (0, 0)  # never tried
+            assert await _write_seq(conn, contact_id) == 2  # moved under the lock
+        finally:
+            await locked_only.dispose()

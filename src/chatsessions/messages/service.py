@@ -451,6 +451,7 @@ def _may_write_unlocked(
     none: then one is taken; never a second connection beside the caller's)."""
     return (
         WRITE_SINGLES_UNLOCKED
+        and db.settings.unlocked_single_writes
         and len(items) == 1
         and items[0].contact_id is not None
         and ids.is_id(items[0].contact_id)
