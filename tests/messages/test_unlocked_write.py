@@ -357,13 +357,19 @@ async def test_writes_of_more_than_a_session_and_tenants_with_endpoints_take_the
         assert (counts.unlocked, counts.fallbacks) == (0, 1)
         assert await _rows(conn, tenant.user_id) == await _sequential(database, conn, [0, 100, 50])
 
-        async def add_endpoint(tx: Any) -> None:
+        async def add_endpoint(tx: Any) -> str:
             body = WebhookIn(url="http://127.0.0.1:9/hook", events=["ChatSessionOpened"])
-            await webhooks_service.create_endpoint(tx, user_id=tenant.user_id, body=body, now_ms=T0)
+            made = await webhooks_service.create_endpoint(
+                tx, user_id=tenant.user_id, body=body, now_ms=T0
+            )
+            return made.id
 
-        await database.run_write(add_endpoint)
+        endpoint = await database.run_write(add_endpoint)
         counts = _Counts()
         opened = await _single(database, tenant.user_id, contact_id, 300)
+        assert (counts.unlocked, counts.fallbacks) == (0, 1)
+        # Known now to have endpoints: its next single messages skip the unlocked read.
+        await _single(database, tenant.user_id, contact_id, 301)
         assert (counts.unlocked, counts.fallbacks) == (0, 1)
         events = await conn.fetch(
             "SELECT type, payload FROM webhook_events WHERE user_id = $1", tenant.user_id
@@ -372,6 +378,12 @@ async def test_writes_of_more_than_a_session_and_tenants_with_endpoints_take_the
         assert [(row["type"], opened.session_id in row["payload"]) for row in events] == [
             ("ChatSessionOpened", True)
         ]
+        # Its endpoint gone, the next message (under the lock) finds none: the one after
+        # is written without the lock again.
+        await conn.execute("DELETE FROM webhook_endpoints WHERE id = $1", endpoint)
+        await _single(database, tenant.user_id, contact_id, 302)
+        await _single(database, tenant.user_id, contact_id, 303)
+        assert (counts.unlocked, counts.fallbacks) == (1, 1)
 
 
 @pytest.mark.parametrize("backend_name", POSTGRESQL)
@@ -449,3 +461,14 @@ async def test_the_unlocked_path_can_be_turned_off_for_a_rolling_upgrade(
             assert await _write_seq(conn, contact_id) == 2  # moved under the lock
         finally:
             await locked_only.dispose()
+
+
+def test_the_memory_of_tenants_with_endpoints_is_bounded_and_corrected() -> None:
+    memory = service.TenantsWithEndpoints(limit=2)
+    memory.note("t1", True)
+    memory.note("t2", True)
+    memory.note("t1", True)  # already known: no change of order
+    memory.note("t3", True)  # over the limit: the oldest noted (t1) is forgotten
+    assert ("t1" in memory, "t2" in memory, "t3" in memory) == (False, True, True)
+    memory.note("t2", False)  # seen without endpoints
+    assert "t2" not in memory and "t3" in memory

@@ -155,6 +155,7 @@ async def ingest(
     >>> # [first] = await ingest(conn, user_id=u, items=[prepare_message(m, now_ms=t)], now_ms=t)
     """
     contact_ids, new_contacts, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
+    TENANTS_WITH_ENDPOINTS.note(user_id, bool(loaded.subscriptions))
     created = {row["id"] for row in new_contacts}
     ranges: dict[str, tuple[int, int]] = {}
     for msg, cid in zip(items, contact_ids, strict=True):
@@ -414,7 +415,7 @@ async def store_messages(
     async def work(tx: AsyncConnection) -> list[StoredMessage]:
         return await ingest(tx, user_id=user_id, items=items, now_ms=now_ms)
 
-    if not _may_write_unlocked(db, items, conn):
+    if not _may_write_unlocked(db, user_id, items, conn):
         return await run_ingest_transaction(db, work, conn=conn)
     async with (
         contextlib.nullcontext(conn) if conn is not None else db.read(probes=True)
@@ -444,14 +445,44 @@ WRITE_SINGLES_UNLOCKED = True
 (PostgreSQL). Off only in tests that compare the paths."""
 
 
+class TenantsWithEndpoints:
+    """The tenants this process last saw with enabled webhook endpoints (in ingest's load,
+    or in the unlocked read): their single messages go straight to the locked path, which
+    writes their events, instead of after a read that would only find the endpoints. A
+    hint, never relied on: the unlocked read checks for endpoints itself, and every
+    ingest corrects it (a tenant whose endpoints are gone is forgotten at its next
+    write). At most ``limit`` tenants, the oldest noted forgotten first."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._tenants: dict[str, None] = {}
+        self._limit = limit
+
+    def note(self, user_id: str, has_endpoints: bool) -> None:
+        """What a read of the tenant's endpoints found."""
+        if not has_endpoints:
+            self._tenants.pop(user_id, None)
+        elif user_id not in self._tenants:
+            if len(self._tenants) >= self._limit:
+                del self._tenants[next(iter(self._tenants))]
+            self._tenants[user_id] = None
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._tenants
+
+
+TENANTS_WITH_ENDPOINTS = TenantsWithEndpoints()
+
+
 def _may_write_unlocked(
-    db: Database, items: list[NewMessage], conn: AsyncConnection | None
+    db: Database, user_id: str, items: list[NewMessage], conn: AsyncConnection | None
 ) -> bool:
     """A single message to a known contact on PostgreSQL, on a probe pool connection (or
-    none: then one is taken; never a second connection beside the caller's)."""
+    none: then one is taken; never a second connection beside the caller's), of a tenant
+    not known to have webhook endpoints."""
     return (
         WRITE_SINGLES_UNLOCKED
         and db.settings.unlocked_single_writes
+        and user_id not in TENANTS_WITH_ENDPOINTS
         and len(items) == 1
         and items[0].contact_id is not None
         and ids.is_id(items[0].contact_id)
@@ -478,6 +509,8 @@ async def _store_unlocked(
     read = await messages_store.read_unlocked(
         conn, user_id, contact_id=item.contact_id, ts_ms=item.ts_ms, external_id=item.external_id
     )
+    if read is not None and read.has_endpoints:
+        TENANTS_WITH_ENDPOINTS.note(user_id, True)
     if read is None or read.has_endpoints or read.write_seq == 0:
         return None  # (0: not enabled yet for the contact; the locked write enables it)
     placed = await _place(conn, user_id, [item], [item.contact_id], read.loaded, read.state, now_ms)
