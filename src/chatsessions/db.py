@@ -634,15 +634,8 @@ class Database:
         on it (:meth:`write` with ``conn``) sets what it needs with SET LOCAL as on any
         connection: ingest's plan settings are all explicit.
         """
-        if probes and self._probe_connections is not None:
-            async with self._probe_connections.connection() as conn:
-                if not snapshot:
-                    yield conn
-                    return
-                async with self.snapshot(conn):
-                    yield conn
-            return
-        async with self.engine.connect() as conn:
+        kept = self._probe_connections if probes else None
+        async with kept.connection() if kept is not None else self.engine.connect() as conn:
             if not snapshot:
                 yield conn
                 return
