@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -104,11 +105,15 @@ async def create_contact(
 
 
 def _new_row(
-    user_id: str, fields: ContactFields, idents: dict[str, str | None], now_ms: int
+    user_id: str,
+    fields: ContactFields,
+    idents: dict[str, str | None],
+    now_ms: int,
+    new_id: Callable[[], str] = ids.new_id,
 ) -> dict[str, Any]:
     return {
         "user_id": user_id,
-        "id": ids.new_id(),
+        "id": new_id(),
         **_row_values(fields, idents),
         "created_at_ms": now_ms,
         "updated_at_ms": now_ms,
@@ -116,19 +121,20 @@ def _new_row(
 
 
 def _contact_of(values: dict[str, Any]) -> ContactRow:
+    # Positional: a batch makes up to 1,000 (1.3 us each, against 1.8 by keyword).
     return ContactRow(
-        id=values["id"],
-        user_id=values["user_id"],
-        first_name=values["first_name"],
-        last_name=values["last_name"],
-        phone=values["phone"],
-        email=values["email"],
-        channel=values["channel"],
-        external_id=values["external_id"],
-        instagram_id=values["instagram_id"],
-        is_bot_active=values["is_bot_active"],
-        do_not_disturb=values["do_not_disturb"],
-        created_at_ms=values["created_at_ms"],
+        values["id"],
+        values["user_id"],
+        values["first_name"],
+        values["last_name"],
+        values["phone"],
+        values["email"],
+        values["channel"],
+        values["external_id"],
+        values["instagram_id"],
+        values["is_bot_active"],
+        values["do_not_disturb"],
+        values["created_at_ms"],
     )
 
 
@@ -204,16 +210,25 @@ async def find_or_plan_contacts(
     user_id: str,
     wanted: list[tuple[ContactFields, str]],
     now_ms: int,
+    identifiers: Sequence[dict[str, str | None] | None] | None = None,
 ) -> tuple[list[tuple[ContactRow, bool]], list[dict[str, Any]]]:
     """:func:`find_or_create_contacts` without the insert: also returns the rows of the
     contacts to create (each holds every column), for the caller to insert later in the
-    same transaction (ingest writes them with its messages, ``messages.store.write``)."""
+    same transaction (ingest writes them with its messages, ``messages.store.write``).
+
+    ``identifiers``: each entry's :func:`normalised_identifiers`, where the caller already
+    has them (None: normalised here), in ``wanted``'s order."""
     idents_of = []
-    for fields, prefix in wanted:
-        idents = normalised_identifiers(fields, prefix)
+    given = identifiers if identifiers is not None else [None] * len(wanted)
+    for (fields, prefix), known_idents in zip(wanted, given, strict=True):
+        idents = (
+            known_idents if known_idents is not None else normalised_identifiers(fields, prefix)
+        )
         if all(v is None for v in idents.values()):
             raise InvalidParameter(prefix.rstrip("."), "needs phoneNumber, email or externalId")
         idents_of.append(idents)
+    # A batch may create 1,000 contacts: their ids drawn in blocks (~0.3 us an id, not ~3).
+    new_id = ids.IdSupply()
     known: dict[str, dict[str, ContactRow]] = {}
     for _api, column in _IDENTIFIERS:
         values = [v for idents in idents_of if (v := idents[column]) is not None]
@@ -236,7 +251,7 @@ async def find_or_plan_contacts(
         if found is not None:
             out.append((found, False))
             continue
-        row = _new_row(user_id, fields, idents, now_ms)
+        row = _new_row(user_id, fields, idents, now_ms, new_id)
         new_rows.append(row)
         created = _contact_of(row)
         for _api, column in _IDENTIFIERS:

@@ -80,11 +80,14 @@ class NewMessage(NamedTuple):
     media_url: str | None
     ts_ms: int
     external_id: str | None
+    # The inline contact's identifiers, normalised when the item was checked (None: not
+    # yet): the contact is then found or created without normalising them again.
+    identifiers: dict[str, str | None] | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class StoredMessage:
-    """What storing one message did."""
+    """What storing one message did (fields in this order: made positionally)."""
 
     message_id: str
     session_id: str
@@ -119,22 +122,24 @@ def prepare_message(item: MessageIn, *, now_ms: int, prefix: str = "") -> NewMes
     """Check what can be checked without the database and fill in defaults."""
     if item.contactId is None and item.contact is None:
         raise InvalidParameter(prefix + "contactId", "contactId or contact is required")
+    idents = None
     if item.contactId is None and item.contact is not None:
         # Validate the inline contact's identifiers now, so a batch fails before writing.
         idents = contacts_service.normalised_identifiers(item.contact, prefix + "contact.")
         if all(v is None for v in idents.values()):
             raise InvalidParameter(prefix + "contact", "needs phoneNumber, email or externalId")
-    return NewMessage(
-        prefix=prefix,
-        contact_id=item.contactId,
-        contact=item.contact if item.contactId is None else None,
-        direction=item.direction,
-        role=item.role or _DEFAULT_ROLE[item.direction],
-        type=item.type or "text",
-        content=item.content,
-        media_url=item.mediaUrl,
-        ts_ms=parse_timestamp(item.timestamp, now_ms=now_ms, name=prefix + "timestamp"),
-        external_id=item.externalId or item.messageSid,
+    return NewMessage(  # positional: one per message, 0.4 us against 1.0 by keyword
+        prefix,
+        item.contactId,
+        item.contact if item.contactId is None else None,
+        item.direction,
+        item.role or _DEFAULT_ROLE[item.direction],
+        item.type or "text",
+        item.content,
+        item.mediaUrl,
+        parse_timestamp(item.timestamp, now_ms=now_ms, name=prefix + "timestamp"),
+        item.externalId or item.messageSid,
+        idents,
     )
 
 
@@ -359,14 +364,14 @@ def _results(
     for i in fresh:
         (message_id, where), placement = placed[i], contacts[contact_ids[i]]
         session_id = placement.session_of(message_id, where.session_id)
-        results[i] = StoredMessage(
+        results[i] = StoredMessage(  # positional: one per message (0.3 us, by keyword 0.7)
             message_id,
             session_id,
             False,
-            session_opened=where.opened,
-            session_status=placement.status(session_id) or rule.CLOSED,
-            contact_id=contact_ids[i],
-            merged_session_ids=where.absorbed,
+            where.opened,
+            placement.status(session_id) or rule.CLOSED,
+            contact_ids[i],
+            where.absorbed,
         )
     for i, found in replayed.items():
         replay = StoredMessage(found.message_id, found.session_id, True)
@@ -658,12 +663,13 @@ async def _resolve_contacts(
             raise NotFound(
                 f"{it.prefix}contactId: contact not found", parameter=f"{it.prefix}contactId"
             )
-    asked = [(it.contact, it.prefix + "contact.") for it in items if it.contact_id is None]
+    asked = [it for it in items if it.contact_id is None and it.contact is not None]
     found_or_planned, new_rows = await contacts_service.find_or_plan_contacts(
         conn,
         user_id=user_id,
-        wanted=[(fields, prefix) for fields, prefix in asked if fields is not None],
+        wanted=[(it.contact, it.prefix + "contact.") for it in asked if it.contact is not None],
         now_ms=now_ms,
+        identifiers=[it.identifiers for it in asked],
     )
     found = iter(found_or_planned)
     resolved: list[str] = []

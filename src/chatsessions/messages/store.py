@@ -96,7 +96,7 @@ class Loaded:
     """What :func:`lock_and_load` read."""
 
     locked: set[str]
-    contacts: dict[str, ContactFields]
+    contacts: dict[str, ContactFields]  # read only for a tenant with subscriptions
     timeout_changes: list[tuple[int, int]]
     subscriptions: list[Subscription]
     # The locked contacts' write_seq (PostgreSQL): 0 until a single message enabled
@@ -242,17 +242,22 @@ async def lock_and_load(
         stmt, params["contact_ids"] = _LOAD_PG, joined_ids(wanted)
     else:
         stmt, params["contact_ids"] = _LOAD_SQLITE, orjson.dumps(wanted).decode()
+    contacts = []
     for row in await fetch_rows(conn, stmt, params):
         kind = row[0]
         if kind == 0:
-            loaded.locked.add(row[1])
-            loaded.contacts[row[1]] = ContactFields(row[4], row[5], row[6], row[7], row[8])
-            if row[2] is not None:  # PostgreSQL
-                loaded.write_seqs[row[1]] = row[2]
+            contacts.append(row)
         elif kind == 1:
             loaded.timeout_changes.append((row[2], row[3]))
         elif kind == 2:
             loaded.subscriptions.append(Subscription(row[1], list(orjson.loads(row[4])), row[2]))
+    loaded.locked.update(row[1] for row in contacts)
+    # PostgreSQL's (SQLite reads none)
+    loaded.write_seqs = {row[1]: row[2] for row in contacts if row[2] is not None}
+    if loaded.subscriptions:  # only events show a contact's fields
+        loaded.contacts = {
+            row[1]: ContactFields(row[4], row[5], row[6], row[7], row[8]) for row in contacts
+        }
     loaded.timeout_changes.sort()
     return loaded
 
