@@ -259,19 +259,19 @@ class ContactPlacement:
             split_off = [sid for sid in done.created if sid != done.home]
             where = Placed(done.home, done.opened, list(done.merged_into), split_off)
         elif placement.kind is PlacementKind.NEW:
-            session = TrackedSession(
-                id=self.new_id(),
-                contact_id=self.contact_id,
-                start_ms=ts_ms,
-                last_ms=ts_ms,
-                expires_ms=history.expires(ts_ms),
-                closed_at_ms=None,
-                activity_ms=ts_ms,
-                message_count=1,
-                inbound_count=inbound,
-                outbound_count=1 - inbound,
-                created_at_ms=now_ms,
-                figures=extend_figures(EMPTY_FIGURES, ts_ms, inbound=inbound == 1),
+            session = TrackedSession(  # positional (0.3 us, by keyword 0.8): see SessionRow
+                self.new_id(),
+                self.contact_id,
+                ts_ms,  # start_ms
+                ts_ms,  # last_ms
+                history.expires(ts_ms),
+                None,  # closed_at_ms
+                ts_ms,  # activity_ms
+                1,  # message_count
+                inbound,
+                1 - inbound,  # outbound_count
+                now_ms,  # created_at_ms
+                extend_figures(EMPTY_FIGURES, ts_ms, inbound=inbound == 1),
             )
             self.live[session.id] = session
             self._index(session)

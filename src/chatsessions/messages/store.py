@@ -408,10 +408,10 @@ def _tracked(row: Sequence[Any]) -> TrackedSession:
         count,
         inbound,
         outbound,
-        created_at_ms=row[10],
-        close_notified_ms=row[11],
-        figures=figures,
-        stored_figures=figures,
+        row[10],  # created_at_ms
+        figures,
+        row[11],  # close_notified_ms
+        figures,  # stored_figures
     )
 
 
