@@ -162,10 +162,8 @@ async def ingest(
     contact_ids, new_contacts, loaded = await _resolve_contacts(conn, user_id, items, now_ms)
     TENANTS_WITH_ENDPOINTS.note(user_id, bool(loaded.subscriptions))
     created = {row["id"] for row in new_contacts}
-    ranges: dict[str, tuple[int, int]] = {}
-    for msg, cid in zip(items, contact_ids, strict=True):
-        lo, hi = ranges.get(cid, (msg.ts_ms, msg.ts_ms))
-        ranges[cid] = (min(lo, msg.ts_ms), max(hi, msg.ts_ms))
+    times = _times_by_contact(items, contact_ids)
+    ranges = {cid: (min(ts), max(ts)) for cid, ts in times.items()}
     owing_since_ms = outbox.close_subscribers_since(loaded.subscriptions)
     # A single message to a known contact stays in the probe phase (db.PG_PROBES) up to
     # its write, which is then planned once per connection (messages_store.write); the
@@ -183,7 +181,7 @@ async def ingest(
     )
     for cid in created:
         state.sessions[cid] = []
-    placed = await _place(conn, user_id, items, contact_ids, loaded, state, now_ms)
+    placed = await _place(conn, user_id, items, contact_ids, loaded, state, now_ms, times)
     # Every contact locked here may see its sessions change: the write moves the
     # write_seq of those whose single messages may be written without the lock (what
     # such a write checks, write_unlocked), and a single message's write enables it for
@@ -261,17 +259,17 @@ async def _place(
     loaded: Loaded,
     state: messages_store.State,
     now_ms: int,
+    times: dict[str, list[int]] | None = None,
 ) -> _Placement:
     """Apply the session rule to the request's messages, in request order, against the
     state read (``state.sessions``: every contact of the request), emitting events for
     ``loaded.subscriptions`` and settling the figures (reading the stored messages they
     need on ``conn``): the one place of both paths of :func:`ingest` and
-    :func:`store_messages`."""
+    :func:`store_messages`. ``times``: :func:`_times_by_contact`, if the caller has it."""
     history = _history(loaded)
     subscriptions = loaded.subscriptions
-    times: dict[str, list[int]] = {}  # each contact's, in request order
-    for msg, cid in zip(items, contact_ids, strict=True):
-        times.setdefault(cid, []).append(msg.ts_ms)
+    if times is None:
+        times = _times_by_contact(items, contact_ids)
 
     # Replays: of a stored message, or of an earlier item of this request.
     first_of: dict[str, int] = {}
@@ -349,6 +347,18 @@ async def _place(
     return _Placement(items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of)
 
 
+def _times_by_contact(items: list[NewMessage], contact_ids: list[str]) -> dict[str, list[int]]:
+    """Each contact's timestamps, in request order."""
+    times: dict[str, list[int]] = {}
+    for msg, cid in zip(items, contact_ids, strict=True):
+        got = times.get(cid)
+        if got is None:
+            times[cid] = [msg.ts_ms]
+        else:
+            got.append(msg.ts_ms)
+    return times
+
+
 def _results(
     items: list[NewMessage],
     now_ms: int,
@@ -361,15 +371,19 @@ def _results(
 ) -> list[StoredMessage]:
     """What :func:`ingest` answers for each item, in request order."""
     results: dict[int, StoredMessage] = {}
+    statuses: dict[str, str] = {}  # by session: a batch's messages share a few
     for i in fresh:
         (message_id, where), placement = placed[i], contacts[contact_ids[i]]
         session_id = placement.session_of(message_id, where.session_id)
+        status = statuses.get(session_id)
+        if status is None:
+            status = statuses[session_id] = placement.status(session_id) or rule.CLOSED
         results[i] = StoredMessage(  # positional: one per message (0.3 us, by keyword 0.7)
             message_id,
             session_id,
             False,
             where.opened,
-            placement.status(session_id) or rule.CLOSED,
+            status,
             contact_ids[i],
             where.absorbed,
         )

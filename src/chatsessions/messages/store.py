@@ -397,7 +397,7 @@ _OWING_SQLITE = f"""
 def _tracked(row: Sequence[Any]) -> TrackedSession:
     (sid, contact_id, start, last, expires, closed, activity, count, inbound, outbound) = row[:10]
     figures = Figures(row[12], row[13], row[14], row[15], row[16])
-    return TrackedSession(
+    return TrackedSession(  # positional: a batch reads hundreds (by keyword: 0.5 us more)
         sid,
         contact_id,
         start,
