@@ -350,3 +350,41 @@ async def test_a_batch_stores_every_text_as_sent(client, tenant: Tenant) -> None
     again = await _batch(client, tenant, items)
     assert [r["duplicate"] for r in again] == [True] * len(items)
     assert [r["messageId"] for r in again] == [r["messageId"] for r in results]
+
+
+async def test_a_batch_finds_or_creates_each_inline_contact_once(client, tenant: Tenant) -> None:
+    """Items naming their contact inline: one contact per person whatever the spelling of
+    the number (normalised once, when the item is checked), an existing contact found,
+    each new one made with an id of its own."""
+    known = await make_contact(client, tenant.auth, phoneNumber="+15550104444")
+    spellings = ["+1 555-010-0001", "15550100001", "0015550100001", "+1 (555) 010 0001"]
+    new_numbers = [f"+1555020{n:04d}" for n in range(40)]
+    items = [
+        {"contact": {"phoneNumber": phone}, "direction": "inbound", "timestamp": format_ms(ts)}
+        for phone, ts in [
+            *((p, T0 - (10 - n) * MIN) for n, p in enumerate(spellings)),
+            ("+1 555 010 4444", T0 - 5 * MIN),
+            *((p, T0 - 4 * MIN) for p in new_numbers),
+        ]
+    ]
+    results = await _batch(client, tenant, items)
+
+    async def contact_of(phone: str) -> str:
+        r = await client.get("/v1/contacts", params={"phoneNumber": phone}, headers=tenant.auth)
+        assert r.status_code == 200, r.text
+        return str(r.json()["contactId"])
+
+    person = await contact_of("+15550100001")
+    [session] = await _sessions(client, tenant, person)
+    assert session["message_count"] == 4
+    assert {r["sessionId"] for r in results[:4]} == {session["session_id"]}
+    [known_session] = await _sessions(client, tenant, known)
+    assert known_session["session_id"] == results[4]["sessionId"]
+    made = [await contact_of(p) for p in new_numbers]
+    assert len(set(made)) == 40 and all(ids.is_id(c) for c in made)
+    assert person not in made and known not in made
+
+    bad = [*items[:2], {"contact": {"phoneNumber": "+1 555"}, "direction": "inbound"}]
+    r = await client.post("/v1/messages/batch", json={"messages": bad}, headers=tenant.auth)
+    assert r.status_code == 400
+    assert r.json()["parameter"] == "messages[2].contact.phoneNumber"
