@@ -156,9 +156,9 @@ async def test_the_messages_a_batch_needs_are_read_while_it_is_placed(
 
     placed: list[int] = []
 
-    def place(self: ContactPlacement, message: Any) -> Any:
+    def place(self: ContactPlacement, *message: Any) -> Any:
         placed.append(1)
-        return real_place(self, message)
+        return real_place(self, *message)
 
     monkeypatch.setattr(sessions_store, "message_keys_around", counted)
     monkeypatch.setattr(ContactPlacement, "place", place)

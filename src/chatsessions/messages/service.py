@@ -307,10 +307,19 @@ async def _place(
     ) as reading:
         for i, message_id in zip(fresh, ids.new_ids(len(fresh)), strict=True):
             msg, cid = items[i], contact_ids[i]
+            placement = contacts[cid]
+            where = placement.place(message_id, msg.ts_ms, msg.direction)
+            if where is None:  # a re-cut: read the stored messages it needs, then place
+                if reading is not None:
+                    read_ahead = await reading  # the connection's statement first
+                wanted = await sessions_store.message_keys(conn, user_id, placement.wanted)
+                placement.load(wanted)
+                where = placement.place(message_id, msg.ts_ms, msg.direction)
+                assert where is not None
             row = MessageWrite(
                 message_id,
                 cid,
-                "",
+                where.session_id,
                 msg.direction,
                 msg.role,
                 msg.type,
@@ -319,16 +328,8 @@ async def _place(
                 msg.ts_ms,
                 msg.external_id,
             )
-            placement = contacts[cid]
-            where = placement.place(row)
-            if where is None:  # a re-cut: read the stored messages it needs, then place
-                if reading is not None:
-                    read_ahead = await reading  # the connection's statement first
-                wanted = await sessions_store.message_keys(conn, user_id, placement.wanted)
-                placement.load(wanted)
-                where = placement.place(row)
-                assert where is not None
-            placed[i] = (row.id, where)
+            placement.keep(row)
+            placed[i] = (message_id, where)
             if subscriptions:
                 placement.emit(
                     where.events(row.id),
