@@ -331,11 +331,11 @@ class ContactPlacement:
     def _unloaded(self, olds: list[TrackedSession]) -> list[str]:
         """Stored sessions (live or absorbed) whose messages are now in ``olds`` and have
         not been read yet."""
+        loaded, stored = self._loaded, self._stored
+        if not self._merged_into:  # every session is itself (most contacts)
+            return sorted([x.id for x in olds if x.id in stored and x.id not in loaded])
         targets = {x.id for x in olds}
-        loaded = self._loaded
-        return sorted(
-            sid for sid in self._stored if sid not in loaded and self.resolve(sid) in targets
-        )
+        return sorted(sid for sid in stored if sid not in loaded and self.resolve(sid) in targets)
 
     def load(self, messages: dict[str, list[tuple[int, str, str]]]) -> None:
         """Take the stored messages ``(ts, id, direction)`` of the sessions in
@@ -447,18 +447,24 @@ class ContactPlacement:
         messages inserted and holds more than :data:`AROUND_FROM`, the times ``(lo, hi)``
         they span, to read the stored messages around (:meth:`load_around`,
         ``sessions.figures.figures_after_inserts``)."""
-        stale = [x for x in self._ordered if x.figures is None]
+        # One pass, no comprehension: run for every contact of a batch (3.7 -> ~2 us).
+        stale: list[TrackedSession] = []
+        inserted: dict[str, TrackedSession] = {}
+        stored, reshaped, loaded = self._stored, self._reshaped, self._loaded
+        for x in self._ordered:
+            if x.figures is not None:
+                continue
+            stale.append(x)
+            if (
+                x.message_count > AROUND_FROM
+                and x.stored_figures is not None
+                and x.id in stored
+                and x.id not in reshaped
+                and x.id not in loaded
+            ):
+                inserted[x.id] = x
         if not stale:
             return [], {}
-        inserted = {
-            x.id: x
-            for x in stale
-            if x.id in self._stored
-            and x.id not in self._reshaped
-            and x.id not in self._loaded
-            and x.stored_figures is not None
-            and x.message_count > AROUND_FROM
-        }
         spans: dict[str, tuple[int, int]] = {}
         if inserted:
             key_of = self._key_of
@@ -467,7 +473,7 @@ class ContactPlacement:
                     ts_ms = key_of[message_id][0]
                     lo, hi = spans.get(session_id, (ts_ms, ts_ms))
                     spans[session_id] = (ts_ms if ts_ms < lo else lo, ts_ms if ts_ms > hi else hi)
-        whole = [x for x in stale if x.id not in spans]
+        whole = [x for x in stale if x.id not in spans] if spans else stale
         return (self._unloaded(whole) if whole else []), spans
 
     def load_around(self, messages: dict[str, list[tuple[int, str, str]]]) -> None:
@@ -483,7 +489,7 @@ class ContactPlacement:
         if not stale:
             return
         around = self._around
-        whole = [x for x in stale if x.id not in around]
+        whole = [x for x in stale if x.id not in around] if around else stale
         if whole:
             members = self._members({x.id for x in whole})
             for session in whole:
