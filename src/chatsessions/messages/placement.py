@@ -118,7 +118,16 @@ def figures_likely_wanted(
     reads for nothing."""
     if not sessions:
         return {}
-    ordered = sorted(sessions, key=lambda x: x.start_ms) if len(sessions) > 1 else sessions
+    if len(sessions) == 1:  # most contacts of a batch: the same, without the lists
+        return _likely_wanted_of_one(sessions[0], times, history)
+    return _likely_wanted(sessions, times, history)
+
+
+def _likely_wanted(
+    sessions: list[TrackedSession], times: list[int], history: TimeoutHistory
+) -> dict[str, tuple[int, int]]:
+    """:func:`figures_likely_wanted` for any number of sessions."""
+    ordered = sorted(sessions, key=lambda x: x.start_ms)
     starts = [x.start_ms for x in ordered]
     lasts = [x.last_ms for x in ordered]
     spans: dict[int, tuple[int, int]] = {}
@@ -142,6 +151,40 @@ def figures_likely_wanted(
     return {
         ordered[i].id: spans[i] if ordered[i].message_count > AROUND_FROM else EVERY for i in stale
     }
+
+
+def _likely_wanted_of_one(
+    session: TrackedSession, times: list[int], history: TimeoutHistory
+) -> dict[str, tuple[int, int]]:
+    """:func:`figures_likely_wanted` for a contact's only session: :func:`_likely_wanted`'s
+    steps without its lists (0.65 against 2.9 us; tests/messages/test_placement.py holds
+    the two equal)."""
+    start, last = session.start_ms, session.last_ms
+    stale = False
+    lo = hi = 0
+    seen = False
+    for ts_ms in times:
+        if ts_ms < start:  # before it: joins it at its front, if near
+            if start - ts_ms >= history.at(ts_ms):
+                continue
+            start = ts_ms
+            stale = True
+        elif ts_ms <= last:
+            stale = True
+        elif ts_ms - last < history.at(last):
+            last = ts_ms
+        else:  # too far after it: a session of its own
+            continue
+        if not seen:
+            lo = hi = ts_ms
+            seen = True
+        elif ts_ms < lo:
+            lo = ts_ms
+        elif ts_ms > hi:
+            hi = ts_ms
+    if not stale:
+        return {}
+    return {session.id: (lo, hi) if session.message_count > AROUND_FROM else EVERY}
 
 
 def _itself(session_id: str) -> str:

@@ -639,9 +639,12 @@ async def _settle_figures(
     covers the one needed (a wider read gives the same figures)."""
     wanted = {p: p.figures_wanted() for p in placements}
     spans: dict[str, tuple[int, int]] = {}
+    every = sessions_store.EVERY
     for whole, around in wanted.values():
-        spans.update(dict.fromkeys(whole, sessions_store.EVERY))
-        spans.update(around)
+        for sid in whole:
+            spans[sid] = every
+        if around:
+            spans.update(around)
     keys: dict[str, list[tuple[int, str, str]]] = {}
     if read_ahead:
         for sid, (lo, hi) in spans.items():
