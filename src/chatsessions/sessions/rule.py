@@ -162,6 +162,12 @@ class Placement(NamedTuple):
     absorbed: str | None = None
 
 
+# Module constants: an Enum member read off its class costs ~0.07 us, once a message.
+_RESEGMENT = Placement(PlacementKind.RESEGMENT)
+_NEW = Placement(PlacementKind.NEW)
+_JOIN = PlacementKind.JOIN
+
+
 def place_message(
     ts_ms: int,
     before: SessionSpan | None,
@@ -176,7 +182,7 @@ def place_message(
     lo = before.start_ms if before is not None else ts_ms
     hi = max(ts_ms, after.last_ms if after is not None else ts_ms)
     if not history.constant_between(lo, hi):
-        return Placement(PlacementKind.RESEGMENT)
+        return _RESEGMENT
     joins_before = False
     if before is not None:
         if ts_ms <= before.last_ms:
@@ -194,7 +200,7 @@ def place_message(
         # The close comes at or after this message, which does not join (a shorter
         # timeout since the close was recorded): the close belongs to the session of the
         # last message at or before it, this one. The general case moves it.
-        return Placement(PlacementKind.RESEGMENT)
+        return _RESEGMENT
     joins_after = False
     if after is not None:
         blocked_by_close = (
@@ -206,11 +212,11 @@ def place_message(
         return Placement(PlacementKind.MERGE, before.session_id, after.session_id)
     if joins_before:
         assert before is not None
-        return Placement(PlacementKind.JOIN, before.session_id)
+        return Placement(_JOIN, before.session_id)
     if joins_after:
         assert after is not None
-        return Placement(PlacementKind.JOIN, after.session_id)
-    return Placement(PlacementKind.NEW)
+        return Placement(_JOIN, after.session_id)
+    return _NEW
 
 
 @dataclass(frozen=True)
