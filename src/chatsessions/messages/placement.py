@@ -213,11 +213,17 @@ class ContactPlacement:
         self.new_id = new_id  # ids of the sessions and events made here (ids.IdSupply)
         self.history = history
         self.now_ms = now_ms
-        self.live: dict[str, TrackedSession] = {x.id: x for x in sessions}
         self.wanted: list[str] = []  # stored sessions whose messages a re-cut needs
+        if len(sessions) == 1:  # most contacts of a batch: without the comprehensions
+            only = sessions[0]
+            self.live: dict[str, TrackedSession] = {only.id: only}
+            self._ordered = [only]
+            self._starts = [only.start_ms]
+        else:
+            self.live = {x.id: x for x in sessions}
+            self._ordered = sorted(sessions, key=lambda x: x.start_ms)
+            self._starts = [x.start_ms for x in self._ordered]
         self._stored = set(self.live)  # ids that exist in the database
-        self._ordered = sorted(sessions, key=lambda x: x.start_ms)
-        self._starts = [x.start_ms for x in self._ordered]
         self._changed: set[str] = set()
         self._marked: set[str] = set()
         self._deleted: list[str] = []
