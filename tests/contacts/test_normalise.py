@@ -8,7 +8,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
-from chatsessions.contacts.normalise import normalise_phone, parse_plus_digits
+from chatsessions.contacts.normalise import _short_e164, normalise_phone, parse_plus_digits
 
 DIGITS = "0123456789"
 # A known country code then anything (most texts a client sends), or any digits at all.
@@ -81,3 +81,50 @@ def test_without_phonenumbers_helpers_the_short_path_is_parse(
     monkeypatch.setattr(normalise.phonenumbers, "parse", parse)
     assert parse_plus_digits("+442079460000") == real_parse("+442079460000", None)
     assert calls == ["+442079460000"]
+
+
+def _library_e164(text: str) -> str:
+    """What phonenumbers' own three steps make of ``text``: parse, is_possible_number,
+    format_number (E.164); the error normalise_phone raises for it."""
+    try:
+        number = phonenumbers.parse(text, None)
+    except phonenumbers.NumberParseException:
+        return "error: not a number"
+    if not phonenumbers.is_possible_number(number):
+        return "error: not possible"
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _ours(text: str) -> str:
+    try:
+        e164 = normalise_phone.__wrapped__(text)  # not the remembered answer
+    except ValueError as exc:
+        return "error: not possible" if "possible" in str(exc) else "error: not a number"
+    return e164
+
+
+@given(plus_digits)
+@example("+15551234567")
+@example("+390012345678")  # Italian leading zeros: kept in E.164
+@example("+3900")  # all zeros
+@example("+80012345678")  # a non-geographic code
+@example("+4402079460000")  # a national prefix parse strips
+@example("+78005553535")
+@example("+1555")  # too short to be possible
+@example("+99912345678")
+def test_a_number_is_stored_as_phonenumbers_would_store_it(text: str) -> None:
+    """normalise_phone's short path (``_short_e164``) and its fallback give what
+    phonenumbers' parse, is_possible_number and format_number give, errors included."""
+    assert _ours(text) == _library_e164(text)
+    short = _short_e164(text)
+    if short is not None:
+        assert short == ("" if _library_e164(text).startswith("error") else _library_e164(text))
+
+
+@pytest.mark.parametrize(
+    "text", ["+15551234567", "+442079460000", "+390612345678", "+4915123456789", "+80012345678"]
+)
+def test_common_numbers_take_the_short_path(text: str) -> None:
+    """The short path decides the numbers clients send most (else the test above would
+    hold without testing it)."""
+    assert _short_e164(text) == _library_e164(text)
