@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _IDENTIFIERS = (("externalId", "external_id"), ("phoneNumber", "phone"), ("email", "email"))
+_COLUMNS = tuple(column for _api, column in _IDENTIFIERS)  # in the order they are matched
 
 
 def normalised_identifiers(fields: ContactFields, prefix: str = "") -> dict[str, str | None]:
@@ -111,13 +112,12 @@ def _new_row(
     now_ms: int,
     new_id: Callable[[], str] = ids.new_id,
 ) -> dict[str, Any]:
-    return {
-        "user_id": user_id,
-        "id": new_id(),
-        **_row_values(fields, idents),
-        "created_at_ms": now_ms,
-        "updated_at_ms": now_ms,
-    }
+    row = _row_values(fields, idents)  # one dict, not two merged: a batch makes 1,000
+    row["user_id"] = user_id
+    row["id"] = new_id()
+    row["created_at_ms"] = now_ms
+    row["updated_at_ms"] = now_ms
+    return row
 
 
 def _contact_of(values: dict[str, Any]) -> ContactRow:
@@ -224,13 +224,13 @@ async def find_or_plan_contacts(
         idents = (
             known_idents if known_idents is not None else normalised_identifiers(fields, prefix)
         )
-        if all(v is None for v in idents.values()):
+        if idents["external_id"] is None and idents["phone"] is None and idents["email"] is None:
             raise InvalidParameter(prefix.rstrip("."), "needs phoneNumber, email or externalId")
         idents_of.append(idents)
     # A batch may create 1,000 contacts: their ids drawn in blocks (~0.3 us an id, not ~3).
     new_id = ids.IdSupply()
     known: dict[str, dict[str, ContactRow]] = {}
-    for _api, column in _IDENTIFIERS:
+    for column in _COLUMNS:
         values = [v for idents in idents_of if (v := idents[column]) is not None]
         known[column] = (
             await store.find_contacts_by(conn, user_id, field=column, values=values)
@@ -240,22 +240,22 @@ async def find_or_plan_contacts(
     out: list[tuple[ContactRow, bool]] = []
     new_rows: list[dict[str, Any]] = []
     for (fields, _prefix), idents in zip(wanted, idents_of, strict=True):
-        found = next(
-            (
-                known[column][value]
-                for _api, column in _IDENTIFIERS
-                if (value := idents[column]) is not None and value in known[column]
-            ),
-            None,
-        )
+        found = None
+        for column in _COLUMNS:  # externalId, then phone, then email
+            value = idents[column]
+            if value is not None:
+                found = known[column].get(value)
+                if found is not None:
+                    break
         if found is not None:
             out.append((found, False))
             continue
         row = _new_row(user_id, fields, idents, now_ms, new_id)
         new_rows.append(row)
         created = _contact_of(row)
-        for _api, column in _IDENTIFIERS:
-            if (value := idents[column]) is not None:
+        for column in _COLUMNS:
+            value = idents[column]
+            if value is not None:
                 known[column][value] = created
         out.append((created, True))
     return out, new_rows
