@@ -17,7 +17,15 @@ from chatsessions import tables
 from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactIn
-from chatsessions.db import Database, fetch_rows, is_unavailable, sent_ahead, sqlite_executemany
+from chatsessions.db import (
+    Database,
+    fetch_rows,
+    is_unavailable,
+    joined_numbers,
+    pg_joined_numbers,
+    sent_ahead,
+    sqlite_executemany,
+)
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.schemas import MessageIn
 from tests.conftest import BACKENDS, PG_ADMIN_URL, T0, Tenant
@@ -592,3 +600,31 @@ async def test_probe_connections_in_use_are_bounded_and_a_wait_times_out_as_a_50
 
 async def _no_backends(admin: Any) -> bool:
     return not await admin.fetch(_PROBE_BACKENDS)
+
+
+# Numbers and booleans a write sends as one joined text (db.joined_numbers), read back by
+# the SQL that splits them (db.pg_joined_numbers): what could shift, drop or misread one.
+_JOINED = {
+    "bigint": [
+        [],
+        [None],
+        [0, None, -1, None],
+        [2**63 - 1, -(2**63), 1_796_000_000_000],
+    ],
+    "int": [[1, 2, 3], [None, None]],
+    "boolean": [[True, False, None, True], [False]],
+}
+
+
+@pytest.mark.parametrize("backend_name", [b for b in BACKENDS if b == "postgresql"])
+async def test_joined_numbers_are_read_back_as_sent(backend_name: str) -> None:
+    database = Database(Settings(database_url=PG_ADMIN_URL))
+    try:
+        async with database.read() as conn:
+            for kind, cases in _JOINED.items():
+                stmt = text(f"SELECT {pg_joined_numbers('v', kind)}")
+                for values in cases:
+                    [[back]] = await fetch_rows(conn, stmt, {"v": joined_numbers(values)})
+                    assert back == values, kind
+    finally:
+        await database.dispose()

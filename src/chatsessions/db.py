@@ -228,21 +228,20 @@ def joined_ids(values: list[str]) -> str:
 
 def pg_joined_numbers(name: str, kind: str) -> str:
     """SQL of the array of numbers (or booleans) in parameter ``name``, sent as one
-    comma-joined text with NULL as nothing (:func:`joined_numbers`): the driver checks every
-    element of an array against ``collections.abc`` classes in Python, and a batch of
-    1,000 new sessions sends 16,000 numbers: 8.1 ms of the client's CPU as arrays, 3.3 ms
-    joined (and 2.5 ms more of PostgreSQL's, to split them)."""
-    return f"CAST(string_to_array(CAST(:{name} AS text), ',', '') AS {kind}[])"
+    comma-joined text with NULL as ``null`` (:func:`joined_numbers`): the driver checks
+    every element of an array against ``collections.abc`` classes in Python, and a batch
+    of 1,000 new sessions sends 16,000 numbers: 8.1 ms of the client's CPU as arrays,
+    3.3 ms joined with ``str`` (and 2.5 ms more of PostgreSQL's, to split them), 0.3 ms
+    written by orjson."""
+    return f"CAST(string_to_array(CAST(:{name} AS text), ',', 'null') AS {kind}[])"
 
 
 def joined_numbers(values: list[Any]) -> str:
-    """The text of :func:`pg_joined_numbers`: ints as decimals, booleans as t/f, None as
-    nothing (an empty text is an empty array, which ``unnest`` pads with NULL as well)."""
-    if values and type(values[0]) is bool:
-        return ",".join(["t" if v else "f" for v in values])
-    if None in values:
-        return ",".join(["" if v is None else str(v) for v in values])
-    return ",".join(map(str, values))
+    """The text of :func:`pg_joined_numbers`: ints as decimals, booleans as true/false,
+    None as null (an empty text is an empty array, which ``unnest`` pads with NULL as
+    well). Written by orjson, in C (a JSON array without its brackets): ~0.02 us a number
+    against ~0.2 for ``str``."""
+    return orjson.dumps(values)[1:-1].decode()
 
 
 def pg_json_texts(param: str, kind: str) -> str:
