@@ -23,6 +23,7 @@ for the whole transaction and has no arrays, the same steps run as a few stateme
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -1053,29 +1054,43 @@ def pg_params(
     return _nulls_as_null(params)
 
 
+_SESSION_FIELDS = operator.attrgetter(
+    "id", "contact_id", "start_ms", "last_ms", "expires_ms", "closed_at_ms", "activity_ms",
+    "message_count", "inbound_count", "outbound_count", "created_at_ms", "close_notified_ms",
+)  # fmt: skip
+"""A session's columns of :data:`_SESSION_PARAMS` but ``s_new`` and the figures, in order."""
+
+
 def _session_columns(sessions: list[TrackedSession], new: int) -> dict[str, list[Any]]:
     """The session rows (the first ``new`` of them inserted, the rest updated) as one list
-    per column of :data:`_SESSION_PARAMS`."""
-    figs = [_figures(x) for x in sessions]
+    per column of :data:`_SESSION_PARAMS`: transposed in C (``zip``), not a comprehension
+    per column (18 of them over up to 1,000 sessions)."""
+    if not sessions:
+        return {name: [] for name, _kind in _SESSION_PARAMS}
+    fields = zip(*map(_SESSION_FIELDS, sessions), strict=True)
+    figures = zip(*map(_figures, sessions), strict=True)
+    (ids, contacts, start, last, expires, closed, activity, count, inbound, outbound, created,
+     notified) = map(list, fields)  # fmt: skip
+    first_in, first_resp, reply_sum, reply_count, waiting = map(list, figures)
     return {
-        "s_id": [x.id for x in sessions],
-        "s_contact": [x.contact_id for x in sessions],
-        "s_start": [x.start_ms for x in sessions],
-        "s_last": [x.last_ms for x in sessions],
-        "s_expires": [x.expires_ms for x in sessions],
-        "s_closed": [x.closed_at_ms for x in sessions],
-        "s_activity": [x.activity_ms for x in sessions],
-        "s_count": [x.message_count for x in sessions],
-        "s_in": [x.inbound_count for x in sessions],
-        "s_out": [x.outbound_count for x in sessions],
-        "s_created": [x.created_at_ms for x in sessions],
-        "s_notified": [x.close_notified_ms for x in sessions],
+        "s_id": ids,
+        "s_contact": contacts,
+        "s_start": start,
+        "s_last": last,
+        "s_expires": expires,
+        "s_closed": closed,
+        "s_activity": activity,
+        "s_count": count,
+        "s_in": inbound,
+        "s_out": outbound,
+        "s_created": created,
+        "s_notified": notified,
         "s_new": [True] * new + [False] * (len(sessions) - new),
-        "s_first_in": [f.first_inbound_ms for f in figs],
-        "s_first_resp": [f.first_response_ms for f in figs],
-        "s_reply_sum": [f.reply_sum_ms for f in figs],
-        "s_reply_count": [f.reply_count for f in figs],
-        "s_waiting": [f.unanswered_since_ms for f in figs],
+        "s_first_in": first_in,
+        "s_first_resp": first_resp,
+        "s_reply_sum": reply_sum,
+        "s_reply_count": reply_count,
+        "s_waiting": waiting,
     }
 
 
