@@ -109,12 +109,19 @@ def offline(
 
 
 timestamps = st.lists(st.integers(min_value=0, max_value=12 * 60 * MIN), min_size=1, max_size=40)
-histories = st.lists(
-    st.tuples(
-        st.integers(0, 12 * 60 * MIN), st.sampled_from([1, 5, 30, 60, 90]).map(lambda m: m * MIN)
+# The first value is in force from the start of time, or from a time among the messages
+# (a tenant's first timeout row, with history older than it: in force before it too).
+histories = st.builds(
+    lambda first, changes: TimeoutHistory(((first, 60 * MIN), *changes)),
+    st.one_of(st.just(-(2**62)), st.integers(0, 12 * 60 * MIN)),
+    st.lists(
+        st.tuples(
+            st.integers(0, 12 * 60 * MIN),
+            st.sampled_from([1, 5, 30, 60, 90]).map(lambda m: m * MIN),
+        ),
+        max_size=3,
     ),
-    max_size=3,
-).map(lambda changes: TimeoutHistory(((-(2**62), 60 * MIN), *changes)))
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -54,6 +54,9 @@ class TimeoutHistory:
 
     changes: tuple[tuple[int, int], ...]
     _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    # The timeout when it never changes (one value: in force before it too), else None:
+    # most tenants; the rule asks up to three times a message.
+    _only: int | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.changes:
@@ -61,6 +64,7 @@ class TimeoutHistory:
         ordered = tuple(sorted(self.changes))
         object.__setattr__(self, "changes", ordered)
         object.__setattr__(self, "_starts", tuple(start for start, _ in ordered))
+        object.__setattr__(self, "_only", ordered[0][1] if len(ordered) == 1 else None)
 
     @classmethod
     def constant(cls, timeout_ms: int) -> TimeoutHistory:
@@ -69,16 +73,22 @@ class TimeoutHistory:
 
     def at(self, t_ms: int) -> int:
         """The timeout in force at ``t_ms``."""
+        if self._only is not None:
+            return self._only
         i = bisect.bisect_right(self._starts, t_ms) - 1
         return self.changes[max(i, 0)][1]
 
     def constant_between(self, lo_ms: int, hi_ms: int) -> bool:
         """True when no change takes effect in ``(lo_ms, hi_ms]``."""
+        if self._only is not None:
+            return True
         i = bisect.bisect_right(self._starts, lo_ms)
         return i >= len(self._starts) or self._starts[i] > hi_ms
 
     def expires(self, last_ms: int) -> int:
         """When a session whose last message is at ``last_ms`` closes by silence."""
+        if self._only is not None:
+            return last_ms + self._only
         return last_ms + self.at(last_ms)
 
 
