@@ -299,9 +299,7 @@ class ContactPlacement:
         i = bisect.bisect_right(self._starts, ts_ms)
         before = self._ordered[i - 1] if i > 0 else None
         after = self._ordered[i] if i < len(self._ordered) else None
-        placement = rule.place_message(
-            ts_ms, before.span() if before else None, after.span() if after else None, history
-        )
+        placement = rule.place_message(ts_ms, before, after, history)
         inbound = 1 if direction == "inbound" else 0
         kind = placement.kind
         if kind is _RESEGMENT:

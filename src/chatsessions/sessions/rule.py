@@ -19,7 +19,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "CLOSED",
@@ -151,6 +151,21 @@ class SessionSpan(NamedTuple):
     closed_at_ms: int | None
 
 
+class Neighbour(Protocol):
+    """What :func:`place_message` reads of a neighbouring session: a :class:`SessionSpan`,
+    or the session itself where it has these (ingest passes its sessions as they are, not
+    a span made for each of a message's two neighbours)."""
+
+    @property
+    def session_id(self) -> str: ...
+    @property
+    def start_ms(self) -> int: ...
+    @property
+    def last_ms(self) -> int: ...
+    @property
+    def closed_at_ms(self) -> int | None: ...
+
+
 class PlacementKind(Enum):
     """What storing one message does to the contact's sessions."""
 
@@ -180,8 +195,8 @@ _JOIN = PlacementKind.JOIN
 
 def place_message(
     ts_ms: int,
-    before: SessionSpan | None,
-    after: SessionSpan | None,
+    before: Neighbour | None,
+    after: Neighbour | None,
     history: TimeoutHistory,
 ) -> Placement:
     """Decide where a message at ``ts_ms`` goes, given the contact's neighbouring sessions.

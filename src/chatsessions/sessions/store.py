@@ -100,6 +100,11 @@ class SessionRow:
             created_at_ms=row.created_at_ms,
         )
 
+    @property
+    def session_id(self) -> str:
+        """Its id, as ``rule.place_message`` reads a neighbour's (``rule.Neighbour``)."""
+        return self.id
+
     def span(self) -> SessionSpan:
         """What the session rule needs of it."""
         return SessionSpan(self.id, self.start_ms, self.last_ms, self.closed_at_ms)
