@@ -628,3 +628,28 @@ async def test_joined_numbers_are_read_back_as_sent(backend_name: str) -> None:
                     assert back == values, kind
     finally:
         await database.dispose()
+
+
+def test_sqlite_binds_none_and_booleans_as_it_always_did() -> None:
+    """db registers sqlite3 adapters for None and bool (speed only): NULL, and 1 or 0 as
+    integers, exactly as sqlite3 binds them without (a fresh interpreter, for the
+    comparison)."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sqlite3{extra}\n"
+        "db = sqlite3.connect(':memory:')\n"
+        "print(db.execute('SELECT ?, typeof(?), ?, typeof(?), ?, typeof(?)', "
+        "(None, None, True, True, False, False)).fetchone())\n"
+    )
+    plain, adapted = (
+        subprocess.run(
+            [sys.executable, "-c", probe.format(extra=extra)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for extra in ("", "; import chatsessions.db")
+    )
+    assert adapted == plain == "(None, 'null', 1, 'integer', 0, 'integer')\n"
