@@ -1116,12 +1116,12 @@ _SQLITE_UPDATE_SESSION = """
 _SQLITE_MARK = text(
     "UPDATE sessions SET close_notified_ms = :mark WHERE user_id = :user_id AND id = :id"
 )
-# (user_id, then a MessageWrite's fields in order, then created_at_ms)
-_SQLITE_INSERT_MESSAGE = """
-    INSERT INTO messages (user_id, id, contact_id, session_id, direction, role, type, content,
-        media_url, ts_ms, external_id, created_at_ms)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+# (user_id, then a MessageWrite's fields in order, each the column of its name, then
+# created_at_ms)
+_SQLITE_INSERT_MESSAGE = (
+    f"INSERT INTO messages (user_id, {', '.join(MessageWrite._fields)}, created_at_ms) "
+    f"VALUES ({', '.join('?' for _ in range(len(MessageWrite._fields) + 2))})"
+)
 _SQLITE_REASSIGN = text(
     "UPDATE messages SET session_id = :session_id WHERE user_id = :user_id AND id = :id"
 )
