@@ -476,10 +476,10 @@ async def read_state(
         ranges=orjson.dumps([[cid, *ranges[cid]] for cid in contacts]).decode(),
         external_ids=orjson.dumps(sorted(set(external_ids))).decode(),
     )
-    stmt = _READ_SQLITE
+    sql = _READ_SQLITE
     if owing_since_ms is not None and contacts:
-        stmt, params["contact_ids"] = _READ_OWING_SQLITE, orjson.dumps(contacts).decode()
-    for row in await fetch_rows(conn, stmt, params):
+        sql, params["contact_ids"] = _READ_OWING_SQLITE, orjson.dumps(contacts).decode()
+    for row in await fetch_rows(conn, sql, params):
         if row[0] == 1:
             add_external(row[5], row[1], row[2], row[6], row[4], row[3])
         else:
