@@ -10,6 +10,7 @@ from __future__ import annotations
 from itertools import pairwise
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -167,17 +168,25 @@ def _split(draw: Any, items: list[Any]) -> list[list[Any]]:
     ),
     later_change=st.none()
     | st.tuples(st.integers(0, 6 * 60 * MIN), st.sampled_from([1, 10, 60, 90])),
+    # Batches of 2 items or more also in two statements (messages written ahead, on
+    # PostgreSQL), as from messages.service.WRITE_AHEAD_FROM items (and, here, whatever
+    # figures they make stale: WRITE_AHEAD_STALE_FROM).
+    write_ahead_from=st.sampled_from([2, messages_service.WRITE_AHEAD_FROM]),
     data=st.data(),
 )
 async def test_batches_store_the_offline_segmentation(
     database: Database,
+    monkeypatch: pytest.MonkeyPatch,
     first: list[tuple[int, int, bool]],
     later: list[tuple[int, int, bool]],
     n_contacts: int,
     changes: list[tuple[int, int]],
     later_change: tuple[int, int] | None,
+    write_ahead_from: int,
     data: st.DataObject,
 ) -> None:
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", write_ahead_from)
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)
     tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
 
     async def setup(conn: Any) -> list[str]:

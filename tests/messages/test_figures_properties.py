@@ -49,6 +49,12 @@ async def test_stored_figures_equal_a_recomputation(
     # around it (placement.AROUND_FROM), as in a long session (shape a of the bench and
     # tests/test_bench_floor.py check the reads of whole sessions).
     monkeypatch.setattr(placement, "AROUND_FROM", 0)
+    # Batches of 2 items or more also in two statements (messages written ahead, on
+    # PostgreSQL), as from messages.service.WRITE_AHEAD_FROM items (and, here, whatever
+    # figures they make stale: WRITE_AHEAD_STALE_FROM).
+    write_ahead_from = data.draw(st.sampled_from([2, messages_service.WRITE_AHEAD_FROM]))
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", write_ahead_from)
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)
     tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
 
     async def setup(conn: Any) -> list[str]:

@@ -643,8 +643,9 @@ class ContactPlacement:
 
     # -- the net result -------------------------------------------------------------------
 
-    def collect(self, writes: Writes) -> None:
-        """Add this contact's net change to ``writes``."""
+    def collect(self, writes: Writes, *, messages: bool = True) -> None:
+        """Add this contact's net change to ``writes`` (``messages``: its new messages
+        too; else they were collected first, :meth:`collect_messages`)."""
         if self._deleted:
             writes.deleted.extend(self._deleted)
             # Messages of a stored session not read here move with it; read ones one by one.
@@ -672,6 +673,13 @@ class ContactPlacement:
             elif session.id in self._marked:
                 assert session.close_notified_ms is not None
                 writes.notified.append((session.id, session.close_notified_ms))
+        writes.outbox.extend(self._outbox)
+        if messages:
+            self.collect_messages(writes)
+
+    def collect_messages(self, writes: Writes) -> None:
+        """Add this contact's new messages to ``writes``, each in its final session: once
+        every message of the request is placed (settling the figures moves none)."""
         resolve = self.resolve if self._merged_into else _itself
         session_of = self._session_of
         # A row whose session a later message changed (a merge, a re-cut) is made again
@@ -684,4 +692,3 @@ class ContactPlacement:
                 if final == msg.session_id
                 else make(MessageWrite, (msg[0], msg[1], final, *msg[3:]))
             )
-        writes.outbox.extend(self._outbox)

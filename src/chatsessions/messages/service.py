@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ __all__ = [
     "ANSWER_WHILE_WRITING_FROM",
     "GENERIC_PLANS",
     "MAX_FUTURE_MS",
+    "WRITE_AHEAD_FROM",
+    "WRITE_AHEAD_STALE_FROM",
     "NewMessage",
     "StoredMessage",
     "ingest",
@@ -48,6 +51,18 @@ ANSWER_WHILE_WRITING_FROM = 64
 task that overlaps them cost a single message 10-40 us of the client's CPU (0.69 against
 0.68 ms a message in three alternated pairs, 0.70 against 0.66 in three run the other
 way round), where its answer takes ~2 us to build."""
+
+WRITE_AHEAD_FROM = 64
+"""Items from which :func:`ingest` may write a request's new messages (and the contacts
+it creates) in a statement of their own, sent once every message is placed, while the
+figures are settled and the sessions' rows made: the rest follows in a second statement.
+For fewer, the round trips the second statement adds cost more than the overlap gains."""
+WRITE_AHEAD_STALE_FROM = 32
+"""Stored sessions whose figures a request makes stale (messages inserted among theirs:
+the figures are recomputed from stored messages read) from which it writes its messages
+ahead (:data:`WRITE_AHEAD_FROM`). Batches of random arrivals (shape a of
+bench/ingest_shapes.py, ~630 such sessions a batch) gained 5-20 % a batch; appends and
+new contacts, with little to settle, gained nothing and paid the second statement."""
 
 GENERIC_PLANS = False
 """How :func:`store_messages` (the routes' way) runs :func:`ingest` on PostgreSQL.
@@ -181,41 +196,63 @@ async def ingest(
     )
     for cid in created:
         state.sessions[cid] = []
-    placed = await _place(conn, user_id, items, contact_ids, loaded, state, now_ms, times)
-    # Every contact locked here may see its sessions change: the write moves the
-    # write_seq of those whose single messages may be written without the lock (what
-    # such a write checks, write_unlocked), and a single message's write enables it for
-    # its contact. Those found inline (no write_seq read) are left to the statement.
-    # (Pointless for a tenant with endpoints, which always writes under the lock.)
-    seqs = loaded.write_seqs
-    enables = len(items) == 1 and items[0].contact_id is not None and not loaded.subscriptions
-    writes = Writes(
-        contacts=new_contacts,
-        bumped=sorted(
-            c for c in state.sessions if c not in created and (enables or seqs.get(c, 1) > 0)
-        ),
-        enable=enables,
-    )
-    placed.collect(writes)
-    # The answers are made while the write runs (they do not depend on its result), but
-    # for a few messages: a task costs more than it overlaps.
-    writing = messages_store.write(conn, user_id, writes, now_ms=now_ms, probes=probes)
-    if len(items) < ANSWER_WHILE_WRITING_FROM:
-        await writing
-        results = placed.results()
-    else:
-        async with sent_ahead(writing):
+    # A batch's new messages (and the contacts it creates, which they refer to) are
+    # written while the figures are settled and the sessions' rows made: they are final
+    # once every message is placed (the sessions follow in a second statement).
+    ahead: Writes | None = None
+    write_ahead = None
+    if len(items) >= WRITE_AHEAD_FROM and conn.dialect.name == "postgresql":
+        ahead = Writes(contacts=new_contacts)
+
+        def write_ahead(placements: Iterable[ContactPlacement]) -> Awaitable[None]:
+            assert ahead is not None
+            for placement in placements:
+                placement.collect_messages(ahead)
+            return messages_store.write(conn, user_id, ahead, now_ms=now_ms)
+
+    async with contextlib.AsyncExitStack() as pending:
+        placed = await _place(
+            conn, user_id, items, contact_ids, loaded, state, now_ms, times, write_ahead, pending
+        )
+        # Every contact locked here may see its sessions change: the write moves the
+        # write_seq of those whose single messages may be written without the lock (what
+        # such a write checks, write_unlocked), and a single message's write enables it
+        # for its contact. Those found inline (no write_seq read) are left to the
+        # statement. (Pointless for a tenant with endpoints, which always writes under the
+        # lock.)
+        seqs = loaded.write_seqs
+        enables = len(items) == 1 and items[0].contact_id is not None and not loaded.subscriptions
+        if placed.written_ahead is None:  # not worth it after all (WRITE_AHEAD_STALE_FROM)
+            ahead = None
+        writes = Writes(
+            contacts=new_contacts if ahead is None else [],
+            bumped=sorted(
+                c for c in state.sessions if c not in created and (enables or seqs.get(c, 1) > 0)
+            ),
+            enable=enables,
+        )
+        placed.collect(writes, messages=ahead is None)
+        # The answers are made while the write runs (they do not depend on its result),
+        # but for a few messages: a task costs more than it overlaps.
+        writing = messages_store.write(
+            conn, user_id, writes, now_ms=now_ms, probes=probes, after=placed.written_ahead
+        )
+        if len(items) < ANSWER_WHILE_WRITING_FROM:
+            await writing
             results = placed.results()
-    _count_writes(user_id, writes)
+        else:
+            async with sent_ahead(writing):
+                results = placed.results()
+    _count_writes(user_id, writes, ahead)
     return results
 
 
-def _count_writes(user_id: str, writes: Writes) -> None:
+def _count_writes(user_id: str, writes: Writes, ahead: Writes | None = None) -> None:
     planner_stats.count_writes(
         user_id,
-        contacts=len(writes.contacts),
+        contacts=len(writes.contacts) + (len(ahead.contacts) if ahead else 0),
         sessions=len(writes.inserted),
-        messages=len(writes.messages),
+        messages=len(writes.messages) + (len(ahead.messages) if ahead else 0),
     )
 
 
@@ -231,11 +268,14 @@ class _Placement:
     placed: dict[int, tuple[str, Placed]]
     replayed: dict[int, StoredExternal]
     repeat_of: dict[int, int]
+    # The statement writing the new messages ahead (_place's write_ahead), if sent.
+    written_ahead: asyncio.Task[None] | None = None
 
-    def collect(self, writes: Writes) -> None:
-        """Add the net result of every contact's placement to ``writes``."""
+    def collect(self, writes: Writes, *, messages: bool = True) -> None:
+        """Add the net result of every contact's placement to ``writes`` (``messages``:
+        the new messages too, unless they were written ahead)."""
         for placement in self.contacts.values():
-            placement.collect(writes)
+            placement.collect(writes, messages=messages)
 
     def results(self) -> list[StoredMessage]:
         """What the request answers, in request order."""
@@ -260,6 +300,8 @@ async def _place(
     state: messages_store.State,
     now_ms: int,
     times: dict[str, list[int]] | None = None,
+    write_ahead: Callable[[Iterable[ContactPlacement]], Awaitable[None]] | None = None,
+    pending: contextlib.AsyncExitStack | None = None,
 ) -> _Placement:
     """Apply the session rule to the request's messages, in request order, against the
     state read (``state.sessions``: every contact of the request), emitting events for
@@ -339,13 +381,21 @@ async def _place(
                 )
         if reading is not None:
             read_ahead = await reading
+    writing = None
+    if write_ahead is not None and len(guess) >= WRITE_AHEAD_STALE_FROM:
+        # Sent now, awaited by whoever writes next (``pending``'s end waits for it anyway).
+        assert pending is not None
+        writing = await pending.enter_async_context(sent_ahead(write_ahead(contacts.values())))
     await _settle_figures(
         conn,
         user_id,
         contacts.values(),
         read_ahead={sid: (guess[sid], read_ahead[sid]) for sid in read_ahead},
+        busy=writing,
     )
-    return _Placement(items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of)
+    return _Placement(
+        items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of, writing
+    )
 
 
 def _times_by_contact(items: list[NewMessage], contact_ids: list[str]) -> dict[str, list[int]]:
@@ -631,6 +681,7 @@ async def _settle_figures(
     placements: Iterable[ContactPlacement],
     *,
     read_ahead: Mapping[str, tuple[tuple[int, int], list[tuple[int, str, str]]]] | None = None,
+    busy: Awaitable[None] | None = None,
 ) -> None:
     """Recompute the figures a request made stale, reading the stored messages they need
     (whole sessions, or those around inserted messages) in one statement for every
@@ -654,6 +705,8 @@ async def _settle_figures(
                 keys[sid] = got[1]
     missing = {sid: span for sid, span in spans.items() if sid not in keys}
     if missing:
+        if busy is not None:  # the connection's statement first (db.sent_ahead)
+            await busy
         keys.update(await sessions_store.message_keys_around(conn, user_id, missing))
     for placement, (whole, around) in wanted.items():
         if whole:

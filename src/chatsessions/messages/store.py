@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -951,7 +951,13 @@ def is_probes(parts: Sequence[str], one_row: frozenset[str]) -> bool:
 
 
 async def write(
-    conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int, probes: bool = False
+    conn: AsyncConnection,
+    user_id: str,
+    writes: Writes,
+    *,
+    now_ms: int,
+    probes: bool = False,
+    after: Awaitable[Any] | None = None,
 ) -> None:
     """Write the net result (one statement on PostgreSQL, which also notifies the webhook
     delivery workers at commit when deliveries were written).
@@ -961,11 +967,17 @@ async def write(
     probe, once per connection (its custom plan cost ~0.1 ms of PostgreSQL's time per
     message), and ends the phase as it runs: what the caller runs next in the transaction
     plans as before. Any other write, and a write of nothing, end the phase first (one more
-    round trip)."""
+    round trip).
+
+    ``after``: the statement running on ``conn`` (``db.sent_ahead``), awaited once this
+    write's parameters are made, before its own statement."""
     if conn.dialect.name == "postgresql":
         parts = write_parts(writes)
         one_row = one_row_parts(writes)
         end_probes = probes and bool(parts) and is_probes(parts, one_row)
+        params = pg_params(user_id, writes, now_ms, one_row=one_row) if parts else {}
+        if after is not None:
+            await after
         if probes and not end_probes:  # e.g. a replay, which writes nothing
             await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
         if parts:
@@ -976,7 +988,6 @@ async def write(
                 + len(writes.outbox)
             )
             generic_checks = inserted >= _GENERIC_CHECKS_FROM
-            params = pg_params(user_id, writes, now_ms, one_row=one_row)
             stmt = _write_pg(parts, generic_checks, one_row, end_probes)
             [row] = await fetch_rows(conn, stmt, params)
             if "changed" in one_row and writes.updated and row[-1] != len(writes.updated):
@@ -984,6 +995,8 @@ async def write(
             if generic_checks:
                 await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
     else:
+        if after is not None:
+            await after
         await _write_sqlite(conn, user_id, writes, now_ms)
 
 
