@@ -9,7 +9,8 @@ contacts, each with an ``externalId``). At each size in ``--sizes`` (stored mess
 sends one probe batch (500 replayed ``externalId``s, 500 new messages), then a batch of
 100 messages naming their contacts by phone (50 new contacts, 50 found: the lookup by
 phone and the write that inserts contacts), then a single message (the write's one-row
-form), through
+form), then 100 late messages among 100 contacts' stored ones (the messages written ahead
+of the sessions, in a statement of their own), through
 ``messages.service.ingest`` in the same kind of transaction as the HTTP routes, with
 PostgreSQL's ``auto_explain`` logging every statement's ``EXPLAIN (ANALYZE, BUFFERS)``
 to this client: the plans shown are those the service executed, with the plan cache
@@ -100,6 +101,27 @@ def _inline_items(start_ms: int, round_: int) -> list[messages_service.NewMessag
             now_ms=NOW,
         )
         for n, phone in enumerate(phones)
+    ]
+
+
+def _among_items(
+    start_ms: int, stored: int, contacts: list[str]
+) -> list[messages_service.NewMessage]:
+    """100 late messages, one for each of 100 contacts, stamped among the last 600 stored
+    (inside each contact's one long session: its figures made stale, so the batch writes
+    its messages ahead of its sessions, messages.service.WRITE_AHEAD_FROM)."""
+    return [
+        messages_service.prepare_message(
+            MessageIn(
+                contactId=contacts[n],
+                direction="inbound" if n % 2 else "outbound",
+                timestamp=start_ms + (stored - 600 + 5 * n) * MIN // 10 + 1,
+                content="late",
+                externalId=f"late{stored}-{n}",
+            ),
+            now_ms=NOW,
+        )
+        for n in range(100)
     ]
 
 
@@ -221,6 +243,15 @@ async def main() -> None:
         report.append(
             f"\n### {size:,} stored messages: one message, to a contact's open session (the "
             f"write's one-row form): {took_ms:.1f} ms\n"
+        )
+        report += _plans(logged)
+        took_ms = await timed(_among_items(base_ms, stored, contacts))
+        stored += 100
+        print(f"{size:>9} stored: late messages batch {took_ms:.1f} ms")
+        report.append(
+            f"\n### {size:,} stored messages: 100 late messages among 100 contacts' stored "
+            f"ones (their figures stale: the messages written ahead of the sessions): "
+            f"{took_ms:.1f} ms\n"
         )
         report += _plans(logged)
         if size == sizes[-1]:

@@ -142,7 +142,7 @@ async def test_an_externalid_raced_by_a_batch_written_ahead_is_stored_once(
 
     monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)  # a new contact's
     forced = not database.is_sqlite
-    second_sent = asyncio.Event()
+    first_written, second_sent = asyncio.Event(), asyncio.Event()
     ahead_calls = {first: 0, second: 0}
     write = messages_store.write
 
@@ -151,13 +151,16 @@ async def test_an_externalid_raced_by_a_batch_written_ahead_is_stored_once(
         contact = writes.messages[0].contact_id if writes.messages else None
         if ahead and contact == second:
             ahead_calls[second] += 1
+            if forced:  # after the first batch's "shared" (deadlines, not bets on timing)
+                await asyncio.wait_for(first_written.wait(), timeout=60)
             second_sent.set()
         await write(conn, user_id, writes, **kw)
         if ahead and contact == first:
             ahead_calls[first] += 1
+            first_written.set()
             if forced and ahead_calls[first] == 1:
                 # The first batch holds "shared" uncommitted until the second sent its
-                # own (a deadline, not a bet on timing: the second's insert then waits).
+                # own, whose insert then waits for the first to commit.
                 await asyncio.wait_for(second_sent.wait(), timeout=60)
 
     monkeypatch.setattr(messages_store, "write", observed)
