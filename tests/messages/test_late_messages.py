@@ -178,10 +178,19 @@ async def test_the_messages_a_batch_needs_are_read_while_it_is_placed(
         "others",  # sessions the batch does not touch
     ],
 )
+# Written ahead (PostgreSQL): the batch's messages in a statement of their own, sent once
+# its reads are done (messages.service.WRITE_AHEAD_FROM): a read after it would find
+# them, and count them twice in the figures.
+@pytest.mark.parametrize("ahead", [False, True], ids=["one write", "written ahead"])
 async def test_figures_are_right_whatever_was_read_ahead(
-    database: Database, monkeypatch: pytest.MonkeyPatch, guess: str
+    database: Database, monkeypatch: pytest.MonkeyPatch, guess: str, ahead: bool
 ) -> None:
     # The read ahead is a guess: a wrong one costs a statement, never a wrong figure.
+    if ahead:
+        monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", 2)
+        monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)
+    else:
+        monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", 10**9)
     tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
     contact_ids, history = await _contacts_with_history(database, tenant.user_id, 7)
     untouched = contact_ids.pop()  # not in the batch

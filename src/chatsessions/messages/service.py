@@ -381,17 +381,23 @@ async def _place(
                 )
         if reading is not None:
             read_ahead = await reading
-    writing = None
-    if write_ahead is not None and len(guess) >= WRITE_AHEAD_STALE_FROM:
-        # Sent now, awaited by whoever writes next (``pending``'s end waits for it anyway).
-        assert pending is not None
+    writing: asyncio.Task[None] | None = None
+
+    async def send_ahead() -> None:
+        # Sent once every read of the request is done (a read after it would see its
+        # messages), awaited by whoever writes next (``pending``'s end waits for it).
+        nonlocal writing
+        assert write_ahead is not None and pending is not None
         writing = await pending.enter_async_context(sent_ahead(write_ahead(contacts.values())))
+
     await _settle_figures(
         conn,
         user_id,
         contacts.values(),
         read_ahead={sid: (guess[sid], read_ahead[sid]) for sid in read_ahead},
-        busy=writing,
+        reads_done=(
+            send_ahead if write_ahead is not None and len(guess) >= WRITE_AHEAD_STALE_FROM else None
+        ),
     )
     return _Placement(
         items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of, writing
@@ -681,13 +687,15 @@ async def _settle_figures(
     placements: Iterable[ContactPlacement],
     *,
     read_ahead: Mapping[str, tuple[tuple[int, int], list[tuple[int, str, str]]]] | None = None,
-    busy: Awaitable[None] | None = None,
+    reads_done: Callable[[], Awaitable[None]] | None = None,
 ) -> None:
     """Recompute the figures a request made stale, reading the stored messages they need
     (whole sessions, or those around inserted messages) in one statement for every
     contact, but for those already read: ``read_ahead``, by session, the span read
     (``sessions.store.message_keys_around``) and its messages, used where that span
-    covers the one needed (a wider read gives the same figures)."""
+    covers the one needed (a wider read gives the same figures). ``reads_done``: called
+    once the reads are done, before the figures are computed (what the request may then
+    send: its messages, messages.service.WRITE_AHEAD_FROM)."""
     wanted = {p: p.figures_wanted() for p in placements}
     spans: dict[str, tuple[int, int]] = {}
     every = sessions_store.EVERY
@@ -705,9 +713,9 @@ async def _settle_figures(
                 keys[sid] = got[1]
     missing = {sid: span for sid, span in spans.items() if sid not in keys}
     if missing:
-        if busy is not None:  # the connection's statement first (db.sent_ahead)
-            await busy
         keys.update(await sessions_store.message_keys_around(conn, user_id, missing))
+    if reads_done is not None:  # the figures are computed from here on without the database
+        await reads_done()
     for placement, (whole, around) in wanted.items():
         if whole:
             placement.load({sid: keys[sid] for sid in whole})
