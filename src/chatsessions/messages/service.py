@@ -222,16 +222,16 @@ async def ingest(
         # lock.)
         seqs = loaded.write_seqs
         enables = len(items) == 1 and items[0].contact_id is not None and not loaded.subscriptions
-        if placed.written_ahead is None:  # not worth it after all (WRITE_AHEAD_STALE_FROM)
-            ahead = None
+        # What went ahead, if it went (not for few stale figures: WRITE_AHEAD_STALE_FROM).
+        written = ahead if placed.written_ahead is not None else None
         writes = Writes(
-            contacts=new_contacts if ahead is None else [],
+            contacts=new_contacts if written is None else [],
             bumped=sorted(
                 c for c in state.sessions if c not in created and (enables or seqs.get(c, 1) > 0)
             ),
             enable=enables,
         )
-        placed.collect(writes, messages=ahead is None)
+        placed.collect(writes, messages=written is None)
         # The answers are made while the write runs (they do not depend on its result),
         # but for a few messages: a task costs more than it overlaps.
         writing = messages_store.write(
@@ -243,7 +243,7 @@ async def ingest(
         else:
             async with sent_ahead(writing):
                 results = placed.results()
-    _count_writes(user_id, writes, ahead)
+    _count_writes(user_id, writes, written)
     return results
 
 
