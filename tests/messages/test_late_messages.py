@@ -1,5 +1,5 @@
 """A late message in a long session: its figures come from the stored messages around it
-(sessions.store.message_keys_around), not from every message of the session, and are
+(sessions.store.read_message_keys_around), not from every message of the session, and are
 those of the whole session recomputed."""
 
 from __future__ import annotations
@@ -78,14 +78,20 @@ async def test_a_late_message_reads_the_turns_around_it(
     await _ingest(database, tenant.user_id, history)
 
     reads: list[int] = []
-    real = sessions_store.message_keys_around
+    real = sessions_store.read_message_keys_around
 
     async def counted(conn: Any, user_id: str, spans: Any) -> Any:
-        out = await real(conn, user_id, spans)
-        reads.append(sum(len(keys) for keys in out.values()))
-        return out
+        build = await real(conn, user_id, spans)
 
-    monkeypatch.setattr(sessions_store, "message_keys_around", counted)
+        def built() -> Any:
+            out = build()
+            reads.append(sum(len(keys) for keys in out.values()))
+            return out
+
+        return built
+
+    # Every read of stored messages around inserts (the read ahead's too) goes through it.
+    monkeypatch.setattr(sessions_store, "read_message_keys_around", counted)
     await _ingest(database, tenant.user_id, [_message(contact_id, late_ms, direction, "late")])
 
     # One session, the late message stored in it, its figures those of every message.
@@ -146,7 +152,7 @@ async def test_the_messages_a_batch_needs_are_read_while_it_is_placed(
 
     reads: list[dict[str, tuple[int, int]]] = []
     placing: list[bool] = []  # whether each read was sent before the placement began
-    real_read = sessions_store.message_keys_around
+    real_read = sessions_store.read_message_keys_around
     real_place = ContactPlacement.place
 
     async def counted(conn: Any, user_id: str, spans: Any) -> Any:
@@ -160,7 +166,7 @@ async def test_the_messages_a_batch_needs_are_read_while_it_is_placed(
         placed.append(1)
         return real_place(self, *message)
 
-    monkeypatch.setattr(sessions_store, "message_keys_around", counted)
+    monkeypatch.setattr(sessions_store, "read_message_keys_around", counted)
     monkeypatch.setattr(ContactPlacement, "place", place)
     await _ingest(database, tenant.user_id, _late_batch(contact_ids))
 
@@ -216,14 +222,14 @@ async def test_figures_are_right_whatever_was_read_ahead(
         return {other: sessions_store.EVERY}
 
     reads: list[set[str]] = []
-    real_read = sessions_store.message_keys_around
+    real_read = sessions_store.read_message_keys_around
 
     async def counted(conn: Any, user_id: str, spans: Any) -> Any:
         reads.append(set(spans))
         return await real_read(conn, user_id, spans)
 
     monkeypatch.setattr(messages_service, "figures_likely_wanted", wrong)
-    monkeypatch.setattr(sessions_store, "message_keys_around", counted)
+    monkeypatch.setattr(sessions_store, "read_message_keys_around", counted)
     await _ingest(database, tenant.user_id, _late_batch(contact_ids))
 
     assert await check_stored_figures(database, tenant.user_id) == (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -144,26 +145,34 @@ async def test_an_externalid_raced_by_a_batch_written_ahead_is_stored_once(
     forced = not database.is_sqlite
     first_written, second_sent = asyncio.Event(), asyncio.Event()
     ahead_calls = {first: 0, second: 0}
-    write = messages_store.write
+    prepare_write = messages_store.prepare_write
 
-    async def observed(conn: AsyncConnection, user_id: str, writes: Any, **kw: Any) -> None:
+    def observed(
+        conn: AsyncConnection, user_id: str, writes: Any, **kw: Any
+    ) -> Callable[[], Awaitable[None]]:
+        # Every write is prepared here (messages_store.write too), then sent.
+        send = prepare_write(conn, user_id, writes, **kw)
         ahead = bool(writes.messages) and not (writes.inserted or writes.updated)
         contact = writes.messages[0].contact_id if writes.messages else None
-        if ahead and contact == second:
-            ahead_calls[second] += 1
-            if forced:  # after the first batch's "shared" (deadlines, not bets on timing)
-                await asyncio.wait_for(first_written.wait(), timeout=60)
-            second_sent.set()
-        await write(conn, user_id, writes, **kw)
-        if ahead and contact == first:
-            ahead_calls[first] += 1
-            first_written.set()
-            if forced and ahead_calls[first] == 1:
-                # The first batch holds "shared" uncommitted until the second sent its
-                # own, whose insert then waits for the first to commit.
-                await asyncio.wait_for(second_sent.wait(), timeout=60)
 
-    monkeypatch.setattr(messages_store, "write", observed)
+        async def sent() -> None:
+            if ahead and contact == second:
+                ahead_calls[second] += 1
+                if forced:  # after the first batch's "shared" (deadlines, not bets on timing)
+                    await asyncio.wait_for(first_written.wait(), timeout=60)
+                second_sent.set()
+            await send()
+            if ahead and contact == first:
+                ahead_calls[first] += 1
+                first_written.set()
+                if forced and ahead_calls[first] == 1:
+                    # The first batch holds "shared" uncommitted until the second sent its
+                    # own, whose insert then waits for the first to commit.
+                    await asyncio.wait_for(second_sent.wait(), timeout=60)
+
+        return sent
+
+    monkeypatch.setattr(messages_store, "prepare_write", observed)
     stored_first, stored_second = await asyncio.gather(
         messages_service.store_messages(
             database, user_id=tenant.user_id, items=batch(first, "a"), now_ms=T0

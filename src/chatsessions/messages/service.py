@@ -204,11 +204,11 @@ async def ingest(
     if len(items) >= WRITE_AHEAD_FROM and conn.dialect.name == "postgresql":
         ahead = Writes(contacts=new_contacts)
 
-        def write_ahead(placements: Iterable[ContactPlacement]) -> Awaitable[None]:
+        def write_ahead(placements: Iterable[ContactPlacement]) -> Callable[[], Awaitable[None]]:
             assert ahead is not None
             for placement in placements:
                 placement.collect_messages(ahead)
-            return messages_store.write(conn, user_id, ahead, now_ms=now_ms)
+            return messages_store.prepare_write(conn, user_id, ahead, now_ms=now_ms)
 
     async with contextlib.AsyncExitStack() as pending:
         placed = await _place(
@@ -240,10 +240,15 @@ async def ingest(
         if len(items) < ANSWER_WHILE_WRITING_FROM:
             await writing
             results = placed.results()
+            _count_writes(user_id, writes, written)
         else:
             async with sent_ahead(writing):
                 results = placed.results()
-    _count_writes(user_id, writes, written)
+                _count_writes(user_id, writes, written)
+                # The request's working objects (~10^5 for 1,000 messages: placements, the
+                # state read, the rows made) are freed while the write runs: at the return
+                # they took ~6 ms in series before the commit (bench/ingest-findings.md).
+                del placed, state, times, ranges, writes, written, ahead, write_ahead
     return results
 
 
@@ -300,7 +305,8 @@ async def _place(
     state: messages_store.State,
     now_ms: int,
     times: dict[str, list[int]] | None = None,
-    write_ahead: Callable[[Iterable[ContactPlacement]], Awaitable[None]] | None = None,
+    write_ahead: Callable[[Iterable[ContactPlacement]], Callable[[], Awaitable[None]]]
+    | None = None,
     pending: contextlib.AsyncExitStack | None = None,
 ) -> _Placement:
     """Apply the session rule to the request's messages, in request order, against the
@@ -313,47 +319,63 @@ async def _place(
     if times is None:
         times = _times_by_contact(items, contact_ids)
 
-    # Replays: of a stored message, or of an earlier item of this request.
-    first_of: dict[str, int] = {}
-    repeat_of: dict[int, int] = {}
-    replayed: dict[int, StoredExternal] = {}
-    fresh: list[int] = []
-    for i, msg in enumerate(items):
-        ext = msg.external_id
-        if ext is not None:
-            if ext in first_of:
-                repeat_of[i] = first_of[ext]
-                continue
-            if ext in state.external:
-                replayed[i] = state.external[ext]
-                continue
-            first_of[ext] = i
-        fresh.append(i)
-
-    new_id = ids.IdSupply()  # sessions' and events' ids, drawn in blocks
-    contacts = {
-        cid: ContactPlacement(cid, sessions, history=history, now_ms=now_ms, new_id=new_id)
-        for cid, sessions in state.sessions.items()
-    }
     placed: dict[int, tuple[str, Placed]] = {}  # item -> (message id, where it went)
     # The stored messages the figures will likely need are read while the messages are
     # placed (the database's work overlapping the client's); what the guess missed is
-    # read after (_settle_figures).
+    # read after (_FiguresReads).
     guess: dict[str, tuple[int, int]] = {}
     for cid, sessions in state.sessions.items():
         if sessions and cid in times:
             guess.update(figures_likely_wanted(sessions, times[cid], history))
-    read_ahead: dict[str, list[tuple[int, str, str]]] = {}
+    # The messages go ahead (write_ahead) once every read of the request is done (a read
+    # after them would find them): the moment the read ahead ends, if it covers what the
+    # figures need, their parameters made while it ran.
+    writes_ahead = write_ahead is not None and len(guess) >= WRITE_AHEAD_STALE_FROM
+    send: Callable[[], Awaitable[None]] | None = None
+    writing: asyncio.Task[None] | None = None
+
+    async def send_ahead(send: Callable[[], Awaitable[None]]) -> asyncio.Task[None]:
+        # Awaited by whoever writes next (``pending``'s end waits for it).
+        assert pending is not None
+        task = await pending.enter_async_context(sent_ahead(send()))
+        assert task is not None
+        return task
+
+    read_ahead: dict[str, list[tuple[int, str, str]]] | None = None
+    keys_read: Callable[[], dict[str, list[tuple[int, str, str]]]] = dict
     async with sent_ahead(
-        sessions_store.message_keys_around(conn, user_id, guess) if guess else None
+        sessions_store.read_message_keys_around(conn, user_id, guess) if guess else None
     ) as reading:
+        # Replays (of a stored message, or of an earlier item of this request): found once
+        # the read is sent, as is all that follows.
+        first_of: dict[str, int] = {}
+        repeat_of: dict[int, int] = {}
+        replayed: dict[int, StoredExternal] = {}
+        fresh: list[int] = []
+        for i, msg in enumerate(items):
+            ext = msg.external_id
+            if ext is not None:
+                if ext in first_of:
+                    repeat_of[i] = first_of[ext]
+                    continue
+                if ext in state.external:
+                    replayed[i] = state.external[ext]
+                    continue
+                first_of[ext] = i
+            fresh.append(i)
+
+        new_id = ids.IdSupply()  # sessions' and events' ids, drawn in blocks
+        contacts = {
+            cid: ContactPlacement(cid, sessions, history=history, now_ms=now_ms, new_id=new_id)
+            for cid, sessions in state.sessions.items()
+        }
         for i, message_id in zip(fresh, ids.new_ids(len(fresh)), strict=True):
             msg, cid = items[i], contact_ids[i]
             placement = contacts[cid]
             where = placement.place(message_id, msg.ts_ms, msg.direction)
             if where is None:  # a re-cut: read the stored messages it needs, then place
-                if reading is not None:
-                    read_ahead = await reading  # the connection's statement first
+                if reading is not None and read_ahead is None:
+                    read_ahead = (await reading)()  # the connection's statement first
                 wanted = await sessions_store.message_keys(conn, user_id, placement.wanted)
                 placement.load(wanted)
                 where = placement.place(message_id, msg.ts_ms, msg.direction)
@@ -379,26 +401,21 @@ async def _place(
                     contact=loaded.contacts.get(cid),
                     message=MessageRow(*row),
                 )
-        if reading is not None:
-            read_ahead = await reading
-    writing: asyncio.Task[None] | None = None
-
-    async def send_ahead() -> None:
-        # Sent once every read of the request is done (a read after it would see its
-        # messages), awaited by whoever writes next (``pending``'s end waits for it).
-        nonlocal writing
-        assert write_ahead is not None and pending is not None
-        writing = await pending.enter_async_context(sent_ahead(write_ahead(contacts.values())))
-
-    await _settle_figures(
-        conn,
-        user_id,
-        contacts.values(),
-        read_ahead={sid: (guess[sid], read_ahead[sid]) for sid in read_ahead},
-        reads_done=(
-            send_ahead if write_ahead is not None and len(guess) >= WRITE_AHEAD_STALE_FROM else None
-        ),
-    )
+        figures = _FiguresReads(contacts.values(), guess)
+        if writes_ahead and not figures.missing:
+            assert write_ahead is not None
+            send = write_ahead(contacts.values())
+        if reading is not None and read_ahead is None:
+            keys_read = await reading
+            if send is not None:
+                writing = await send_ahead(send)
+    if read_ahead is None:
+        read_ahead = keys_read()
+    keys = await figures.read(conn, user_id, read_ahead)
+    if writes_ahead and writing is None:  # after the reads the guess missed
+        assert write_ahead is not None
+        writing = await send_ahead(send or write_ahead(contacts.values()))
+    figures.settle(keys)
     return _Placement(
         items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of, writing
     )
@@ -682,46 +699,64 @@ async def recut_after_timeout_change(
 
 
 async def _settle_figures(
-    conn: AsyncConnection,
-    user_id: str,
-    placements: Iterable[ContactPlacement],
-    *,
-    read_ahead: Mapping[str, tuple[tuple[int, int], list[tuple[int, str, str]]]] | None = None,
-    reads_done: Callable[[], Awaitable[None]] | None = None,
+    conn: AsyncConnection, user_id: str, placements: Iterable[ContactPlacement]
 ) -> None:
     """Recompute the figures a request made stale, reading the stored messages they need
     (whole sessions, or those around inserted messages) in one statement for every
-    contact, but for those already read: ``read_ahead``, by session, the span read
-    (``sessions.store.message_keys_around``) and its messages, used where that span
-    covers the one needed (a wider read gives the same figures). ``reads_done``: called
-    once the reads are done, before the figures are computed (what the request may then
-    send: its messages, messages.service.WRITE_AHEAD_FROM)."""
-    wanted = {p: p.figures_wanted() for p in placements}
-    spans: dict[str, tuple[int, int]] = {}
-    every = sessions_store.EVERY
-    for whole, around in wanted.values():
-        for sid in whole:
-            spans[sid] = every
-        if around:
-            spans.update(around)
-    keys: dict[str, list[tuple[int, str, str]]] = {}
-    if read_ahead:
+    contact."""
+    figures = _FiguresReads(placements, {})
+    figures.settle(await figures.read(conn, user_id, {}))
+
+
+class _FiguresReads:
+    """The stored messages the figures a request made stale need, by session: each
+    placement's ``figures_wanted``, and (``missing``) the spans of those not covered by
+    ``read_ahead``'s, the spans read ahead (``sessions.store.message_keys_around``; a
+    wider read gives the same figures). Made once every message is placed."""
+
+    def __init__(
+        self, placements: Iterable[ContactPlacement], read_ahead: Mapping[str, tuple[int, int]]
+    ) -> None:
+        self.wanted = {p: p.figures_wanted() for p in placements}
+        spans: dict[str, tuple[int, int]] = {}
+        every = sessions_store.EVERY
+        for whole, around in self.wanted.values():
+            for sid in whole:
+                spans[sid] = every
+            if around:
+                spans.update(around)
+        self.covered: list[str] = []
+        self.missing: dict[str, tuple[int, int]] = {}
         for sid, (lo, hi) in spans.items():
             got = read_ahead.get(sid)
             # EVERY is the widest span: it covers any, and only it covers EVERY.
-            if got is not None and got[0][0] <= lo and hi <= got[0][1]:
-                keys[sid] = got[1]
-    missing = {sid: span for sid, span in spans.items() if sid not in keys}
-    if missing:
-        keys.update(await sessions_store.message_keys_around(conn, user_id, missing))
-    if reads_done is not None:  # the figures are computed from here on without the database
-        await reads_done()
-    for placement, (whole, around) in wanted.items():
-        if whole:
-            placement.load({sid: keys[sid] for sid in whole})
-        if around:
-            placement.load_around({sid: keys[sid] for sid in around})
-        placement.settle_figures()
+            if got is not None and got[0] <= lo and hi <= got[1]:
+                self.covered.append(sid)
+            else:
+                self.missing[sid] = (lo, hi)
+
+    async def read(
+        self,
+        conn: AsyncConnection,
+        user_id: str,
+        read_ahead: Mapping[str, list[tuple[int, str, str]]],
+    ) -> dict[str, list[tuple[int, str, str]]]:
+        """The keys :meth:`settle` needs: those read ahead (``read_ahead``, by session)
+        where they cover them, the ``missing`` read here."""
+        keys = {sid: read_ahead[sid] for sid in self.covered}
+        if self.missing:
+            keys.update(await sessions_store.message_keys_around(conn, user_id, self.missing))
+        return keys
+
+    def settle(self, keys: Mapping[str, list[tuple[int, str, str]]]) -> None:
+        """Settle every placement's figures from the stored messages' ``keys``
+        (:meth:`read`), without the database."""
+        for placement, (whole, around) in self.wanted.items():
+            if whole:
+                placement.load({sid: keys[sid] for sid in whole})
+            if around:
+                placement.load_around({sid: keys[sid] for sid in around})
+            placement.settle_figures()
 
 
 async def _resolve_contacts(

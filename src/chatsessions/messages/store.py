@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -971,33 +971,52 @@ async def write(
 
     ``after``: the statement running on ``conn`` (``db.sent_ahead``), awaited once this
     write's parameters are made, before its own statement."""
-    if conn.dialect.name == "postgresql":
-        parts = write_parts(writes)
-        one_row = one_row_parts(writes)
-        end_probes = probes and bool(parts) and is_probes(parts, one_row)
-        params = pg_params(user_id, writes, now_ms, one_row=one_row) if parts else {}
-        if after is not None:
-            await after
-        if probes and not end_probes:  # e.g. a replay, which writes nothing
-            await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
-        if parts:
-            inserted = (
-                len(writes.contacts)
-                + len(writes.messages)
-                + len(writes.inserted)
-                + len(writes.outbox)
-            )
-            generic_checks = inserted >= _GENERIC_CHECKS_FROM
-            stmt = _write_pg(parts, generic_checks, one_row, end_probes)
-            [row] = await fetch_rows(conn, stmt, params)
-            if "changed" in one_row and writes.updated and row[-1] != len(writes.updated):
-                raise Raced(f"session {writes.updated[0].id} changed under the write")
-            if generic_checks:
-                await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
-    else:
-        if after is not None:
-            await after
-        await _write_sqlite(conn, user_id, writes, now_ms)
+    send = prepare_write(conn, user_id, writes, now_ms=now_ms, probes=probes)
+    if after is not None:
+        await after
+    await send()
+
+
+def prepare_write(
+    conn: AsyncConnection, user_id: str, writes: Writes, *, now_ms: int, probes: bool = False
+) -> Callable[[], Awaitable[None]]:
+    """:func:`write` in two steps: its parameters made now (PostgreSQL), its statement
+    sent when the function returned is called (e.g. the moment the connection's statement
+    before it ends)."""
+    if conn.dialect.name != "postgresql":
+        return functools.partial(_write_sqlite, conn, user_id, writes, now_ms)
+    parts = write_parts(writes)
+    one_row = one_row_parts(writes)
+    end_probes = probes and bool(parts) and is_probes(parts, one_row)
+    params = pg_params(user_id, writes, now_ms, one_row=one_row) if parts else {}
+    return functools.partial(
+        _send_write_pg, conn, writes, parts, one_row, params, probes, end_probes
+    )
+
+
+async def _send_write_pg(
+    conn: AsyncConnection,
+    writes: Writes,
+    parts: tuple[str, ...],
+    one_row: frozenset[str],
+    params: dict[str, Any],
+    probes: bool,
+    end_probes: bool,
+) -> None:
+    if probes and not end_probes:  # e.g. a replay, which writes nothing
+        await fetch_rows(conn, _END_PROBES_ALONE_PG, {})
+    if not parts:
+        return
+    inserted = (
+        len(writes.contacts) + len(writes.messages) + len(writes.inserted) + len(writes.outbox)
+    )
+    generic_checks = inserted >= _GENERIC_CHECKS_FROM
+    stmt = _write_pg(parts, generic_checks, one_row, end_probes)
+    [row] = await fetch_rows(conn, stmt, params)
+    if "changed" in one_row and writes.updated and row[-1] != len(writes.updated):
+        raise Raced(f"session {writes.updated[0].id} changed under the write")
+    if generic_checks:
+        await fetch_rows(conn, _RESTORE_PLAN_MODE, {"mode": row[1]})
 
 
 def _nulls_as_null(params: dict[str, Any]) -> dict[str, Any]:

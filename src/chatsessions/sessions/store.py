@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -55,6 +55,7 @@ __all__ = [
     "message_keys_around",
     "messages_for_sessions",
     "neighbours",
+    "read_message_keys_around",
     "refigure_all_sessions",
     "update_session",
 ]
@@ -408,9 +409,17 @@ async def message_keys_around(
     before ``lo`` to its first after ``hi`` (from its start, to its end, when there is
     none), every message of those times included, unordered; what
     ``sessions.figures.figures_after_inserts`` needs. ``EVERY``: the whole session."""
-    out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in windows}
+    return (await read_message_keys_around(conn, user_id, windows))()
+
+
+async def read_message_keys_around(
+    conn: AsyncConnection, user_id: str, windows: Mapping[str, tuple[int, int]]
+) -> Callable[[], dict[str, list[tuple[int, str, str]]]]:
+    """:func:`message_keys_around` in two steps: the statement, then (the function
+    returned) the answer made of its rows, so that a caller may send its next statement
+    between the two (a batch's ~10,000 keys take ~3 ms to make)."""
     if not windows:
-        return out
+        return dict
     ids = list(windows)
     if conn.dialect.name == "postgresql":
         params: dict[str, Any] = {
@@ -420,14 +429,20 @@ async def message_keys_around(
             "his": joined_numbers([windows[sid][1] for sid in ids]),
         }
         # A row per session, its messages in three arrays (no messages: NULLs).
-        for session_id, times, message_ids, inbound in await fetch_rows(
-            conn, _MESSAGE_KEYS_AROUND_PG, params
-        ):
-            if times is not None:
-                out[session_id] = list(
-                    zip(times, message_ids, map(_DIRECTION_OF.__getitem__, inbound), strict=True)
-                )
-        return out
+        pg_rows = await fetch_rows(conn, _MESSAGE_KEYS_AROUND_PG, params)
+
+        def pg_keys() -> dict[str, list[tuple[int, str, str]]]:
+            out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in ids}
+            for session_id, times, message_ids, inbound in pg_rows:
+                if times is not None:
+                    out[session_id] = list(
+                        zip(
+                            times, message_ids, map(_DIRECTION_OF.__getitem__, inbound), strict=True
+                        )
+                    )
+            return out
+
+        return pg_keys
     rows = await sqlite_fetch(
         conn,
         _MESSAGE_KEYS_AROUND_SQLITE,
@@ -436,9 +451,14 @@ async def message_keys_around(
             "windows": orjson.dumps([[sid, *windows[sid]] for sid in ids]).decode(),
         },
     )
-    for session_id, ts_ms, message_id, direction in rows:
-        out[session_id].append((ts_ms, message_id, direction))
-    return out
+
+    def sqlite_keys() -> dict[str, list[tuple[int, str, str]]]:
+        out: dict[str, list[tuple[int, str, str]]] = {sid: [] for sid in ids}
+        for session_id, ts_ms, message_id, direction in rows:
+            out[session_id].append((ts_ms, message_id, direction))
+        return out
+
+    return sqlite_keys
 
 
 _DIRECTION_OF = {True: "inbound", False: "outbound"}
