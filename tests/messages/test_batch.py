@@ -352,10 +352,27 @@ async def test_a_batch_stores_every_text_as_sent(client, tenant: Tenant) -> None
     assert [r["messageId"] for r in again] == [r["messageId"] for r in results]
 
 
-async def test_a_batch_finds_or_creates_each_inline_contact_once(client, tenant: Tenant) -> None:
+# The contacts a batch creates written with the rest (one statement), in a statement of
+# their own before it (messages.service.CONTACTS_AHEAD_FROM, PostgreSQL), and with the
+# messages also written ahead of the sessions (WRITE_AHEAD_FROM).
+@pytest.mark.parametrize(
+    ("contacts_ahead_from", "write_ahead_from"),
+    [(10**9, 10**9), (2, 10**9), (2, 2)],
+    ids=["one write", "contacts ahead", "contacts and messages ahead"],
+)
+async def test_a_batch_finds_or_creates_each_inline_contact_once(
+    client,
+    tenant: Tenant,
+    monkeypatch: pytest.MonkeyPatch,
+    contacts_ahead_from: int,
+    write_ahead_from: int,
+) -> None:
     """Items naming their contact inline: one contact per person whatever the spelling of
     the number (normalised once, when the item is checked), an existing contact found,
     each new one made with an id of its own."""
+    monkeypatch.setattr(messages_service, "CONTACTS_AHEAD_FROM", contacts_ahead_from)
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", write_ahead_from)
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)
     known = await make_contact(client, tenant.auth, phoneNumber="+15550104444")
     spellings = ["+1 555-010-0001", "15550100001", "0015550100001", "+1 (555) 010 0001"]
     new_numbers = [f"+1555020{n:04d}" for n in range(40)]

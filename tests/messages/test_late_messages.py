@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from chatsessions import tables
 from chatsessions.contacts import service as contacts_service
-from chatsessions.contacts.schemas import ContactIn
+from chatsessions.contacts.schemas import ContactFields, ContactIn
 from chatsessions.db import Database
 from chatsessions.messages import placement as placement_module
 from chatsessions.messages import service as messages_service
@@ -186,17 +186,21 @@ async def test_the_messages_a_batch_needs_are_read_while_it_is_placed(
 )
 # Written ahead (PostgreSQL): the batch's messages in a statement of their own, sent once
 # its reads are done (messages.service.WRITE_AHEAD_FROM): a read after it would find
-# them, and count them twice in the figures.
-@pytest.mark.parametrize("ahead", [False, True], ids=["one write", "written ahead"])
+# them, and count them twice in the figures. The contacts it creates may go before them
+# (CONTACTS_AHEAD_FROM), sent after the read ahead: a read the guess missed waits for them.
+@pytest.mark.parametrize(
+    "ahead", ["one write", "written ahead", "contacts ahead", "contacts and messages ahead"]
+)
 async def test_figures_are_right_whatever_was_read_ahead(
-    database: Database, monkeypatch: pytest.MonkeyPatch, guess: str, ahead: bool
+    database: Database, monkeypatch: pytest.MonkeyPatch, guess: str, ahead: str
 ) -> None:
     # The read ahead is a guess: a wrong one costs a statement, never a wrong figure.
-    if ahead:
-        monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", 2)
-        monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)
-    else:
-        monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", 10**9)
+    messages_ahead = ahead in ("written ahead", "contacts and messages ahead")
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_FROM", 2 if messages_ahead else 10**9)
+    monkeypatch.setattr(messages_service, "WRITE_AHEAD_STALE_FROM", 0)
+    monkeypatch.setattr(
+        messages_service, "CONTACTS_AHEAD_FROM", 1 if "contacts" in ahead else 10**9
+    )
     tenant = await create_tenant(database, timeout_minutes=60, now_ms=BASE - MIN)
     contact_ids, history = await _contacts_with_history(database, tenant.user_id, 7)
     untouched = contact_ids.pop()  # not in the batch
@@ -230,11 +234,23 @@ async def test_figures_are_right_whatever_was_read_ahead(
 
     monkeypatch.setattr(messages_service, "figures_likely_wanted", wrong)
     monkeypatch.setattr(sessions_store, "read_message_keys_around", counted)
-    await _ingest(database, tenant.user_id, _late_batch(contact_ids))
+    # Two contacts created by the batch, one of them with two messages.
+    created = [
+        MessageIn(
+            contact=ContactFields(phoneNumber=phone),
+            direction=d,
+            timestamp=BASE + 3 * MIN,
+            externalId=f"new-{n}",
+        )
+        for n, (phone, d) in enumerate(
+            [("+15550170001", "inbound"), ("+15550170002", "inbound"), ("+15550170002", "outbound")]
+        )
+    ]
+    await _ingest(database, tenant.user_id, _late_batch(contact_ids) + created)
 
     assert await check_stored_figures(database, tenant.user_id) == (
-        7,
-        6 * 8 + 4 + 3 * 2 * AROUND_FROM,
+        7 + 2,
+        6 * 8 + 4 + 3 * 2 * AROUND_FROM + 3,
     )
     # Whatever was read ahead, every session the batch touched was read after it,
     # but where the read ahead covered it (never, here).

@@ -32,6 +32,7 @@ from chatsessions.webhooks import outbox
 T = TypeVar("T")
 __all__ = [
     "ANSWER_WHILE_WRITING_FROM",
+    "CONTACTS_AHEAD_FROM",
     "GENERIC_PLANS",
     "MAX_FUTURE_MS",
     "WRITE_AHEAD_FROM",
@@ -57,6 +58,13 @@ WRITE_AHEAD_FROM = 64
 it creates) in a statement of their own, sent once every message is placed, while the
 figures are settled and the sessions' rows made: the rest follows in a second statement.
 For fewer, the round trips the second statement adds cost more than the overlap gains."""
+CONTACTS_AHEAD_FROM = 64
+"""Contacts created by a request (PostgreSQL) from which their rows are written in a
+statement of their own, sent once the request's read ahead is done, while its messages
+are placed; the rest follows it. Shape e of bench/ingest_shapes.py (1,000 new contacts a
+batch) placed its messages for ~18 ms while the database waited, then wrote contacts,
+sessions and messages in one statement."""
+
 WRITE_AHEAD_STALE_FROM = 32
 """Stored sessions whose figures a request makes stale (messages inserted among theirs:
 the figures are recomputed from stored messages read) from which it writes its messages
@@ -201,8 +209,13 @@ async def ingest(
     # once every message is placed (the sessions follow in a second statement).
     ahead: Writes | None = None
     write_ahead = None
+    # Many contacts created: their rows go first, in a statement of their own sent as the
+    # messages are placed (CONTACTS_AHEAD_FROM).
+    contacts_ahead = None
+    if len(new_contacts) >= CONTACTS_AHEAD_FROM and conn.dialect.name == "postgresql":
+        contacts_ahead = Writes(contacts=new_contacts)
     if len(items) >= WRITE_AHEAD_FROM and conn.dialect.name == "postgresql":
-        ahead = Writes(contacts=new_contacts)
+        ahead = Writes(contacts=new_contacts if contacts_ahead is None else [])
 
         def write_ahead(placements: Iterable[ContactPlacement]) -> Callable[[], Awaitable[None]]:
             assert ahead is not None
@@ -212,7 +225,19 @@ async def ingest(
 
     async with contextlib.AsyncExitStack() as pending:
         placed = await _place(
-            conn, user_id, items, contact_ids, loaded, state, now_ms, times, write_ahead, pending
+            conn,
+            user_id,
+            items,
+            contact_ids,
+            loaded,
+            state,
+            now_ms,
+            times,
+            write_ahead,
+            pending,
+            None
+            if contacts_ahead is None
+            else messages_store.prepare_write(conn, user_id, contacts_ahead, now_ms=now_ms),
         )
         # Every contact locked here may see its sessions change: the write moves the
         # write_seq of those whose single messages may be written without the lock (what
@@ -223,9 +248,9 @@ async def ingest(
         seqs = loaded.write_seqs
         enables = len(items) == 1 and items[0].contact_id is not None and not loaded.subscriptions
         # What went ahead, if it went (not for few stale figures: WRITE_AHEAD_STALE_FROM).
-        written = ahead if placed.written_ahead is not None else None
+        written = ahead if placed.messages_ahead else None
         writes = Writes(
-            contacts=new_contacts if written is None else [],
+            contacts=new_contacts if written is None and contacts_ahead is None else [],
             bumped=sorted(
                 c for c in state.sessions if c not in created and (enables or seqs.get(c, 1) > 0)
             ),
@@ -240,24 +265,27 @@ async def ingest(
         if len(items) < ANSWER_WHILE_WRITING_FROM:
             await writing
             results = placed.results()
-            _count_writes(user_id, writes, written)
+            _count_writes(user_id, writes, written, contacts_ahead)
         else:
             async with sent_ahead(writing):
                 results = placed.results()
-                _count_writes(user_id, writes, written)
+                _count_writes(user_id, writes, written, contacts_ahead)
                 # The request's working objects (~10^5 for 1,000 messages: placements, the
                 # state read, the rows made) are freed while the write runs: at the return
                 # they took ~6 ms in series before the commit (bench/ingest-findings.md).
                 del placed, state, times, ranges, writes, written, ahead, write_ahead
+                del contacts_ahead
     return results
 
 
-def _count_writes(user_id: str, writes: Writes, ahead: Writes | None = None) -> None:
+def _count_writes(user_id: str, *written: Writes | None) -> None:
+    """Report the rows a request's writes insert (planner_stats)."""
+    done = [w for w in written if w is not None]
     planner_stats.count_writes(
         user_id,
-        contacts=len(writes.contacts) + (len(ahead.contacts) if ahead else 0),
-        sessions=len(writes.inserted),
-        messages=len(writes.messages) + (len(ahead.messages) if ahead else 0),
+        contacts=sum(len(w.contacts) for w in done),
+        sessions=sum(len(w.inserted) for w in done),
+        messages=sum(len(w.messages) for w in done),
     )
 
 
@@ -273,8 +301,10 @@ class _Placement:
     placed: dict[int, tuple[str, Placed]]
     replayed: dict[int, StoredExternal]
     repeat_of: dict[int, int]
-    # The statement writing the new messages ahead (_place's write_ahead), if sent.
+    # The last statement sent ahead on the connection (the contacts', the messages'), if
+    # any; whether the messages went ahead (_place's write_ahead).
     written_ahead: asyncio.Task[None] | None = None
+    messages_ahead: bool = False
 
     def collect(self, writes: Writes, *, messages: bool = True) -> None:
         """Add the net result of every contact's placement to ``writes`` (``messages``:
@@ -308,6 +338,7 @@ async def _place(
     write_ahead: Callable[[Iterable[ContactPlacement]], Callable[[], Awaitable[None]]]
     | None = None,
     pending: contextlib.AsyncExitStack | None = None,
+    write_contacts: Callable[[], Awaitable[None]] | None = None,
 ) -> _Placement:
     """Apply the session rule to the request's messages, in request order, against the
     state read (``state.sessions``: every contact of the request), emitting events for
@@ -346,6 +377,11 @@ async def _place(
     async with sent_ahead(
         sessions_store.read_message_keys_around(conn, user_id, guess) if guess else None
     ) as reading:
+        # The contacts created go next, once the read is done (a connection runs one
+        # statement at a time): what reads after them waits for them.
+        contacts_sent = None
+        if write_contacts is not None:
+            contacts_sent = await send_ahead(_after(reading, write_contacts))
         # Replays (of a stored message, or of an earlier item of this request): found once
         # the read is sent, as is all that follows.
         first_of: dict[str, int] = {}
@@ -376,6 +412,8 @@ async def _place(
             if where is None:  # a re-cut: read the stored messages it needs, then place
                 if reading is not None and read_ahead is None:
                     read_ahead = (await reading)()  # the connection's statement first
+                if contacts_sent is not None:
+                    await contacts_sent
                 wanted = await sessions_store.message_keys(conn, user_id, placement.wanted)
                 placement.load(wanted)
                 where = placement.place(message_id, msg.ts_ms, msg.direction)
@@ -408,17 +446,42 @@ async def _place(
         if reading is not None and read_ahead is None:
             keys_read = await reading
             if send is not None:
-                writing = await send_ahead(send)
+                writing = await send_ahead(_after(contacts_sent, send))
     if read_ahead is None:
         read_ahead = keys_read()
+    if figures.missing and contacts_sent is not None:
+        await contacts_sent
     keys = await figures.read(conn, user_id, read_ahead)
     if writes_ahead and writing is None:  # after the reads the guess missed
         assert write_ahead is not None
-        writing = await send_ahead(send or write_ahead(contacts.values()))
+        writing = await send_ahead(_after(contacts_sent, send or write_ahead(contacts.values())))
     figures.settle(keys)
     return _Placement(
-        items, now_ms, contact_ids, contacts, fresh, placed, replayed, repeat_of, writing
+        items,
+        now_ms,
+        contact_ids,
+        contacts,
+        fresh,
+        placed,
+        replayed,
+        repeat_of,
+        writing or contacts_sent,
+        messages_ahead=writing is not None,
     )
+
+
+def _after(
+    previous: asyncio.Task[Any] | None, send: Callable[[], Awaitable[None]]
+) -> Callable[[], Awaitable[None]]:
+    """``send``, once ``previous`` (the connection's statement before it) is done."""
+    if previous is None:
+        return send
+
+    async def sent() -> None:
+        await previous
+        await send()
+
+    return sent
 
 
 def _times_by_contact(items: list[NewMessage], contact_ids: list[str]) -> dict[str, list[int]]:
