@@ -7,10 +7,11 @@ Creates a fresh database (``chatsessions_plans``), migrates it, and grows one te
 history with the service's own ingest (1,000-message batches, time-sorted over 300
 contacts, each with an ``externalId``). At each size in ``--sizes`` (stored messages) it
 sends one probe batch (500 replayed ``externalId``s, 500 new messages), then a batch of
-100 messages naming their contacts by phone (50 new contacts, 50 found: the lookup by
-phone and the write that inserts contacts), then a single message (the write's one-row
-form), then 100 late messages among 100 contacts' stored ones (the messages written ahead
-of the sessions, in a statement of their own), through
+100 messages naming their contacts by phone (70 new contacts, 30 found: the lookup by
+phone, and the statement that inserts the contacts ahead of the rest, as from
+``messages.service.CONTACTS_AHEAD_FROM`` new contacts), then a single message (the
+write's one-row form), then 100 late messages among 100 contacts' stored ones (the
+messages written ahead of the sessions, in a statement of their own), through
 ``messages.service.ingest`` in the same kind of transaction as the HTTP routes, with
 PostgreSQL's ``auto_explain`` logging every statement's ``EXPLAIN (ANALYZE, BUFFERS)``
 to this client: the plans shown are those the service executed, with the plan cache
@@ -85,11 +86,11 @@ def _items(
 
 
 def _inline_items(start_ms: int, round_: int) -> list[messages_service.NewMessage]:
-    """50 messages from new contacts (phones of round ``round_``) and 50 from the contacts
-    the previous round created (the first round: created by its first 50 items)."""
+    """70 messages from new contacts (phones of round ``round_``) and 30 from the contacts
+    the previous round created (the first round: created by its first 30 items)."""
     found = round_ - 1 if round_ > 0 else round_
-    phones = [f"+1555{round_:03d}{n:04d}" for n in range(50)]
-    phones += [f"+1555{found:03d}{n:04d}" for n in range(50)]
+    phones = [f"+1555{round_:03d}{n:04d}" for n in range(70)]
+    phones += [f"+1555{found:03d}{n:04d}" for n in range(30)]
     return [
         messages_service.prepare_message(
             MessageIn(
@@ -234,7 +235,7 @@ async def main() -> None:
         print(f"{size:>9} stored: contacts-by-phone batch {took_ms:.1f} ms")
         report.append(
             f"\n### {size:,} stored messages: 100 messages naming their contacts by phone "
-            f"(50 new, 50 found): {took_ms:.1f} ms\n"
+            f"(70 new, 30 found): {took_ms:.1f} ms\n"
         )
         report += _plans(logged)
         took_ms = await timed(_items(base_ms + stored * MIN // 10, 1, contacts, first=stored))
