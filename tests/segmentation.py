@@ -1,6 +1,6 @@
 """What the concurrency tests check after the writers are done: the stored sessions are the
-offline segmentation of the stored messages, with no orphan, duplicate or miscounted
-session row."""
+offline segmentation of each contact's stored messages, with no orphan, duplicate or
+miscounted session row."""
 
 from __future__ import annotations
 
@@ -18,10 +18,15 @@ async def assert_offline_segmentation(db: Database, user_id: str) -> set[str]:
     async with db.read() as conn:
         history = await settings_service.timeout_history(conn, user_id)
         rows = (
-            await conn.execute(select(m.id, m.ts_ms, m.session_id).where(m.user_id == user_id))
+            await conn.execute(
+                select(m.id, m.ts_ms, m.session_id, m.contact_id).where(m.user_id == user_id)
+            )
         ).all()
         counts = (await conn.execute(select(s.message_count).where(s.user_id == user_id))).all()
-    expected = rule.segment([(r.ts_ms, r.id) for r in rows], [], history)
+    by_contact: dict[str, list[tuple[int, str]]] = {}
+    for r in rows:
+        by_contact.setdefault(r.contact_id, []).append((r.ts_ms, r.id))
+    expected = [seg for keys in by_contact.values() for seg in rule.segment(keys, [], history)]
     got: dict[str, list[tuple[int, str]]] = {}
     for r in rows:
         got.setdefault(r.session_id, []).append((r.ts_ms, r.id))

@@ -6,6 +6,7 @@ import asyncio
 import random
 from typing import Any
 
+import pytest
 from sqlalchemy import select
 
 from chatsessions import tables
@@ -110,6 +111,58 @@ async def test_concurrent_writers_creating_one_contact_inline_find_one_contact(
     stored = await assert_offline_segmentation(database, tenant.user_id)
     assert stored == {mid for ids in acknowledged for mid in ids}
     assert len(stored) == WRITERS * 20
+
+
+# The contacts a batch creates inserted with the rest, or in a statement of their own
+# before it (messages.service.CONTACTS_AHEAD_FROM, PostgreSQL), where the race is lost.
+@pytest.mark.parametrize("contacts_ahead_from", [2, 10**9], ids=["contacts ahead", "one write"])
+async def test_concurrent_batches_creating_the_same_contacts_inline_find_one_each(
+    database: Database, monkeypatch: pytest.MonkeyPatch, contacts_ahead_from: int
+) -> None:
+    """Batches that each name the same new contacts by phone: one contact per phone, every
+    acknowledged message stored once, cut as one writer would have cut them."""
+    monkeypatch.setattr(messages_service, "CONTACTS_AHEAD_FROM", contacts_ahead_from)
+    tenant = await create_tenant(database)
+    phones = [f"+1555000{n:04d}" for n in range(8)]
+    rng = random.Random(17)
+    plans = [
+        [
+            [(rng.choice(phones), T0 - rng.randrange(0, 6 * 60) * MIN) for _ in range(20)]
+            for _ in range(4)
+        ]
+        for _ in range(4)
+    ]
+
+    async def writer(batches: list[list[tuple[str, int]]]) -> list[str]:
+        ids: list[str] = []
+        for batch in batches:
+            items = [
+                messages_service.prepare_message(
+                    MessageIn(
+                        contact=ContactFields(phoneNumber=phone),
+                        direction="inbound",
+                        timestamp=ts,
+                        content="x",
+                    ),
+                    now_ms=T0,
+                )
+                for phone, ts in batch
+            ]
+            stored = await messages_service.store_messages(
+                database, user_id=tenant.user_id, items=items, now_ms=T0
+            )
+            ids += [s.message_id for s in stored]
+        return ids
+
+    acknowledged = await asyncio.gather(*(writer(p) for p in plans))
+
+    c = tables.contacts.c
+    async with database.read() as conn:
+        contacts = (await conn.execute(select(c.phone).where(c.user_id == tenant.user_id))).all()
+    assert sorted(phone for (phone,) in contacts) == phones
+    stored = await assert_offline_segmentation(database, tenant.user_id)
+    assert stored == {mid for ids in acknowledged for mid in ids}
+    assert len(stored) == 4 * 4 * 20
 
 
 async def test_singles_without_the_lock_and_batches_under_it_give_the_sequential_sessions(
