@@ -6,6 +6,7 @@ import operator
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import orjson
 from sqlalchemy import BigInteger, Boolean, String, delete, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -17,6 +18,7 @@ from chatsessions.db import (
     pg_joined_numbers,
     pg_json_texts,
     sqlite_executemany,
+    sqlite_fetch,
 )
 
 __all__ = [
@@ -114,37 +116,32 @@ async def find_contacts_by(
     conn: AsyncConnection, user_id: str, *, field: str, values: Sequence[str]
 ) -> dict[str, ContactRow]:
     """The caller's contacts whose ``field`` (phone, email, external_id) is one of
-    ``values``, by that value (a unique index probe each, 500 values a statement)."""
-    column = {"phone": c.phone, "email": c.email, "external_id": c.external_id}[field]
+    ``values``, by that value (one statement, a unique index probe a value)."""
     found: dict[str, ContactRow] = {}
     unique = sorted(set(values))
     if conn.dialect.name == "postgresql":
         # One statement on the driver, the values as one array: a batch creating 1,000
         # contacts by phone spent ~8 ms in SQLAlchemy's two 500-value IN lists.
-        params = {"user_id": user_id, "values": unique}
-        for row in await fetch_rows(conn, _FIND_BY_PG[field], params):
-            contact = ContactRow(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6],
-                row[7],
-                row[8],
-                bool(row[9]),
-                bool(row[10]),
-                row[11],
-            )
-            found[getattr(contact, field)] = contact
-        return found
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        rows = await conn.execute(select(*_COLUMNS).where(c.user_id == user_id, column.in_(chunk)))
-        for row in rows:
-            contact = ContactRow.from_row(row)
-            found[getattr(contact, field)] = contact
+        rows = await fetch_rows(conn, _FIND_BY_PG[field], {"user_id": user_id, "values": unique})
+    else:  # the same on SQLite, the values as one JSON array (~2 ms of such a batch)
+        params = {"user_id": user_id, "values": orjson.dumps(unique).decode()}
+        rows = await sqlite_fetch(conn, _FIND_BY_SQLITE[field], params)
+    for row in rows:
+        contact = ContactRow(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            bool(row[9]),
+            bool(row[10]),
+            row[11],
+        )
+        found[getattr(contact, field)] = contact
     return found
 
 
@@ -158,6 +155,15 @@ _FIND_BY_PG = {
         f"SELECT {', '.join(col.name for col in _COLUMNS)} FROM contacts "
         f"WHERE user_id = :user_id AND {field} BETWEEN k.v AND k.v AND {field} IS NOT NULL "
         f"ORDER BY {field} LIMIT 1) AS c"
+    )
+    for field in ("phone", "email", "external_id")
+}
+# SQLite: a probe of the identifier's unique constraint (its index) per value.
+_FIND_BY_SQLITE = {
+    field: (
+        f"SELECT {', '.join('c.' + col.name for col in _COLUMNS)} "
+        f"FROM json_each(:values) AS k CROSS JOIN contacts AS c "
+        f"WHERE c.user_id = :user_id AND c.{field} = k.value"
     )
     for field in ("phone", "email", "external_id")
 }
