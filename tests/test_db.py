@@ -394,6 +394,28 @@ async def test_sqlite_connections_checkpoint_the_wal_at_the_configured_size(
         await database.dispose()
 
 
+@pytest.mark.parametrize("mib", [None, 8])
+async def test_sqlite_connections_keep_the_configured_page_cache(
+    tmp_path: Any, mib: int | None
+) -> None:
+    """CHATSESSIONS_SQLITE_CACHE_MIB reaches every connection (64 MiB by default, not
+    SQLite's 2 MiB, which a batch's index pages outgrew)."""
+    url = f"sqlite:///{tmp_path / 'cache.db'}"
+    settings = (
+        Settings(database_url=url)
+        if mib is None
+        else Settings(database_url=url, sqlite_cache_mib=mib)
+    )
+    database = Database(settings)
+    try:
+        async with database.read() as reader, database.write() as writer:
+            for conn in (reader, writer):
+                [(value,)] = (await conn.execute(text("PRAGMA cache_size"))).all()
+                assert value == -1024 * (64 if mib is None else mib)  # negative: KiB
+    finally:
+        await database.dispose()
+
+
 _SLOW_PG = text("SELECT 1 FROM pg_sleep(0.05)")
 
 

@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     # large batch checkpointed, writing the same index pages again and again, and batches
     # grew ~2.8x slower from 0 to 1,000,000 messages (bench/findings.md, eleventh round).
     sqlite_wal_autocheckpoint: int = Field(default=30_000, ge=0)
+    # SQLite: each connection's page cache, in MiB (PRAGMA cache_size; SQLite's own default
+    # is 2 MiB). A batch's inserts touch pages all over five message indexes (random
+    # externalIds, each contact's sessions): with 2 MiB they were read back from the file
+    # again and again once the database outgrew it (bench/ingest-findings.md, 21st round).
+    # Filled only as pages are read, up to this much per connection of the pool.
+    sqlite_cache_mib: int = Field(default=64, ge=1)
     allow_user_id_auth: bool = True
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit: str | None = None

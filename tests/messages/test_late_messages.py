@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import select
 
 from chatsessions import tables
+from chatsessions.config import Settings
 from chatsessions.contacts import service as contacts_service
 from chatsessions.contacts.schemas import ContactFields, ContactIn
-from chatsessions.db import Database
+from chatsessions.db import Database, migrate
 from chatsessions.messages import placement as placement_module
 from chatsessions.messages import service as messages_service
 from chatsessions.messages.placement import AROUND_FROM, ContactPlacement
@@ -291,3 +292,33 @@ def test_the_guess_names_the_sessions_messages_land_inside(
     ]
     history = TimeoutHistory.constant(1_000)
     assert placement_module.figures_likely_wanted(sessions, times, history) == expected
+
+
+async def test_sqlite_reads_the_figures_message_keys_from_the_index_alone(tmp_path: Any) -> None:
+    # The reads of a session's message keys (time, id, direction) for its figures are
+    # served by ix_messages_session_keys without a lookup of each message's row, which
+    # cost half of a batch's read ahead (shape a of bench/ingest_shapes.py). SQLite's
+    # index, on a database the migrations built; PostgreSQL's reads are planned in
+    # test_probe_plans.
+    settings = Settings(database_url=f"sqlite:///{tmp_path / 'keys.db'}")
+    await migrate(settings)
+    database = Database(settings)
+    reads = {
+        "around": (
+            sessions_store._MESSAGE_KEYS_AROUND_SQLITE,
+            {"user_id": "u", "windows": '[["s", 1, 2]]'},
+        ),
+        "whole": (sessions_store._MESSAGE_KEYS_SQLITE, {"user_id": "u", "ids": '["s"]'}),
+    }
+    try:
+        async with database.read() as conn:
+            for name, (sql, params) in reads.items():
+                plan = await conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params)
+                details = [row[-1] for row in plan]
+                searches = [d for d in details if d.startswith("SEARCH")]
+                # around: the bounds before and after, then the range; whole: the range
+                assert len(searches) == (3 if name == "around" else 1), (name, details)
+                for detail in searches:
+                    assert "USING COVERING INDEX ix_messages_session_keys" in detail, (name, detail)
+    finally:
+        await database.dispose()

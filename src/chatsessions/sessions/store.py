@@ -309,8 +309,8 @@ async def message_keys(
             out[session_id].append((ts_ms, message_id, direction))
         return out
     # SQLite: one statement on the driver (the ids as one JSON array driving probes of
-    # ix_messages_session_ts): SQLAlchemy's expanding IN and row processing cost ~1 us a
-    # row here, and a request of shape a reads thousands.
+    # ix_messages_session_keys, which holds every column read): SQLAlchemy's expanding IN
+    # and row processing cost ~1 us a row here, and a request of shape a reads thousands.
     rows = await sqlite_fetch(
         conn,
         _MESSAGE_KEYS_SQLITE,
