@@ -372,46 +372,31 @@ async def test_sqlite_a_write_cancelled_while_its_begin_waits_leaves_no_transact
         await database.dispose()
 
 
-@pytest.mark.parametrize("pages", [None, 500])
-async def test_sqlite_connections_checkpoint_the_wal_at_the_configured_size(
-    tmp_path: Any, pages: int | None
+# (setting, value set, PRAGMA, what the PRAGMA reads by default, and with the value set)
+_SQLITE_PRAGMAS = {
+    # 30,000 pages, not SQLite's 1,000: large loads slowed down ~2.8x as the database grew.
+    "wal_autocheckpoint": ("sqlite_wal_autocheckpoint", 500, 30_000, 500),
+    # 64 MiB, not SQLite's 2 MiB, which a batch's index pages outgrew (negative: KiB).
+    "cache_size": ("sqlite_cache_mib", 8, -64 * 1024, -8 * 1024),
+}
+
+
+@pytest.mark.parametrize("pragma", sorted(_SQLITE_PRAGMAS))
+@pytest.mark.parametrize("configured", [False, True])
+async def test_sqlite_connections_get_the_configured_pragmas(
+    tmp_path: Any, pragma: str, configured: bool
 ) -> None:
-    """CHATSESSIONS_SQLITE_WAL_AUTOCHECKPOINT reaches every connection (30,000 pages by
-    default, not SQLite's 1,000: large loads slowed down ~2.8x as the database grew)."""
-    url = f"sqlite:///{tmp_path / 'wal.db'}"
-    settings = (
-        Settings(database_url=url)
-        if pages is None
-        else Settings(database_url=url, sqlite_wal_autocheckpoint=pages)
-    )
+    """CHATSESSIONS_SQLITE_WAL_AUTOCHECKPOINT and CHATSESSIONS_SQLITE_CACHE_MIB reach every
+    connection, reader and writer, with their defaults or as set."""
+    setting, value, default, set_to = _SQLITE_PRAGMAS[pragma]
+    url = f"sqlite:///{tmp_path / 'pragmas.db'}"
+    settings = Settings(database_url=url, **({setting: value} if configured else {}))
     database = Database(settings)
     try:
         async with database.read() as reader, database.write() as writer:
             for conn in (reader, writer):
-                [(value,)] = (await conn.execute(text("PRAGMA wal_autocheckpoint"))).all()
-                assert value == (30_000 if pages is None else pages)
-    finally:
-        await database.dispose()
-
-
-@pytest.mark.parametrize("mib", [None, 8])
-async def test_sqlite_connections_keep_the_configured_page_cache(
-    tmp_path: Any, mib: int | None
-) -> None:
-    """CHATSESSIONS_SQLITE_CACHE_MIB reaches every connection (64 MiB by default, not
-    SQLite's 2 MiB, which a batch's index pages outgrew)."""
-    url = f"sqlite:///{tmp_path / 'cache.db'}"
-    settings = (
-        Settings(database_url=url)
-        if mib is None
-        else Settings(database_url=url, sqlite_cache_mib=mib)
-    )
-    database = Database(settings)
-    try:
-        async with database.read() as reader, database.write() as writer:
-            for conn in (reader, writer):
-                [(value,)] = (await conn.execute(text("PRAGMA cache_size"))).all()
-                assert value == -1024 * (64 if mib is None else mib)  # negative: KiB
+                [(read,)] = (await conn.execute(text(f"PRAGMA {pragma}"))).all()
+                assert read == (set_to if configured else default)
     finally:
         await database.dispose()
 
