@@ -372,7 +372,8 @@ async def test_sqlite_a_write_cancelled_while_its_begin_waits_leaves_no_transact
         await database.dispose()
 
 
-# (setting, value set, PRAGMA, what the PRAGMA reads by default, and with the value set)
+# PRAGMA -> (the setting, a value to set it to, what the PRAGMA reads by default, and
+# with that value set)
 _SQLITE_PRAGMAS = {
     # 30,000 pages, not SQLite's 1,000: large loads slowed down ~2.8x as the database grew.
     "wal_autocheckpoint": ("sqlite_wal_autocheckpoint", 500, 30_000, 500),

@@ -234,13 +234,12 @@ messages = Table(
 )
 
 # A session's messages in order (time, then id). On SQLite with their direction too
-# (ix_messages_session_keys): the
-# figures' reads of a batch's sessions (sessions.store: their keys, time, id and
-# direction) are then read from the index alone, where each key otherwise cost a lookup
-# of its row: shape a's read ahead, ~600 sessions of ~20 messages, 18 -> 9 ms
-# (bench/ingest-findings.md, 21st round). PostgreSQL keeps the four columns: its reads of
-# recently written rows visit the table anyway (pages not yet all-visible), and the wider
-# index gained nothing there, alternated.
+# (ix_messages_session_keys): the figures' reads of a batch's sessions (sessions.store:
+# their keys, time, id and direction) are then read from the index alone, where each key
+# otherwise cost a lookup of its row: shape a's read ahead, ~600 sessions of ~20
+# messages, 18 -> 9 ms (bench/ingest-findings.md, 21st round). PostgreSQL keeps the four
+# columns: its reads of recently written rows visit the table anyway (pages not yet
+# all-visible), and the wider index gained nothing there, alternated.
 Index(
     "ix_messages_session_ts",
     messages.c.user_id,
